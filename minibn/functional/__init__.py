@@ -1,0 +1,20 @@
+"""Pure functions: forward(x, params...) -> (y, cache); backward(dy, cache) -> grads.
+
+No state lives here; :mod:`minibn.nn` wraps these in Modules.
+"""
+
+from .activation import (relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
+                         tanh_backward, tanh_forward)
+from .batchnorm import (batch_norm_backward, batch_norm_backward_paper, batch_norm_forward,
+                        batch_norm_inference_backward, batch_norm_inference_forward,
+                        update_running_stats)
+from .conv import col2im, conv2d_backward, conv2d_forward, im2col
+from .dropout import dropout_backward, dropout_forward
+from .groupnorm import group_norm_backward, group_norm_forward
+from .layernorm import layer_norm_backward, layer_norm_forward
+from .linear import linear_backward, linear_forward
+from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+
+__all__ = [name for name in dir() if name.endswith(("_forward", "_backward", "_paper"))] + [
+    "im2col", "col2im", "update_running_stats"]

@@ -1,0 +1,34 @@
+"""Layer normalization (Ba et al. 2016; EE-559 lecture 6.4): statistics per sample.
+
+PyTorch semantics: ``normalized_shape`` is the trailing shape D (e.g. (C,) or (C, H, W));
+each sample is standardized over those trailing axes with the biased variance, then
+scaled and shifted elementwise by gamma, beta of shape D. No running statistics:
+training and inference compute the same thing, and the batch size does not matter.
+"""
+
+from __future__ import annotations
+
+from ._standardize import standardize, standardize_backward
+
+
+def layer_norm_forward(x, gamma, beta, normalized_ndim, eps=1e-5):
+    """x: (*, *D) with D of ``normalized_ndim`` axes; gamma, beta: D or None.
+
+    Returns (y, cache); y has x's shape.
+    """
+    axis = tuple(range(x.ndim - normalized_ndim, x.ndim))
+    x_hat, inv_std = standardize(x, axis, eps)
+    y = x_hat * gamma + beta if gamma is not None else x_hat.copy()
+    y = y.astype(x.dtype, copy=False)
+    return y, {"x_hat": x_hat, "inv_std": inv_std, "gamma": gamma, "axis": axis, "dtype": x.dtype}
+
+
+def layer_norm_backward(dy, cache):
+    """Returns (dx, dgamma, dbeta); dgamma, dbeta (shape D) are None without affine."""
+    x_hat, gamma, axis = cache["x_hat"], cache["gamma"], cache["axis"]
+    lead = tuple(range(x_hat.ndim - len(axis)))
+    dx_hat = dy * gamma if gamma is not None else dy
+    dx = standardize_backward(dx_hat, x_hat, cache["inv_std"], axis).astype(cache["dtype"], copy=False)
+    if gamma is None:
+        return dx, None, None
+    return dx, (dy * x_hat).sum(axis=lead), dy.sum(axis=lead)

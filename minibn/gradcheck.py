@@ -1,0 +1,305 @@
+"""Gradient checking: compare a hand-written backward with central finite differences.
+
+The rules (DESIGN.md): float64, central differences, a *random* upstream gradient dy
+(with dy all ones the BN input gradient and dgamma are exactly zero, so a wrong backward
+would pass), elementwise on small shapes and along random directions on large ones.
+
+The scalar being differentiated is L = sum(y * dy), whose gradient is exactly what a
+backward receiving dy must return.
+
+Error measure, per element: |a - n| / max(|a| + |n|, floor) with a the analytic and n
+the numerical value. ``floor`` is the larger of 1e-3 of the tensor's largest |gradient|
+and noise / tol, where noise = 1e-15 * sum|y * dy| / h estimates the rounding error of
+a central difference. So elements that are tiny compared with the rest of their tensor,
+or with the resolution of the finite difference (a gradient that is exactly zero), are
+judged at that scale rather than by the relative noise of a difference of two nearly
+equal numbers. The check passes when the largest error is below ``tol`` (1e-6 by
+default; BN in float64 is typically near 1e-9).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy
+
+from . import backend
+from .backend import asnumpy, get_array_module
+
+
+class GradcheckError(AssertionError):
+    """A gradient check failed; the message names the tensor, index and both values."""
+
+
+def rel_error(a, b, floor=1e-8):
+    """max |a - b| / max(|a| + |b|, floor) over all elements (CS231n's measure)."""
+    a = asnumpy(a).astype(numpy.float64)
+    b = asnumpy(b).astype(numpy.float64)
+    return float(numpy.max(numpy.abs(a - b) / numpy.maximum(numpy.abs(a) + numpy.abs(b), floor)))
+
+
+def numerical_gradient(f, x, h=1e-6):
+    """d f(x) / dx by central differences; ``f(x)`` returns a scalar.
+
+    ``x`` is perturbed in place, one element at a time, and restored afterwards.
+    Returns an array like x (on x's device).
+    """
+    xp = get_array_module(x)
+    grad = xp.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    if flat.base is None and x.size and flat is not x:  # pragma: no cover - reshape copied
+        raise ValueError("numerical_gradient: x must be contiguous")
+    for i in range(x.size):
+        old = float(flat[i])
+        flat[i] = old + h
+        fp = float(f(x))
+        flat[i] = old - h
+        fm = float(f(x))
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * h)
+    return grad
+
+
+def _noise(y, dy, h):
+    """Rounding noise of a central difference of L = sum(y * dy) with step h."""
+    return 1e-15 * float(abs(y * dy).sum()) / h
+
+
+def _row(name, analytic, numeric, tol, noise=0.0):
+    a = asnumpy(analytic).astype(numpy.float64)
+    n = asnumpy(numeric).astype(numpy.float64)
+    if a.shape != n.shape:
+        raise GradcheckError(f"{name}: analytic gradient has shape {a.shape}, expected {n.shape}")
+    scale = max(float(numpy.abs(n).max(initial=0.0)), float(numpy.abs(a).max(initial=0.0)))
+    floor = max(1e-3 * scale, noise / tol, 1e-300)
+    err = numpy.abs(a - n) / numpy.maximum(numpy.abs(a) + numpy.abs(n), floor)
+    worst = numpy.unravel_index(int(numpy.argmax(err)), err.shape) if err.size else ()
+    e = float(err[worst]) if err.size else 0.0
+    return {"tensor": name, "max_rel_error": e, "worst_index": tuple(int(i) for i in worst),
+            "analytic": float(a[worst]) if a.size else 0.0, "numeric": float(n[worst]) if n.size else 0.0,
+            "passed": e < tol}
+
+
+def _fail_message(rows):
+    bad = [r for r in rows if not r["passed"]]
+    return "; ".join(
+        f"{r['tensor']}: max rel error {r['max_rel_error']:.3e} at index {r['worst_index']} "
+        f"(analytic {r['analytic']:.10g}, numeric {r['numeric']:.10g})" for r in bad)
+
+
+def _dy_rng(seed):
+    """The generator for dy and directions: a stream of its own, never the one that made x.
+
+    (Seeding it with the same seed as the input would make dy an affine function of x,
+    which lies in the null space of BN's input Jacobian: dx = 0, and a check that cannot fail.)
+    """
+    return numpy.random.default_rng([seed, 0x6AD])
+
+
+def _random_like(y, rng):
+    return backend.to_device(rng.standard_normal(y.shape), backend.device_of(y))
+
+
+def _directional(loss_at, tensors, grads, rng, h, tol, noise, n_dirs=3, name="directional"):
+    """Compare <grad, v> with (L(t + h v) - L(t - h v)) / 2h along random unit directions v."""
+    rows = []
+    for k in range(n_dirs):
+        vs = [rng.standard_normal(t.shape) for t in tensors]
+        norm = numpy.sqrt(sum(float((v * v).sum()) for v in vs))
+        vs = [backend.to_device(v / norm, backend.device_of(t)) for v, t in zip(vs, tensors)]
+        analytic = sum(float((g * v).sum()) for g, v in zip(grads, vs))
+        for t, v in zip(tensors, vs):
+            t += h * v
+        fp = loss_at()
+        for t, v in zip(tensors, vs):
+            t -= 2 * h * v
+        fm = loss_at()
+        for t, v in zip(tensors, vs):
+            t += h * v
+        numeric = (fp - fm) / (2 * h)
+        rows.append(_row(f"{name}[{k}]", numpy.array(analytic), numpy.array(numeric), tol, noise))
+    return rows
+
+
+def _want_elementwise(mode, tensors, max_elements):
+    if mode == "auto":
+        on_gpu = any(backend.is_gpu_array(t) for t in tensors)
+        return not on_gpu and sum(int(t.size) for t in tensors) <= max_elements
+    if mode not in ("elementwise", "directional"):
+        raise ValueError(f"mode must be 'auto', 'elementwise' or 'directional', got {mode!r}")
+    return mode == "elementwise"
+
+
+def check_function(forward, backward, inputs, dy=None, seed=0, h=1e-6, tol=1e-6, mode="auto",
+                   max_elements=4096, raise_on_fail=True):
+    """Gradient-check a pure function pair.
+
+    Args:
+        forward: ``forward(*inputs) -> (y, cache)``.
+        backward: ``backward(dy, cache) -> tuple of gradients``, one per input (None for
+            an input that gets no gradient).
+        inputs: dict name -> float64 array, in the order forward takes them.
+        dy: the upstream gradient; random normal (seeded) when None.
+        mode: "elementwise", "directional" or "auto" (elementwise up to ``max_elements``
+            input elements on the CPU, directional otherwise).
+
+    Returns a list of rows (dicts with tensor, max_rel_error, worst_index, analytic,
+    numeric, passed). Raises :class:`GradcheckError` on failure if ``raise_on_fail``.
+    """
+    names, arrays = list(inputs), list(inputs.values())
+    for n, a in zip(names, arrays):
+        if a.dtype != numpy.float64:
+            raise TypeError(f"check_function: input {n} must be float64 for a meaningful check, got {a.dtype}")
+    rng = _dy_rng(seed)
+    y, cache = forward(*arrays)
+    if dy is None:
+        dy = _random_like(y, rng)
+    grads = backward(dy, cache)
+    if not isinstance(grads, (tuple, list)):
+        grads = (grads,)
+    if len(grads) < len(arrays):
+        raise ValueError(f"check_function: backward returned {len(grads)} gradients for {len(arrays)} inputs")
+
+    def loss_at(_=None):
+        out, _c = forward(*arrays)
+        return float((out * dy).sum())
+
+    checked = [(n, a, g) for n, a, g in zip(names, arrays, grads) if g is not None]
+    noise = _noise(y, dy, h)
+    if _want_elementwise(mode, [a for _, a, _ in checked], max_elements):
+        rows = [_row(n, g, numerical_gradient(loss_at, a, h), tol, noise) for n, a, g in checked]
+    else:
+        rows = _directional(loss_at, [a for _, a, _ in checked], [g for _, _, g in checked], rng, h, tol, noise)
+    if raise_on_fail and not all(r["passed"] for r in rows):
+        raise GradcheckError(_fail_message(rows))
+    return rows
+
+
+def check_module(module, x, modes=("train", "eval"), dy=None, seed=0, h=1e-6, tol=1e-6, mode="auto",
+                 max_elements=4096, raise_on_fail=True):
+    """Gradient-check a Module: dx and the gradient of every parameter, in each mode.
+
+    The module is deep-copied and cast to float64 (the original is not touched); each
+    evaluation of the loss starts from the same copied state and the same random seed,
+    so running statistics, memories and dropout masks do not drift between evaluations.
+    Returns rows as :func:`check_function`, with tensor names like "train/x",
+    "eval/gamma".
+    """
+    if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
+        raise TypeError(f"check_module: x must be a floating-point array, got {getattr(x, 'dtype', type(x))}")
+    xp = get_array_module(x)
+    x = xp.array(x, dtype=numpy.float64, copy=True)
+    base = copy.deepcopy(module).astype(numpy.float64)
+    rows = []
+    for m_mode in modes:
+        if m_mode not in ("train", "eval"):
+            raise ValueError(f"check_module: modes must be 'train' or 'eval', got {m_mode!r}")
+        base.train(m_mode == "train")
+        snapshot = copy.deepcopy(base)
+        params = list(snapshot.named_parameters())
+        names = ["x"] + [n for n, _ in params]
+        tensors = [x] + [p.data for _, p in params]
+        rng = _dy_rng(seed)
+
+        def run(backprop_dy=None):
+            live = copy.deepcopy(snapshot)
+            backend.seed(seed)
+            y = live(x)
+            if backprop_dy is None:
+                return y, None, None
+            dx = live.backward(backprop_dy)
+            return y, dx, dict(live.named_parameters())
+
+        y, _, _ = run()
+        this_dy = _random_like(y, rng) if dy is None else dy
+        _, dx, live_params = run(this_dy)
+        grads = [dx] + [live_params[n].grad for n in names[1:]]
+        for n, g in zip(names, grads):
+            if g is None:
+                raise GradcheckError(f"{m_mode}/{n}: backward left no gradient")
+
+        def loss_at(_=None):
+            y, _, _ = run()
+            return float((y * this_dy).sum())
+
+        noise = _noise(y, this_dy, h)
+        if _want_elementwise(mode, tensors, max_elements):
+            rows += [_row(f"{m_mode}/{n}", g, numerical_gradient(loss_at, t, h), tol, noise)
+                     for n, t, g in zip(names, tensors, grads)]
+        else:
+            rows += _directional(loss_at, tensors, grads, rng, h, tol, noise, name=f"{m_mode}/directional")
+    if raise_on_fail and not all(r["passed"] for r in rows):
+        raise GradcheckError(f"{type(module).__name__}: " + _fail_message(rows))
+    return rows
+
+
+# -- the library-wide table (`minibn gradcheck`) ------------------------------------------
+
+def _offset_input(shape, rng):
+    return 5.0 * rng.standard_normal(shape) + 12.0
+
+
+def layer_cases():
+    """(name, module factory, input maker) for every layer in the library.
+
+    Later layers join here; ``minibn gradcheck`` and the test suite both use this list.
+    """
+    from . import nn
+
+    def randn(*shape):
+        return lambda rng: rng.standard_normal(shape)
+
+    def offset(*shape):
+        return lambda rng: _offset_input(shape, rng)
+
+    def with_stats(factory):
+        """A BN-like layer whose running statistics are not the trivial 0 / 1."""
+        def make():
+            layer = factory()
+            for name in ("running_mean", "running_var"):
+                if hasattr(layer, name):
+                    arr = getattr(layer, name)
+                    vals = numpy.random.default_rng(1).uniform(0.5, 2.0, arr.shape)
+                    setattr(layer, name, backend.to_device(vals.astype(arr.dtype), backend.device_of(arr)))
+            if getattr(layer, "gamma", None) is not None:
+                layer.gamma.data = layer.gamma.data * 0 + backend.to_device(
+                    numpy.random.default_rng(2).uniform(0.5, 1.5, layer.gamma.shape).astype(layer.gamma.dtype),
+                    backend.device_of(layer.gamma.data))
+                layer.beta.data = layer.beta.data * 0 + 0.3
+            return layer
+        return make
+
+    return [
+        ("Linear", lambda: nn.Linear(5, 4), randn(3, 5)),
+        ("Linear(bias=False)", lambda: nn.Linear(5, 4, bias=False), randn(3, 5)),
+        ("Conv2d", lambda: nn.Conv2d(2, 3, 3, stride=1, padding=1), randn(2, 2, 5, 5)),
+        ("Conv2d(stride=2)", lambda: nn.Conv2d(2, 3, 3, stride=2, padding=0), randn(2, 2, 6, 6)),
+        ("MaxPool2d", lambda: nn.MaxPool2d(2), randn(2, 2, 4, 4)),
+        ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), randn(2, 2, 4, 4)),
+        ("Flatten", lambda: nn.Flatten(), randn(2, 2, 3, 3)),
+        ("ReLU", lambda: nn.ReLU(), randn(4, 5)),
+        ("Sigmoid", lambda: nn.Sigmoid(), randn(4, 5)),
+        ("Tanh", lambda: nn.Tanh(), randn(4, 5)),
+        ("Dropout", lambda: nn.Dropout(0.3), randn(4, 5)),
+        ("BatchNorm1d (N, C)", with_stats(lambda: nn.BatchNorm1d(4)), offset(6, 4)),
+        ("BatchNorm1d (N, C, L)", with_stats(lambda: nn.BatchNorm1d(3)), offset(2, 3, 4)),
+        ("BatchNorm1d paper", with_stats(lambda: nn.BatchNorm1d(4, backward="paper")), offset(6, 4)),
+        ("BatchNorm1d affine=False", lambda: nn.BatchNorm1d(4, affine=False), offset(6, 4)),
+        ("BatchNorm2d", with_stats(lambda: nn.BatchNorm2d(3)), offset(2, 3, 3, 3)),
+        ("BatchNorm2d N=1", with_stats(lambda: nn.BatchNorm2d(2)), offset(1, 2, 3, 3)),
+        ("LayerNorm", with_stats(lambda: nn.LayerNorm(5)), offset(4, 5)),
+        ("LayerNorm (C, H, W)", with_stats(lambda: nn.LayerNorm((2, 3, 3))), offset(2, 2, 3, 3)),
+        ("GroupNorm", with_stats(lambda: nn.GroupNorm(2, 4)), offset(2, 4, 3, 3)),
+    ]
+
+
+def gradcheck_all(seed=0):
+    """Run check_module on every layer of :func:`layer_cases`; returns (name, row) pairs."""
+    results = []
+    for name, factory, make_x in layer_cases():
+        backend.seed(seed)
+        layer = factory()
+        x = backend.to_active(make_x(numpy.random.default_rng(seed)))
+        for row in check_module(layer, x, raise_on_fail=False, seed=seed):
+            results.append((name, row))
+    return results

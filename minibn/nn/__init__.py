@@ -1,0 +1,14 @@
+"""Stateful layers with explicit backward, on top of :mod:`minibn.functional`."""
+
+from . import init
+from .activation import Dropout, ReLU, Sigmoid, Tanh
+from .batchnorm import BatchNorm1d, BatchNorm2d
+from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
+from .linear import Linear
+from .loss import SoftmaxCrossEntropy
+from .module import Module, Parameter, Sequential
+from .normalization import GroupNorm, LayerNorm
+
+__all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
+           "ReLU", "Sigmoid", "Tanh", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
+           "SoftmaxCrossEntropy", "init"]

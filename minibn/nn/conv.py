@@ -1,0 +1,121 @@
+"""Conv2d, MaxPool2d, AvgPool2d and Flatten."""
+
+from __future__ import annotations
+
+from .. import functional as F
+from .._checks import check_dim, check_float, check_ndim, check_positive_int
+from . import init
+from .linear import _new
+from .module import Module, Parameter
+
+
+def _pair(k):
+    return (k, k) if isinstance(k, int) else tuple(k)
+
+
+class Conv2d(Module):
+    """2-d convolution by im2col. x: (N, C_in, H, W) -> y: (N, C_out, OH, OW),
+    OH = (H + 2 padding - kh) // stride + 1.
+
+    ``.weight`` is (out, in, kh, kw) and ``.bias`` (out,), PyTorch layout and default init.
+    """
+
+    can_skip_dx = True
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype="float32"):
+        super().__init__()
+        check_positive_int("in_channels", in_channels, "Conv2d")
+        check_positive_int("out_channels", out_channels, "Conv2d")
+        check_positive_int("stride", stride, "Conv2d")
+        if padding < 0:
+            raise ValueError(f"Conv2d: padding must be >= 0, got {padding}")
+        kh, kw = _pair(kernel_size)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        fan_in = in_channels * kh * kw
+        self.weight = init.uniform_fan_in_(Parameter(_new((out_channels, in_channels, kh, kw), dtype)), fan_in)
+        self.bias = init.uniform_fan_in_(Parameter(_new((out_channels,), dtype)), fan_in) if bias else None
+
+    def forward(self, x):
+        layout = f"(N, {self.in_channels}, H, W)"
+        check_float("x", x, "Conv2d")
+        check_ndim("x", x, (4,), "Conv2d", layout)
+        check_dim("x", x, 1, self.in_channels, "Conv2d", layout)
+        kh, kw = self.kernel_size
+        if x.shape[2] + 2 * self.padding < kh or x.shape[3] + 2 * self.padding < kw:
+            raise ValueError(f"Conv2d: input of shape {tuple(x.shape)} with padding {self.padding} "
+                             f"is smaller than the kernel {self.kernel_size}")
+        y, self._cache = F.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
+                                          self.stride, self.padding)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx, dW, db = F.conv2d_backward(dy, self._cache, need_dx)
+        self.weight.accumulate(dW)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class _Pool2d(Module):
+    name = "Pool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = self.kernel_size[0] if stride is None else stride
+        self.padding = padding
+        check_positive_int("stride", self.stride, self.name)
+        if not 0 <= padding <= min(self.kernel_size) // 2:
+            raise ValueError(f"{self.name}: padding must be in [0, kernel_size // 2], got {padding}")
+
+    def _check(self, x):
+        check_float("x", x, self.name)
+        check_ndim("x", x, (4,), self.name, "(N, C, H, W)")
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max over (kh, kw) windows. (N, C, H, W) -> (N, C, OH, OW)."""
+
+    name = "MaxPool2d"
+
+    def forward(self, x):
+        self._check(x)
+        y, self._cache = F.max_pool2d_forward(x, *self.kernel_size, self.stride, self.padding)
+        return y
+
+    def backward(self, dy):
+        return F.max_pool2d_backward(dy, self._cache)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over (kh, kw) windows (zero padding counted). (N, C, H, W) -> (N, C, OH, OW)."""
+
+    name = "AvgPool2d"
+
+    def forward(self, x):
+        self._check(x)
+        y, self._cache = F.avg_pool2d_forward(x, *self.kernel_size, self.stride, self.padding)
+        return y
+
+    def backward(self, dy):
+        return F.avg_pool2d_backward(dy, self._cache)
+
+
+class Flatten(Module):
+    """(N, *) -> (N, prod(*))."""
+
+    def forward(self, x):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._shape)

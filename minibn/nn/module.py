@@ -1,0 +1,248 @@
+"""Parameter, Module and Sequential: state on top of the pure functions.
+
+A Module's ``forward(x)`` caches what its ``backward(dy)`` needs; ``backward`` returns
+dx and *accumulates* into ``p.grad`` for each of its parameters (call ``zero_grad``
+between steps). Nothing is differentiated automatically.
+
+Parameters, buffers and child modules are found by looking at the attributes: a
+:class:`Parameter` attribute is a parameter, a :class:`Module` attribute a child, and
+the attribute names listed in a class's ``_buffers`` are buffers (state that is saved
+and moved but not trained, e.g. BN's running statistics).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy
+
+from .. import backend
+
+
+class Parameter:
+    """A trainable array: ``.data`` (the values) and ``.grad`` (None until a backward)."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def accumulate(self, g):
+        """grad += g (the first call stores g)."""
+        if self.grad is None:
+            self.grad = g
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}, device={backend.device_of(self.data)})"
+
+
+def _is_array(v):
+    return hasattr(v, "shape") and hasattr(v, "dtype")
+
+
+class Module:
+    """Base class: subclasses implement ``forward(x)`` and ``backward(dy)``."""
+
+    _buffers: tuple = ()
+    #: True when ``backward(dy, need_dx=False)`` can skip computing dx (Linear, Conv2d).
+    can_skip_dx = False
+
+    def __init__(self):
+        self.training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    # -- traversal -------------------------------------------------------------------
+    def named_children(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def named_parameters(self, prefix=""):
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for name in self._buffers:
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child.named_buffers(prefix + name + ".")
+
+    def modules(self):
+        """This module and all its descendants, depth first."""
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- state -----------------------------------------------------------------------
+    def state_dict(self):
+        """Parameters and buffers by dotted name, as arrays (references, not copies)."""
+        d = OrderedDict((k, p.data) for k, p in self.named_parameters())
+        for k, v in self.named_buffers():
+            d[k] = v if _is_array(v) else numpy.asarray(v)
+        return d
+
+    def _slots(self):
+        """(name, owner, attribute, is_parameter) for every entry of the state dict."""
+        out = []
+
+        def walk(mod, prefix):
+            for name, value in vars(mod).items():
+                if isinstance(value, Parameter):
+                    out.append((prefix + name, mod, name, True))
+            for name in mod._buffers:
+                out.append((prefix + name, mod, name, False))
+            for name, child in mod.named_children():
+                walk(child, prefix + name + ".")
+
+        walk(self, "")
+        return out
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Copy arrays from ``state`` (name -> array) into this module.
+
+        Every shape is checked before anything is assigned, so a mismatch leaves the
+        module unchanged. Values keep this module's device and dtype.
+        """
+        slots = self._slots()
+        names = {s[0] for s in slots}
+        if strict:
+            missing = sorted(names - set(state))
+            unexpected = sorted(set(state) - names)
+            if missing or unexpected:
+                raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        plan = []
+        for name, owner, attr, is_param in slots:
+            if name not in state:
+                continue
+            current = getattr(owner, attr).data if is_param else getattr(owner, attr)
+            new = state[name]
+            cur_shape = tuple(getattr(current, "shape", ()))
+            new_shape = tuple(getattr(new, "shape", ()))
+            if cur_shape != new_shape:
+                raise ValueError(
+                    f"load_state_dict: {name}: expected shape {cur_shape}, got {new_shape}")
+            plan.append((owner, attr, is_param, current, new))
+        for owner, attr, is_param, current, new in plan:
+            if _is_array(current):
+                xp = backend.get_array_module(current)
+                value = backend.to_device(backend.asnumpy(new), backend.device_of(current))
+                value = xp.array(value, dtype=current.dtype, copy=True)
+            else:  # a Python scalar buffer such as num_batches_tracked
+                value = type(current)(backend.asnumpy(new))
+            if is_param:
+                getattr(owner, attr).data = value
+            else:
+                setattr(owner, attr, value)
+        return self
+
+    def _map_arrays(self, fn):
+        for m in self.modules():
+            for value in vars(m).values():
+                if isinstance(value, Parameter):
+                    value.data = fn(value.data)
+                    if value.grad is not None:
+                        value.grad = fn(value.grad)
+            for name in m._buffers:
+                v = getattr(m, name)
+                if _is_array(v):
+                    setattr(m, name, fn(v))
+        return self
+
+    def to(self, device: str):
+        """Move parameters and buffers to ``"cpu"`` or ``"gpu"`` (in place); returns self."""
+        return self._map_arrays(lambda a: backend.to_device(a, device))
+
+    def astype(self, dtype):
+        """Cast floating parameters and buffers to ``dtype`` (in place); returns self."""
+        return self._map_arrays(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({n}): " + repr(c).replace("\n", "\n  ") for n, c in children]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Layers applied in order; backward runs them in reverse. Indexes like a list."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
+        self.layers = list(layers)
+
+    def named_children(self):
+        for i, layer in enumerate(self.layers):
+            yield str(i), layer
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(*self.layers[i])
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def backward(self, dy, need_dx: bool = True):
+        """Backpropagate dy through every layer; returns dx of the first.
+
+        ``need_dx=False`` lets the first layer skip its input gradient when it can
+        (a Linear or Conv2d applied to data): one matrix product fewer per step.
+        """
+        for layer in reversed(self.layers[1:]):
+            dy = layer.backward(dy)
+        first = self.layers[0]
+        if not need_dx and first.can_skip_dx:
+            return first.backward(dy, need_dx=False)
+        return first.backward(dy)

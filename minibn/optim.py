@@ -1,0 +1,176 @@
+"""Optimizers (SGD with momentum / Nesterov / weight decay, Adam) and schedules.
+
+Update rules follow PyTorch, so results can be compared with it:
+
+* SGD: g = grad + wd * p; buf = momentum * buf + g; p -= lr * (g + momentum * buf if
+  nesterov else buf) (plain g without momentum).
+* Adam (Kingma & Ba 2015): bias-corrected first and second moments.
+
+Schedules are functions of (step, total_steps); a :class:`Scheduler` writes the value
+into an attribute of one or more objects (an optimizer's ``lr``, a layer's ``r_max``...)
+before each step, e.g. ``Piecewise([0.1, 0.5, 0.9], at=[0.4, 0.6])`` changes a value at
+40% and 60% of training.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+
+class Optimizer:
+    def __init__(self, params, lr):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not lr > 0:
+            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr!r}")
+        self.lr = lr
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay."""
+
+    def __init__(self, params, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr)
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD: momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}")
+        if nesterov and momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        self._buf = [None] * len(self.params)
+
+    def step(self):
+        lr, mom = self.lr, self.momentum
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            if self.weight_decay:
+                g = g + self.weight_decay * p.data
+            if mom:
+                buf = self._buf[i]
+                if buf is None:
+                    buf = self._buf[i] = g.copy()
+                else:
+                    buf *= mom
+                    buf += g
+                g = g + mom * buf if self.nesterov else buf
+            p.data -= lr * g
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; ``weight_decay`` adds wd * p to the gradient (L2, as torch.optim.Adam)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = betas
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        self.eps, self.weight_decay = eps, weight_decay
+        self.t = 0
+        self._m = [None] * len(self.params)
+        self._v = [None] * len(self.params)
+
+    def step(self):
+        self.t += 1
+        c1 = 1 - self.beta1 ** self.t
+        c2 = 1 - self.beta2 ** self.t
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            if self.weight_decay:
+                g = g + self.weight_decay * p.data
+            if self._m[i] is None:
+                self._m[i] = g * 0
+                self._v[i] = g * 0
+            m, v = self._m[i], self._v[i]
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * g * g
+            p.data -= (self.lr / c1) * m / ((v / c2) ** 0.5 + self.eps)
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+class Constant:
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, step, total_steps):
+        return self.value
+
+
+class StepDecay:
+    """initial * gamma ** (step // step_size)."""
+
+    def __init__(self, initial, step_size, gamma=0.1):
+        if step_size < 1:
+            raise ValueError(f"StepDecay: step_size must be >= 1, got {step_size}")
+        self.initial, self.step_size, self.gamma = initial, step_size, gamma
+
+    def __call__(self, step, total_steps):
+        return self.initial * self.gamma ** (step // self.step_size)
+
+
+class Piecewise:
+    """values[k] from the k-th boundary on; ``at`` are fractions of the run in (0, 1).
+
+    Piecewise([0.1, 0.5, 0.9], at=[0.4, 0.6]) is 0.1 for the first 40% of the steps,
+    0.5 up to 60%, then 0.9 (the MBN paper's lambda schedule).
+    """
+
+    def __init__(self, values, at):
+        values, at = list(values), list(at)
+        if len(values) != len(at) + 1:
+            raise ValueError(f"Piecewise: need len(values) == len(at) + 1, got {len(values)} and {len(at)}")
+        if any(not 0 < a < 1 for a in at) or at != sorted(at):
+            raise ValueError(f"Piecewise: 'at' must be increasing fractions in (0, 1), got {at}")
+        self.values, self.at = values, at
+
+    def __call__(self, step, total_steps):
+        return self.values[bisect.bisect_right(self.at, step / total_steps)]
+
+
+class Cosine:
+    """Cosine decay from ``initial`` to ``final`` over the run."""
+
+    def __init__(self, initial, final=0.0):
+        self.initial, self.final = initial, final
+
+    def __call__(self, step, total_steps):
+        return self.final + 0.5 * (self.initial - self.final) * (1 + math.cos(math.pi * step / total_steps))
+
+
+class Scheduler:
+    """Sets ``attr`` of every target to ``schedule(step, total_steps)``; call ``step()`` once per step.
+
+    Setting goes through normal attribute assignment, so a layer that validates its
+    attributes (e.g. a property that rejects r_max < 1) rejects a bad scheduled value.
+    """
+
+    def __init__(self, targets, attr, schedule, total_steps):
+        self.targets = list(targets) if isinstance(targets, (list, tuple)) else [targets]
+        if not self.targets:
+            raise ValueError(f"Scheduler: no targets for attribute {attr!r}")
+        for t in self.targets:
+            if not hasattr(t, attr):
+                raise AttributeError(f"Scheduler: {type(t).__name__} has no attribute {attr!r}")
+        self.attr, self.schedule, self.total_steps = attr, schedule, total_steps
+        self.t = 0
+
+    def step(self):
+        value = self.schedule(self.t, self.total_steps)
+        for target in self.targets:
+            setattr(target, self.attr, value)
+        self.t += 1
+        return value
