@@ -5,8 +5,7 @@ import pytest
 
 from minibn import backend, nn
 from minibn import functional as F
-from minibn.gradcheck import (GradcheckError, check_function, check_module, layer_cases, numerical_gradient,
-                              rel_error)
+from minibn.gradcheck import GradcheckError, check_function, check_module, layer_cases, numerical_gradient, rel_error
 from tests.conftest import on_active
 
 

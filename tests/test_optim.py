@@ -12,7 +12,7 @@ def _pair(torch, kind, **kw):
     tp = torch.tensor(w0.copy(), requires_grad=True)
     ours = getattr(optim, kind)([p], **kw)
     theirs = getattr(torch.optim, kind)([tp], **kw)
-    for step in range(5):
+    for _step in range(5):
         g = rng.standard_normal((3, 4))
         p.grad = on_active(g.copy())
         tp.grad = torch.tensor(g)

@@ -21,7 +21,7 @@ def test_mlp_learns_two_moons(backend_name):
                           nn.Linear(32, 2))
     loss_fn = nn.SoftmaxCrossEntropy()
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    for step in range(600):
+    for _step in range(600):
         idx = rng.integers(0, len(x), 32)
         loss = loss_fn(model(on_active(x[idx])), on_active(y[idx]))
         model.zero_grad()

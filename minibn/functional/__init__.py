@@ -3,11 +3,15 @@
 No state lives here; :mod:`minibn.nn` wraps these in Modules.
 """
 
-from .activation import (relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
-                         tanh_backward, tanh_forward)
-from .batchnorm import (batch_norm_backward, batch_norm_backward_paper, batch_norm_forward,
-                        batch_norm_inference_backward, batch_norm_inference_forward,
-                        update_running_stats)
+from .activation import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward
+from .batchnorm import (
+                         batch_norm_backward,
+                         batch_norm_backward_paper,
+                         batch_norm_forward,
+                         batch_norm_inference_backward,
+                         batch_norm_inference_forward,
+                         update_running_stats,
+)
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .dropout import dropout_backward, dropout_forward
 from .groupnorm import group_norm_backward, group_norm_forward

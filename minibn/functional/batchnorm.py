@@ -22,8 +22,6 @@ is clipped).
 
 from __future__ import annotations
 
-from ..backend import get_array_module
-
 
 def _channel_shape(x, axis):
     """The broadcastable shape of per-channel statistics: 1 on reduced axes."""
@@ -67,10 +65,16 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, axis=(0,)):
         )
     xs = _stats_input(x)
     shape = _channel_shape(x, axis)
+    # Shifted data: subtract the first value of each channel (a cheap guess of the mean)
+    # before summing. NumPy sums over the batch axis one row at a time, and a large
+    # common offset (float32, mean 1e4) would otherwise eat the digits of the mean.
+    first = xs[tuple(slice(0, 1) if a in axis else slice(None) for a in range(x.ndim))]
+    x_mu = xs - first
     # mu_B <- 1/m sum_i x_i                                  (mini-batch mean)
-    mu_B = xs.sum(axis=axis, keepdims=True) * (1.0 / m)
-    # sigma_B^2 <- 1/m sum_i (x_i - mu_B)^2                  (mini-batch variance)
-    x_mu = xs - mu_B
+    mu_shifted = x_mu.sum(axis=axis, keepdims=True) * (1.0 / m)
+    mu_B = first + mu_shifted
+    # sigma_B^2 <- 1/m sum_i (x_i - mu_B)^2                  (mini-batch variance, a second pass)
+    x_mu -= mu_shifted
     var_B = (x_mu * x_mu).sum(axis=axis, keepdims=True) * (1.0 / m)
     # x_hat_i <- (x_i - mu_B) / sqrt(sigma_B^2 + eps)        (normalize)
     inv_std = 1.0 / (var_B + eps) ** 0.5

@@ -12,8 +12,7 @@ from ._standardize import standardize, standardize_backward
 
 
 def _grouped(x, num_groups):
-    N, C = x.shape[0], x.shape[1]
-    return x.reshape(N, num_groups, -1)  # (N, G, C/G * spatial): channels of a group are contiguous
+    return x.reshape(x.shape[0], num_groups, -1)  # (N, G, C/G * spatial): channels of a group are contiguous
 
 
 def group_norm_forward(x, gamma, beta, num_groups, eps=1e-5):

@@ -44,7 +44,8 @@ class Parameter:
             self.grad += g
 
     def __repr__(self):
-        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}, device={backend.device_of(self.data)})"
+        where = backend.device_of(self.data)
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}, device={where})"
 
 
 def _is_array(v):

@@ -1,0 +1,290 @@
+"""Batch normalization: Algorithm 1, both backwards, the inference transform, and the
+properties the paper states (Sec. 3, 3.1, 3.3) and EE-559 demonstrates."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minibn import backend, nn
+from minibn import functional as F
+from minibn.gradcheck import check_function, check_module
+from tests.conftest import on_active
+
+AXES = {2: (0,), 3: (0, 2), 4: (0, 2, 3)}
+SHAPES = [(6, 4), (2, 3, 5), (4, 3, 2, 3), (1, 2, 3, 3)]  # the last: N = 1 with spatial size > 1
+
+
+def to_np(a):
+    return backend.asnumpy(a)
+
+
+# x ~ 1000 is stored to ~1e-13, i.e. ~1e-11 of a 0.01 std: a central difference of the
+# forward is then only good to a few 1e-6, whatever h. Tighter elsewhere.
+TOL = {"offset": 1e-6, "large_mean_small_std": 1e-5}
+
+
+def inputs(shape, kind, rng):
+    C = shape[1]
+    x = {"offset": 5 * rng.standard_normal(shape) + 12,
+         "large_mean_small_std": 1000 + 0.01 * rng.standard_normal(shape)}[kind]
+    return on_active(x), on_active(rng.uniform(0.5, 1.5, C)), on_active(rng.standard_normal(C))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_paper_and_closed_form_backward_agree(backend_name, rng, shape):
+    x, g, b = inputs(shape, "offset", rng)
+    _, cache = F.batch_norm_forward(x, g, b, 1e-5, AXES[len(shape)])
+    dy = on_active(rng.standard_normal(shape))
+    closed = F.batch_norm_backward(dy, cache)
+    paper = F.batch_norm_backward_paper(dy, cache)
+    for c, p in zip(closed, paper):
+        np.testing.assert_allclose(to_np(c), to_np(p), rtol=1e-10, atol=1e-12 * float(abs(to_np(p)).max()))
+
+
+def test_paper_backward_returns_its_intermediates(rng):
+    x, g, b = inputs((6, 4), "offset", rng)
+    _, cache = F.batch_norm_forward(x, g, b, 1e-5, (0,))
+    dy = rng.standard_normal((6, 4))
+    *_, mid = F.batch_norm_backward_paper(dy, cache, return_intermediates=True)
+    np.testing.assert_allclose(mid["dx_hat"], dy * to_np(g))
+    assert mid["dvar_B"].shape == mid["dmu_B"].shape == (1, 4)
+
+
+@pytest.mark.parametrize("formula", ["closed", "paper"])
+@pytest.mark.parametrize("kind", ["offset", "large_mean_small_std"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gradcheck_functional(backend_name, rng, shape, kind, formula):
+    x, g, b = inputs(shape, kind, rng)
+    axis = AXES[len(shape)]
+    bwd = F.batch_norm_backward if formula == "closed" else F.batch_norm_backward_paper
+    check_function(lambda x, g, b: F.batch_norm_forward(x, g, b, 1e-5, axis), bwd, {"x": x, "gamma": g, "beta": b},
+                   tol=TOL[kind])
+
+
+@pytest.mark.parametrize("kind", ["offset", "large_mean_small_std"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gradcheck_inference_transform(backend_name, rng, shape, kind):
+    x, g, b = inputs(shape, kind, rng)
+    mean, var = on_active(rng.standard_normal(shape[1])), on_active(rng.uniform(0.5, 2, shape[1]))
+    axis = AXES[len(shape)]
+    check_function(lambda x, g, b: F.batch_norm_inference_forward(x, g, b, mean, var, 1e-5, axis),
+                   F.batch_norm_inference_backward, {"x": x, "gamma": g, "beta": b}, tol=TOL[kind])
+
+
+@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (5, 3)), (nn.BatchNorm1d, (3, 3, 4)),
+                                        (nn.BatchNorm2d, (2, 3, 3, 2)), (nn.BatchNorm2d, (1, 2, 3, 3))])
+@pytest.mark.parametrize("formula", ["closed", "paper"])
+def test_gradcheck_modules_large_mean_small_std(backend_name, rng, cls, shape, formula):
+    layer = cls(shape[1], backward=formula)
+    layer.running_mean = on_active(np.full(shape[1], 1000.0, np.float32))
+    layer.running_var = on_active(np.full(shape[1], 1e-4, np.float32))
+    check_module(layer, on_active(1000 + 0.01 * rng.standard_normal(shape)), h=1e-5, tol=1e-5)
+
+
+# -- against PyTorch (float64) ------------------------------------------------------------
+
+def _torch_bn(torch, cls, C, **kw):
+    t = {nn.BatchNorm1d: torch.nn.BatchNorm1d, nn.BatchNorm2d: torch.nn.BatchNorm2d}[cls](C, **kw).double()
+    return t
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (8, 5)), (nn.BatchNorm1d, (4, 5, 3)),
+                                        (nn.BatchNorm2d, (3, 5, 4, 2))])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_matches_torch(torch, backend_name, rng, cls, shape, momentum, affine):
+    C = shape[1]
+    ours = cls(C, momentum=momentum, affine=affine).astype(np.float64)
+    theirs = _torch_bn(torch, cls, C, momentum=momentum, affine=affine)
+    if affine:
+        g, b = rng.uniform(0.5, 1.5, C), rng.standard_normal(C)
+        ours.gamma.data, ours.beta.data = on_active(g), on_active(b)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(g))
+            theirs.bias.copy_(torch.tensor(b))
+    for _step in range(4):  # several steps: the running statistics must track PyTorch's
+        x = 3 * rng.standard_normal(shape) + rng.standard_normal((1, C) + (1,) * (len(shape) - 2)) * 4
+        dy = rng.standard_normal(shape)
+        xt = torch.tensor(x, requires_grad=True)
+        yt = theirs(xt)
+        yt.backward(torch.tensor(dy))
+        ours.zero_grad()
+        y = ours(on_active(x))
+        dx = ours.backward(on_active(dy))
+        np.testing.assert_allclose(to_np(y), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(to_np(dx), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+        if affine:
+            np.testing.assert_allclose(to_np(ours.gamma.grad), theirs.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(to_np(ours.beta.grad), theirs.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+            theirs.weight.grad = theirs.bias.grad = None
+        np.testing.assert_allclose(to_np(ours.running_mean), theirs.running_mean.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(to_np(ours.running_var), theirs.running_var.numpy(), rtol=1e-12)
+    assert ours.num_batches_tracked == int(theirs.num_batches_tracked)
+    ours.eval()
+    theirs.eval()
+    x = rng.standard_normal((1,) + shape[1:])  # eval with running statistics: a batch of one is fine
+    dy = rng.standard_normal(x.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    yt.backward(torch.tensor(dy))
+    y = ours(on_active(x))
+    dx = ours.backward(on_active(dy))
+    np.testing.assert_allclose(to_np(y), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_np(dx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_track_running_stats_false_matches_torch(torch, backend_name, rng):
+    ours = nn.BatchNorm1d(4, track_running_stats=False).astype(np.float64).eval()
+    theirs = torch.nn.BatchNorm1d(4, track_running_stats=False).double().eval()
+    x = rng.standard_normal((6, 4)) * 2 + 1
+    np.testing.assert_allclose(to_np(ours(on_active(x))), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("normalized_shape, shape", [(5, (4, 5)), ((3, 4), (2, 3, 4)), ((2, 3, 3), (2, 2, 3, 3))])
+def test_layernorm_matches_torch(torch, backend_name, rng, normalized_shape, shape):
+    ours = nn.LayerNorm(normalized_shape).astype(np.float64)
+    theirs = torch.nn.LayerNorm(normalized_shape).double()
+    g, b = rng.uniform(0.5, 1.5, ours.gamma.shape), rng.standard_normal(ours.beta.shape)
+    ours.gamma.data, ours.beta.data = on_active(g), on_active(b)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(g))
+        theirs.bias.copy_(torch.tensor(b))
+    _compare_affine_layer(torch, ours, theirs, 3 * rng.standard_normal(shape) + 2, rng)
+
+
+@pytest.mark.parametrize("G, shape", [(2, (3, 4, 5)), (1, (2, 6, 2, 2)), (6, (2, 6, 3, 2)), (3, (2, 6, 2, 3))])
+def test_groupnorm_matches_torch(torch, backend_name, rng, G, shape):
+    C = shape[1]
+    ours = nn.GroupNorm(G, C).astype(np.float64)
+    theirs = torch.nn.GroupNorm(G, C).double()
+    g, b = rng.uniform(0.5, 1.5, C), rng.standard_normal(C)
+    ours.gamma.data, ours.beta.data = on_active(g), on_active(b)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(g))
+        theirs.bias.copy_(torch.tensor(b))
+    _compare_affine_layer(torch, ours, theirs, 3 * rng.standard_normal(shape) + 2, rng)
+
+
+def _compare_affine_layer(torch, ours, theirs, x, rng):
+    dy = rng.standard_normal(x.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    yt.backward(torch.tensor(dy))
+    y = ours(on_active(x))
+    dx = ours.backward(on_active(dy))
+    np.testing.assert_allclose(to_np(y), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_np(dx), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(to_np(ours.gamma.grad), theirs.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_np(ours.beta.grad), theirs.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# -- the papers' properties -----------------------------------------------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.floats(1e-3, 1e3), n=st.integers(2, 16), c=st.integers(1, 6), seed=st.integers(0, 2 ** 16))
+def test_bn_is_invariant_to_weight_scale(a, n, c, seed):
+    """Sec. 3.3: BN(Wu) = BN((aW)u) for a scalar a > 0 (eps = 0: the paper neglects it)."""
+    rng = np.random.default_rng(seed)
+    u, W = rng.standard_normal((n, 7)), rng.standard_normal((c, 7))
+    gamma, beta = rng.uniform(0.5, 2, c), rng.standard_normal(c)
+    y1, _ = F.batch_norm_forward(u @ W.T, gamma, beta, 0.0, (0,))
+    y2, _ = F.batch_norm_forward(u @ (a * W).T, gamma, beta, 0.0, (0,))
+    np.testing.assert_allclose(y2, y1, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("a", [0.01, 3.0, 250.0])
+def test_jacobian_relations_of_section_3_3(rng, a):
+    """d BN((aW)u) / du = d BN(Wu) / du and d BN((aW)u) / d(aW) = (1/a) d BN(Wu) / dW."""
+    def grads(scale):
+        lin = nn.Linear(7, 5, bias=False).astype(np.float64)
+        lin.weight.data = scale * W
+        bn = nn.BatchNorm1d(5, eps=0.0).astype(np.float64)
+        model = nn.Sequential(lin, bn)
+        model(u)
+        du = model.backward(dy)
+        return du, lin.weight.grad
+
+    u, W, dy = rng.standard_normal((10, 7)), rng.standard_normal((5, 7)), rng.standard_normal((10, 5))
+    du1, dW1 = grads(1.0)
+    du_a, dW_a = grads(a)
+    np.testing.assert_allclose(du_a, du1, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(dW_a, dW1 / a, rtol=1e-8, atol=1e-10 / a)
+
+
+@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (200, 3)), (nn.BatchNorm2d, (16, 3, 5, 5))])
+def test_ee559_demo_output_mean_is_beta_and_std_is_gamma(backend_name, rng, cls, shape):
+    layer = cls(3, eps=0.0).astype(np.float64)
+    gamma, beta = np.array([0.5, 2.0, 3.0]), np.array([-1.0, 0.0, 4.0])
+    layer.gamma.data, layer.beta.data = on_active(gamma), on_active(beta)
+    x = on_active(rng.standard_normal(shape) * np.array([1, 10, 100]).reshape((1, 3) + (1,) * (len(shape) - 2)) + 7)
+    y = to_np(layer(x))
+    axes = AXES[len(shape)]
+    np.testing.assert_allclose(y.mean(axis=axes), beta, atol=1e-12)
+    np.testing.assert_allclose(y.std(axis=axes), gamma, rtol=1e-10)
+
+
+def test_float32_large_mean_normalizes(backend_name, rng):
+    """Two-pass variance: a float32 input with mean 1e4 and std 1 still gets std 1 (E[x^2]-E[x]^2 would not)."""
+    x = on_active((1e4 + rng.standard_normal((4096, 8))).astype(np.float32))
+    y = to_np(nn.BatchNorm1d(8)(x))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-3)
+
+
+def test_float16_statistics_in_float32(backend_name, rng):
+    x = on_active((100 + rng.standard_normal((512, 4))).astype(np.float16))
+    layer = nn.BatchNorm1d(4)
+    y = layer(x)
+    assert y.dtype == np.float16 and layer.running_mean.dtype == np.float32
+    np.testing.assert_allclose(to_np(y).astype(np.float64).std(axis=0), 1.0, atol=2e-2)
+
+
+def test_one_value_per_channel_in_training_is_an_error(backend_name):
+    with pytest.raises(ValueError, match="expected more than 1 value per channel when training"):
+        nn.BatchNorm1d(3)(on_active(np.ones((1, 3), np.float32)))
+    with pytest.raises(ValueError, match="expected more than 1 value per channel when training"):
+        nn.BatchNorm2d(3)(on_active(np.ones((1, 3, 1, 1), np.float32)))
+    layer = nn.BatchNorm2d(3)
+    layer(on_active(np.random.default_rng(0).standard_normal((1, 3, 2, 2)).astype(np.float32)))  # m = 4: fine
+    layer.eval()
+    y = layer(on_active(np.ones((1, 3, 1, 1), np.float32)))  # eval with running stats: a batch of one is fine
+    assert np.isfinite(to_np(y)).all()
+
+
+def test_eval_batch_of_one_is_not_zeroed(backend_name):
+    """A known bug elsewhere: train-mode BN on one sample gives zeros. In eval we use the running stats."""
+    layer = nn.BatchNorm1d(3)
+    for _ in range(20):
+        layer(on_active(np.random.default_rng(1).standard_normal((16, 3)).astype(np.float32)))
+    layer.eval()
+    y = to_np(layer(on_active(np.array([[1.0, 2.0, 3.0]], np.float32))))
+    assert np.abs(y).min() > 0.1
+
+
+def test_non_finite_input_propagates_and_is_not_clipped(backend_name):
+    x = np.random.default_rng(0).standard_normal((6, 3))
+    x[2, 1] = np.nan
+    with np.errstate(invalid="ignore"):
+        y = to_np(nn.BatchNorm1d(3).astype(np.float64)(on_active(x)))
+    assert np.isnan(y[:, 1]).all()  # the channel with a NaN is NaN throughout
+    assert np.isfinite(y[:, [0, 2]]).all()  # the others are untouched
+
+
+def test_momentum_is_weight_of_new_statistic(backend_name):
+    """PyTorch's convention (the reverse of some textbooks): running = 0.9 * running + 0.1 * batch."""
+    layer = nn.BatchNorm1d(1, momentum=0.1).astype(np.float64)
+    layer(on_active(np.array([[1.0], [3.0]])))  # mean 2, unbiased var 2
+    np.testing.assert_allclose(to_np(layer.running_mean), [0.2])
+    np.testing.assert_allclose(to_np(layer.running_var), [0.9 * 1 + 0.1 * 2.0])
+
+
+def test_eps_is_added_once_in_train_and_eval(backend_name):
+    """With the running statistics equal to the batch ones, eval must reproduce train exactly."""
+    x = np.random.default_rng(0).standard_normal((8, 3)) * 0.01
+    layer = nn.BatchNorm1d(3, eps=1e-3, momentum=1.0).astype(np.float64)
+    y_train = to_np(layer(on_active(x)))
+    layer.running_var = layer.running_var * (7 / 8)  # undo the unbiasing: now exactly var_B
+    y_eval = to_np(layer.eval()(on_active(x)))
+    np.testing.assert_allclose(y_eval, y_train, rtol=1e-12, atol=1e-12)
