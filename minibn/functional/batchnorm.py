@@ -68,16 +68,18 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, axis=(0,)):
     # Shifted data: subtract the first value of each channel (a cheap guess of the mean)
     # before summing. NumPy sums over the batch axis one row at a time, and a large
     # common offset (float32, mean 1e4) would otherwise eat the digits of the mean.
-    first = xs[tuple(slice(0, 1) if a in axis else slice(None) for a in range(x.ndim))]
+    first = xs[:1] if axis == (0,) else xs[tuple(slice(0, 1) if a in axis else slice(None) for a in range(x.ndim))]
     x_mu = xs - first
     # mu_B <- 1/m sum_i x_i                                  (mini-batch mean)
-    mu_shifted = x_mu.sum(axis=axis, keepdims=True) * (1.0 / m)
+    mu_shifted = x_mu.sum(axis=axis, keepdims=True)
+    mu_shifted *= 1.0 / m
     mu_B = first + mu_shifted
     # sigma_B^2 <- 1/m sum_i (x_i - mu_B)^2                  (mini-batch variance, a second pass)
     x_mu -= mu_shifted
-    var_B = (x_mu * x_mu).sum(axis=axis, keepdims=True) * (1.0 / m)
+    var_B = (x_mu * x_mu).sum(axis=axis, keepdims=True)
+    var_B *= 1.0 / m
     # x_hat_i <- (x_i - mu_B) / sqrt(sigma_B^2 + eps)        (normalize)
-    inv_std = 1.0 / (var_B + eps) ** 0.5
+    inv_std = (var_B + eps) ** -0.5
     x_hat = x_mu
     x_hat *= inv_std  # in place: x - mu_B is not needed again
     # y_i <- gamma * x_hat_i + beta                          (scale and shift)
@@ -86,7 +88,8 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, axis=(0,)):
         y += beta.reshape(shape)
     else:
         y = x_hat.copy()
-    y = y.astype(x.dtype, copy=False)
+    if y.dtype != x.dtype:
+        y = y.astype(x.dtype)
     cache = {
         "x": x, "x_hat": x_hat, "mu_B": mu_B, "var_B": var_B, "inv_std": inv_std,
         "gamma": gamma, "eps": eps, "axis": axis, "m": m,
@@ -145,7 +148,8 @@ def batch_norm_backward(dy, cache):
     dx += dy
     dx -= dbeta * (1.0 / m)
     dx *= inv_std if gamma is None else gamma.reshape(inv_std.shape) * inv_std
-    dx = dx.astype(cache["x"].dtype, copy=False)
+    if dx.dtype != cache["x"].dtype:
+        dx = dx.astype(cache["x"].dtype)
     if gamma is None:
         return dx, None, None
     return dx, dgamma.reshape(-1), dbeta.reshape(-1)

@@ -1,0 +1,94 @@
+"""BatchNorm forward+backward, float32: the paper's chain rule vs the closed form vs PyTorch CPU.
+
+    python benchmarks/bench_batchnorm.py [--repeats 30] [--out docs/benchmarks/batchnorm_cpu.md]
+
+For each shape: the median time of one training-mode forward plus backward, the
+effective bandwidth (bytes of x and y in the forward, x, dy and dx in the backward,
+divided by the time), and that bandwidth as a fraction of the machine's copy
+bandwidth, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import copy_bandwidth, machine, median_time  # noqa: E402
+
+from minibn import functional as F  # noqa: E402
+
+SHAPES = [(60, 100), (256, 1024), (4096, 1024), (64, 64, 32, 32)]
+
+
+def axes(shape):
+    return (0,) if len(shape) == 2 else (0, 2, 3)
+
+
+def minibn_step(x, g, b, dy, backward):
+    def step():
+        _, cache = F.batch_norm_forward(x, g, b, 1e-5, axes(x.shape))
+        backward(dy, cache)
+    return step
+
+
+def torch_step(torch, x, g, b, dy):
+    xt = torch.tensor(x, requires_grad=True)
+    gt, bt = torch.tensor(g, requires_grad=True), torch.tensor(b, requires_grad=True)
+    dyt = torch.tensor(dy)
+
+    def step():
+        y = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=1e-5)
+        y.backward(dyt)
+        xt.grad = gt.grad = bt.grad = None
+    return step
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
+    args = ap.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    bw = copy_bandwidth()
+    rows = []
+    for shape in SHAPES:
+        rng = np.random.default_rng(0)
+        x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+        C = shape[1]
+        g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        nbytes = 5 * x.nbytes  # forward: x, y; backward: x, dy, dx
+        impls = [("minibn paper", minibn_step(x, g, b, dy, F.batch_norm_backward_paper)),
+                 ("minibn closed", minibn_step(x, g, b, dy, F.batch_norm_backward))]
+        if torch is not None:
+            impls.append(("PyTorch CPU", torch_step(torch, x, g, b, dy)))
+        times = {name: median_time(fn, repeats=args.repeats) for name, fn in impls}
+        for name, t in times.items():
+            ref = times.get("PyTorch CPU")
+            rows.append((shape, name, t, nbytes / t, nbytes / t / bw, ref / t if ref else float("nan")))
+    m = machine()
+    lines = [f"BatchNorm forward+backward, float32, training mode. Machine: {m['cpu']}, {m['cores']} cores, "
+             f"Python {m['python']}, NumPy {m['numpy']}"
+             + (f", PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "") + ".",
+             f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s (read + write).", "",
+             "| shape | implementation | median time | effective GB/s | fraction of copy bandwidth "
+             "| speed vs PyTorch |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for shape, name, t, gbs, frac, ratio in rows:
+        lines.append(f"| {shape} | {name} | {t * 1e3:.3f} ms | {gbs / 1e9:.1f} | {frac:.2f} | {ratio:.2f}x |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Data: MNIST (verified IDX files) and seeded mini-batching."""
+
+from .batching import BatchIterator
+from .mnist import DataError, data_dir, load_mnist, parse_idx
+
+__all__ = ["load_mnist", "parse_idx", "data_dir", "DataError", "BatchIterator"]

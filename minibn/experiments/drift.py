@@ -1,0 +1,273 @@
+"""Fig. 1 of Ioffe & Szegedy (2015), Sec. 4.1: activation drift in an MNIST MLP, with and without BN.
+
+The network: 784-100-100-100-10, sigmoid hidden units, weights from a small Gaussian,
+softmax cross-entropy, mini-batches of 60, 50,000 SGD steps. It is trained twice: as
+is (``Linear -> Sigmoid``), and with BN before each sigmoid (``Linear(bias=False) ->
+BatchNorm1d -> Sigmoid``: the bias is dropped because BN's mean subtraction cancels it
+and beta takes its role, Sec. 3.2). Both nets see the same initial weights (same seed)
+and the same sequence of mini-batches.
+
+Recorded: test accuracy over training (Fig. 1a) and the {15, 50, 85}th percentiles of
+the input of one sigmoid of the last hidden layer on a fixed probe set of test images
+(Fig. 1b, c).
+
+Choices the paper leaves open (defaults, and why):
+
+* ``init_std = 0.1``: "small random Gaussian values". With 784 inputs in [0, 1] this
+  gives first-layer pre-activations of std ~ 1, inside the sigmoid's sensitive range, so
+  the plain network starts training at once and the comparison is about training
+  dynamics, not about escaping a dead start.
+* ``lr = 0.5``, plain SGD (no momentum, no decay): the paper used plain SGD; 0.5 is about
+  the largest rate at which the network *without* BN still trains stably here (a fair
+  baseline), and it lets the BN net show its faster convergence.
+* Test accuracy (all 10,000 test images) and the percentiles are taken every
+  ``eval_every`` = 1,000 steps (51 points per curve; a full test pass costs about as
+  much as 40 training steps, so evaluating every 500 would add ~4 s to the run). The
+  percentiles are taken in inference mode (BN with its running statistics) on 2,000
+  test images. Unit 0 is plotted (any unit is "typical": the
+  units are exchangeable at initialization); ``--unit`` picks another.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import backend, nn, optim
+from ..data import BatchIterator, load_mnist
+from ..train import ActivationRecorder, evaluate, fit
+from . import _io
+
+NETS = ("baseline", "bn")
+LABELS = {"baseline": "Without BN", "bn": "With BN"}
+
+
+@dataclass
+class DriftConfig:
+    steps: int = 50_000
+    batch_size: int = 60
+    eval_every: int = 1000
+    seed: int = 0
+    lr: float = 0.5
+    init_std: float = 0.1
+    hidden: int = 100
+    depth: int = 3
+    unit: int = 0
+    probe_size: int = 2000
+
+    def validate(self, nets):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        min_batch = 2 if "bn" in nets else 1
+        if self.batch_size < min_batch:
+            raise ValueError(f"batch_size must be >= {min_batch}"
+                             f"{' with BN (one value per channel has no variance)' if min_batch == 2 else ''}, "
+                             f"got {self.batch_size}")
+        if not self.lr > 0 or not self.init_std > 0:
+            raise ValueError(f"lr and init_std must be > 0, got {self.lr}, {self.init_std}")
+        if not 0 <= self.unit < self.hidden:
+            raise ValueError(f"unit must be in [0, {self.hidden}), got {self.unit}")
+
+
+def build_net(bn: bool, init_std=0.1, hidden=100, depth=3, in_features=784, classes=10):
+    """The Sec. 4.1 MLP. Returns (model, index of the last hidden sigmoid)."""
+    layers, width = [], in_features
+    for _ in range(depth):
+        lin = nn.Linear(width, hidden, bias=not bn)
+        nn.init.normal_(lin.weight, std=init_std)
+        if lin.bias is not None:
+            nn.init.zeros_(lin.bias)
+        layers += [lin, nn.BatchNorm1d(hidden), nn.Sigmoid()] if bn else [lin, nn.Sigmoid()]
+        width = hidden
+    head = nn.Linear(width, classes)
+    nn.init.normal_(head.weight, std=init_std)
+    nn.init.zeros_(head.bias)
+    layers.append(head)
+    return nn.Sequential(*layers), len(layers) - 2
+
+
+def train_net(bn, cfg: DriftConfig, data, progress=True):
+    """Train one net; returns a dict with its history, recorder and timing."""
+    (x_train, y_train), (x_test, y_test) = data
+    backend.seed(cfg.seed)
+    model, sig = build_net(bn, cfg.init_std, cfg.hidden, cfg.depth)
+    batches = BatchIterator(x_train, y_train, cfg.batch_size, seed=cfg.seed)
+    xt, yt = backend.to_active(x_test), backend.to_active(y_test)
+    probe = xt[:cfg.probe_size]
+    recorder = ActivationRecorder(model, sig, [cfg.unit], probe)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    opt = optim.SGD(model.parameters(), lr=cfg.lr)
+    t0 = time.perf_counter()
+    hist = fit(model, loss_fn, opt, batches, cfg.steps, eval_fn=lambda: evaluate(model, xt, yt),
+               eval_every=cfg.eval_every, callbacks=[recorder], progress=progress,
+               desc=LABELS["bn" if bn else "baseline"])
+    wall = time.perf_counter() - t0
+    return {"history": hist, "recorder": recorder, "wall_seconds": wall}
+
+
+def _summary(cfg, results, nets, wall_total, interrupted):
+    out = {"config": asdict(cfg), "backend": backend.active(), "versions": _io.versions(),
+           "interrupted": interrupted, "wall_seconds_total": round(wall_total, 2), "nets": {}}
+    for name in nets:
+        if name not in results:
+            continue
+        r = results[name]
+        h, v = r["history"], r["recorder"].values[:, 0, :]
+        p15, p50, p85 = v[:, 0], v[:, 1], v[:, 2]
+        k10 = len(p50) // 10  # the first 10% of training is the initial transient
+        spread = p85 - p15
+        late = slice(k10, None)
+        out["nets"][name] = {
+            "final_test_accuracy": h.metrics["accuracy"][-1],
+            "best_test_accuracy": max(h.metrics["accuracy"]),
+            "steps": h.steps_done,
+            "steps_per_second": round(h.steps_done / h.train_seconds, 1) if h.train_seconds else None,
+            "wall_seconds": round(r["wall_seconds"], 2),
+            # How the recorded sigmoid input moves after the first 10% of training:
+            # the median's net trend and range, also in units of the distribution's own
+            # 15-85 spread, and the spread itself at 10% and at the end.
+            "p50_trend_after_10pct": float(p50[-1] - p50[k10]),
+            "p50_range_after_10pct": float(p50[late].max() - p50[late].min()),
+            "p50_range_in_spreads": float((p50[late].max() - p50[late].min()) / spread[late].mean()),
+            "spread_at_10pct": float(spread[k10]),
+            "spread_final": float(spread[-1]),
+            "p50_final": float(p50[-1]),
+        }
+    return out
+
+
+def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False):
+    """Write summary.json, curves.csv and fig1.png for whatever has been trained."""
+    out_dir = Path(out_dir)
+    summary = _summary(cfg, results, nets, wall_total, interrupted)
+    trained = [n for n in nets if n in results]
+    if trained:
+        steps = results[trained[0]]["history"].eval_steps
+        header, cols = ["step"], [steps]
+        for n in trained:
+            h, v = results[n]["history"], results[n]["recorder"].values[:, 0, :]
+            k = len(h.eval_steps)
+            header += [f"test_accuracy_{n}", f"train_loss_{n}", f"p15_{n}", f"p50_{n}", f"p85_{n}"]
+            cols += [h.metrics["accuracy"], h.metrics["train_loss"], v[:k, 0], v[:k, 1], v[:k, 2]]
+        length = min(len(c) for c in cols)
+        rows = [[(int(c[i]) if j == 0 else f"{float(c[i]):.6g}") for j, c in enumerate(cols)] for i in range(length)]
+        _io.write_csv(out_dir / "curves.csv", header, rows)
+        _io.save_figure(plot(results, trained, cfg), out_dir / "fig1.png")
+    _io.write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def plot(results, nets, cfg):
+    """A figure laid out like the paper's Fig. 1: (a) test accuracy, (b, c) percentiles."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    colors = {"baseline": "tab:blue", "bn": "tab:red"}
+    ax = axes[0]
+    for n in nets:
+        h = results[n]["history"]
+        ax.plot(h.eval_steps, h.metrics["accuracy"], color=colors[n], label=LABELS[n])
+    ax.set(title="(a) Test accuracy", xlabel="training step", ylabel="test accuracy")
+    accs = [a for n in nets for a in results[n]["history"].metrics["accuracy"][1:]]
+    if accs:
+        ax.set_ylim(max(0.0, min(0.9, np.percentile(accs, 5)) - 0.02), 1.0)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    lo = min(results[n]["recorder"].values.min() for n in nets)
+    hi = max(results[n]["recorder"].values.max() for n in nets)
+    for ax, n, tag in zip(axes[1:], NETS, "bc"):
+        ax.set(title=f"({tag}) {LABELS[n]}: sigmoid input, unit {cfg.unit}", xlabel="training step",
+               ylabel="input to the sigmoid")
+        ax.grid(alpha=0.3)
+        if n not in nets:
+            ax.text(0.5, 0.5, "not trained", ha="center", va="center", transform=ax.transAxes)
+            continue
+        r = results[n]["recorder"]
+        v = r.values[:, 0, :]
+        for j, (p, style) in enumerate(zip(r.percentiles, [":", "-", ":"])):
+            ax.plot(r.steps, v[:, j], style, color=colors[n], label=f"{p}th percentile")
+        ax.fill_between(r.steps, v[:, 0], v[:, 2], color=colors[n], alpha=0.12)
+        pad = 0.05 * (hi - lo)
+        ax.set_ylim(lo - pad, hi + pad)  # the same scale in (b) and (c), so the drift is comparable
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"MNIST, 784-100-100-100-10 sigmoid MLP, batch {cfg.batch_size}, SGD lr {cfg.lr}, "
+                 f"init N(0, {cfg.init_std}\u00b2)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None, progress=True):
+    """Train the nets, write the outputs, return the summary dict.
+
+    On Ctrl-C the outputs written so far are completed for the steps done (the summary
+    says ``"interrupted": true``) and KeyboardInterrupt is raised again.
+    """
+    cfg = cfg or DriftConfig()
+    nets = tuple(nets)
+    cfg.validate(nets)
+    data = load_mnist(root=data_root)
+    results, t0 = {}, time.perf_counter()
+    for name in nets:
+        res = train_net(name == "bn", cfg, data, progress)
+        results[name] = res
+        if res["history"].interrupted:
+            write_outputs(out, cfg, results, nets, time.perf_counter() - t0, interrupted=True)
+            raise KeyboardInterrupt
+    return write_outputs(out, cfg, results, nets, time.perf_counter() - t0)
+
+
+def _cmd(args) -> int:
+    if args.backend:
+        backend.use(args.backend)
+    nets = {"both": NETS, "bn": ("bn",), "no-bn": ("baseline",)}[args.nets]
+    cfg = DriftConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, seed=args.seed,
+                      lr=args.lr, init_std=args.init_std, unit=args.unit)
+    try:
+        cfg.validate(nets)
+    except ValueError as e:
+        print(f"minibn drift: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the outputs so far are in {args.out}", file=sys.stderr)
+        return 130
+    for name, s in summary["nets"].items():
+        print(f"{LABELS[name]:>10}: final test accuracy {s['final_test_accuracy']:.4f}, "
+              f"{s['steps_per_second']:.0f} steps/s, median of the sigmoid input moved by "
+              f"{s['p50_range_after_10pct']:.3f} after the first 10% of training")
+    print(f"total wall time {summary['wall_seconds_total']:.1f} s; outputs in {args.out}/ "
+          f"(fig1.png, curves.csv, summary.json)")
+    print(json.dumps({n: round(s["final_test_accuracy"], 4) for n, s in summary["nets"].items()}))
+    return 0
+
+
+def add_cli(sub):
+    d = DriftConfig()
+    p = sub.add_parser("drift", help="reproduce Fig. 1 of the BN paper (MNIST activation drift)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--init-std", type=float, default=d.init_std)
+    p.add_argument("--unit", type=int, default=d.unit, help="which sigmoid of the last hidden layer to record")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
+    p.add_argument("--out", default="results/drift")
+    p.add_argument("--data", default=None, help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--bn", dest="nets", action="store_const", const="bn", help="train only the BN net")
+    g.add_argument("--no-bn", dest="nets", action="store_const", const="no-bn", help="train only the plain net")
+    p.set_defaults(nets="both")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,171 @@
+"""The training loop, evaluation, and a recorder of activation percentiles.
+
+``fit`` runs a fixed number of SGD steps over an endless batch iterator, evaluates
+every ``eval_every`` steps, calls callbacks, and shows a tqdm progress bar. Inside a
+step nothing is copied to the host: the running loss is summed on the device and read
+only at evaluation time (on a GPU, a host read would wait for the device every step).
+
+A KeyboardInterrupt (Ctrl-C) stops training cleanly: ``fit`` returns the history so far
+with ``history.interrupted = True``, so the caller can still write its outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backend
+
+
+@dataclass
+class History:
+    """What ``fit`` measured. ``eval_steps[i]`` is the step after which ``metrics[k][i]`` was taken."""
+
+    eval_steps: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    steps_done: int = 0
+    train_seconds: float = 0.0
+    interrupted: bool = False
+
+    def add(self, step, values):
+        self.eval_steps.append(step)
+        for k, v in values.items():
+            self.metrics.setdefault(k, []).append(v)
+
+
+def evaluate(model, x, y, loss_fn=None, batch_size=10000):
+    """Accuracy (and mean loss if ``loss_fn`` is given) of ``model`` in eval mode on (x, y).
+
+    x, y live on the model's device. The model's train/eval mode is restored afterwards.
+    """
+    was_training = [m.training for m in model.modules()]
+    model.eval()
+    correct, total_loss = 0, 0.0
+    try:
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i:i + batch_size])
+            yb = y[i:i + batch_size]
+            correct += int((logits.argmax(axis=1) == yb).sum())
+            if loss_fn is not None:
+                total_loss += float(loss_fn(logits, yb)) * len(yb)
+    finally:
+        for m, t in zip(model.modules(), was_training):
+            m.training = t
+    out = {"accuracy": correct / len(x)}
+    if loss_fn is not None:
+        out["loss"] = total_loss / len(x)
+    return out
+
+
+def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None, callbacks=(),
+        schedulers=(), progress=True, desc="train", after_step=None):
+    """Train for ``steps`` SGD steps.
+
+    Args:
+        batches: an endless iterator of (x, labels) on the model's device.
+        eval_fn: ``eval_fn() -> dict`` of metrics, called after step 0 (before training),
+            every ``eval_every`` steps and after the last step.
+        callbacks: callables ``cb(step, model)`` called at the same moments as eval_fn.
+        schedulers: objects with ``.step()`` (see :class:`minibn.optim.Scheduler`), called
+            before each step.
+        after_step: optional ``after_step(model, x, labels)`` called after each optimizer
+            step (e.g. the second forward of Double-Forward MBN).
+
+    Returns a :class:`History` with the mean training loss between evaluations
+    ("train_loss") and whatever eval_fn returns.
+    """
+    from tqdm.auto import tqdm
+
+    if steps < 1:
+        raise ValueError(f"fit: steps must be >= 1, got {steps}")
+    eval_every = eval_every or steps
+    history = History()
+    model.train()
+
+    def checkpoint(step, loss_sum, n):
+        values = {"train_loss": float(loss_sum) / n if n else float("nan")}
+        if eval_fn is not None:
+            values.update(eval_fn())
+        history.add(step, values)
+        for cb in callbacks:
+            cb(step, model)
+        return values
+
+    checkpoint(0, 0.0, 0)
+    loss_sum, n = 0.0, 0
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=0.5, leave=False)
+    step = 0
+    try:
+        for step in range(1, steps + 1):
+            for s in schedulers:
+                s.step()
+            x, labels = next(batches)
+            loss = loss_fn(model(x), labels)
+            optimizer.zero_grad()  # the optimizer's flat list: cheaper than walking the model
+            model.backward(loss_fn.backward(), need_dx=False)
+            optimizer.step()
+            if after_step is not None:
+                after_step(model, x, labels)
+            loss_sum = loss_sum + loss  # stays on the device: no synchronisation per step
+            n += 1
+            if step % eval_every == 0 or step == steps:
+                history.train_seconds += time.perf_counter() - start
+                values = checkpoint(step, loss_sum, n)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()}, refresh=False)
+                loss_sum, n = 0.0, 0
+                start = time.perf_counter()
+            bar.update(1)
+        history.steps_done = steps
+    except KeyboardInterrupt:
+        history.interrupted = True
+        history.steps_done = step - 1
+    finally:
+        bar.close()
+    return history
+
+
+class ActivationRecorder:
+    """Records percentiles of the input of one layer, for chosen units, on a fixed probe set.
+
+    The BN paper's Fig. 1(b, c): the {15, 50, 85}th percentiles of the input of one
+    typical sigmoid of the last hidden layer, over training. Use it as a ``fit``
+    callback: each call runs the probe through ``model[:layer_index]`` in eval mode (BN
+    with its running statistics, i.e. the inference network; the model's mode is
+    restored) and stores ``percentiles`` of each unit's values over the probe set.
+
+    ``steps``: the steps recorded; ``values``: array (T, len(units), len(percentiles)).
+    """
+
+    def __init__(self, model, layer_index, units, probe, percentiles=(15, 50, 85)):
+        if not 0 <= layer_index < len(model):
+            raise ValueError(f"ActivationRecorder: layer_index must be in [0, {len(model)}), got {layer_index}")
+        self.model, self.layer_index = model, layer_index
+        self.units, self.probe, self.percentiles = list(units), probe, tuple(percentiles)
+        self.steps, self._values = [], []
+
+    def layer_input(self):
+        """(probe size, features) input of the recorded layer, on the device."""
+        modes = [m.training for m in self.model.modules()]
+        self.model.eval()
+        try:
+            h = self.probe
+            for layer in self.model.layers[:self.layer_index]:
+                h = layer(h)
+        finally:
+            for m, t in zip(self.model.modules(), modes):
+                m.training = t
+        return h
+
+    def __call__(self, step, model=None):
+        h = self.layer_input()[:, self.units]
+        xp = backend.get_array_module(h)
+        q = xp.percentile(h.astype("float64"), xp.asarray(self.percentiles, dtype="float64"), axis=0)
+        self.steps.append(step)
+        self._values.append(backend.asnumpy(q).T)  # (units, percentiles): a transfer at the edge
+
+    @property
+    def values(self):
+        return np.array(self._values).reshape(len(self._values), len(self.units), len(self.percentiles))

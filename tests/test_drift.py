@@ -1,0 +1,86 @@
+"""`minibn drift`: the short run writes all three outputs; bad options fail before training."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minibn.cli import main
+from minibn.experiments import drift
+
+
+@pytest.fixture
+def mnist_dir():
+    root = os.environ.get("MINIBN_DATA")
+    if not root or not os.path.exists(os.path.join(root, "mnist")):
+        if os.environ.get("CI"):
+            pytest.fail("CI must set MINIBN_DATA to a directory holding mnist/")
+        pytest.skip("MNIST not available (set MINIBN_DATA)")
+    return root
+
+
+def test_short_run_writes_png_csv_json(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "drift"
+    assert main(["drift", "--steps", "300", "--eval-every", "100", "--out", str(out), "--quiet"]) == 0
+    assert {"fig1.png", "curves.csv", "summary.json"} <= set(os.listdir(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["nets"]) == {"baseline", "bn"} and not summary["interrupted"]
+    for s in summary["nets"].values():
+        assert 0.5 < s["final_test_accuracy"] <= 1 and s["steps"] == 300 and s["steps_per_second"] > 0
+    assert summary["config"]["batch_size"] == 60 and summary["backend"] == "numpy" and "numpy" in summary["versions"]
+    rows = (out / "curves.csv").read_text().splitlines()
+    assert rows[0].startswith("step,test_accuracy_baseline") and len(rows) == 1 + 4  # steps 0,100,200,300
+    assert (out / "fig1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_network_matches_the_paper():
+    model, sig = drift.build_net(bn=True)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Linear", "BatchNorm1d", "Sigmoid"] * 3 + ["Linear"]
+    hidden_linears = [m for m in list(model)[:-1] if type(m).__name__ == "Linear"]
+    assert len(hidden_linears) == 3 and all(m.bias is None for m in hidden_linears)  # Sec. 3.2: BN subsumes b
+    assert sig == 8 and type(model[sig]).__name__ == "Sigmoid"
+    plain, sig = drift.build_net(bn=False)
+    assert [type(m).__name__ for m in plain] == ["Linear", "Sigmoid"] * 3 + ["Linear"] and sig == 5
+    assert plain[0].weight.shape == (100, 784) and plain[-1].weight.shape == (10, 100)
+    assert abs(float(np.std(model[0].weight.data)) - 0.1) < 0.005
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--batch-size", "1"], "batch_size must be >= 2 with BN"),
+    (["--steps", "0"], "steps must be >= 1"),
+    (["--eval-every", "0"], "eval_every must be >= 1"),
+])
+def test_invalid_options_fail_before_training(tmp_path, capsys, args, match):
+    out = tmp_path / "x"
+    assert main(["drift", "--out", str(out), *args]) == 2
+    assert match in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unknown_backend_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["drift", "--backend", "tpu"])
+
+
+def test_batch_size_one_is_fine_without_bn(tmp_path, mnist_dir):
+    cfg = drift.DriftConfig(steps=5, batch_size=1, eval_every=5)
+    cfg.validate(("baseline",))
+
+
+def test_interrupt_leaves_readable_outputs(tmp_path, mnist_dir, monkeypatch):
+    real_fit = drift.fit
+
+    def fit_then_interrupt(*a, **k):
+        h = real_fit(*a, **k)
+        h.interrupted = True
+        return h
+
+    monkeypatch.setattr(drift, "fit", fit_then_interrupt)
+    out = tmp_path / "drift"
+    with pytest.raises(KeyboardInterrupt):
+        drift.run(drift.DriftConfig(steps=20, eval_every=10), out, progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and list(summary["nets"]) == ["baseline"]
+    assert (out / "fig1.png").exists() and (out / "curves.csv").exists()
