@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import math
 
+from .backend import get_array_module
+
 
 class Optimizer:
     def __init__(self, params, lr):
@@ -46,6 +48,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self._buf = [None] * len(self.params)
+        self._scratch = [None] * len(self.params)
 
     def step(self):
         lr, mom = self.lr, self.momentum
@@ -63,7 +66,14 @@ class SGD(Optimizer):
                     buf *= mom
                     buf += g
                 g = g + mom * buf if self.nesterov else buf
-            p.data -= lr * g
+            # lr * g into a buffer kept between steps: a fresh temporary the size of a
+            # weight matrix costs page faults every step (DESIGN.md, performance notes)
+            upd = self._scratch[i]
+            if upd is None or upd.shape != g.shape or upd.dtype != g.dtype:
+                upd = self._scratch[i] = g * lr
+            else:
+                get_array_module(g).multiply(g, lr, out=upd)
+            p.data -= upd
 
 
 class Adam(Optimizer):

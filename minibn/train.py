@@ -60,7 +60,7 @@ def evaluate(model, x, y, loss_fn=None, batch_size=10000):
 
 
 def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None, callbacks=(),
-        schedulers=(), progress=True, desc="train", after_step=None):
+        schedulers=(), progress=True, desc="train", after_step=None, position=0):
     """Train for ``steps`` SGD steps.
 
     Args:
@@ -96,7 +96,7 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
     checkpoint(0, 0.0, 0)
     loss_sum, n = 0.0, 0
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=0.5, leave=False)
+    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=0.5, leave=False, position=position)
     step = 0
     try:
         for step in range(1, steps + 1):

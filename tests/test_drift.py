@@ -29,6 +29,7 @@ def test_short_run_writes_png_csv_json(tmp_path, mnist_dir, capsys):
     for s in summary["nets"].values():
         assert 0.5 < s["final_test_accuracy"] <= 1 and s["steps"] == 300 and s["steps_per_second"] > 0
     assert summary["config"]["batch_size"] == 60 and summary["backend"] == "numpy" and "numpy" in summary["versions"]
+    assert summary["jobs"] == min(2, os.cpu_count())  # the two nets trained in parallel processes
     rows = (out / "curves.csv").read_text().splitlines()
     assert rows[0].startswith("step,test_accuracy_baseline") and len(rows) == 1 + 4  # steps 0,100,200,300
     assert (out / "fig1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,6 +60,17 @@ def test_invalid_options_fail_before_training(tmp_path, capsys, args, match):
     assert not out.exists()
 
 
+def test_sequential_and_parallel_runs_agree(tmp_path, mnist_dir):
+    """Same seed, same batches: one process or two gives the same run (up to float32 rounding:
+    the workers use one BLAS thread, which sums the matrix products in another order)."""
+    cfg = drift.DriftConfig(steps=40, eval_every=20)
+    a = drift.run(cfg, tmp_path / "a", progress=False, jobs=1)
+    b = drift.run(cfg, tmp_path / "b", progress=False, jobs=2)
+    for name in drift.NETS:
+        assert a["nets"][name]["final_test_accuracy"] == b["nets"][name]["final_test_accuracy"]
+        assert a["nets"][name]["p50_final"] == pytest.approx(b["nets"][name]["p50_final"], rel=1e-3, abs=1e-5)
+
+
 def test_unknown_backend_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["drift", "--backend", "tpu"])
@@ -80,7 +92,7 @@ def test_interrupt_leaves_readable_outputs(tmp_path, mnist_dir, monkeypatch):
     monkeypatch.setattr(drift, "fit", fit_then_interrupt)
     out = tmp_path / "drift"
     with pytest.raises(KeyboardInterrupt):
-        drift.run(drift.DriftConfig(steps=20, eval_every=10), out, progress=False)
+        drift.run(drift.DriftConfig(steps=20, eval_every=10), out, progress=False, jobs=1)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and list(summary["nets"]) == ["baseline"]
     assert (out / "fig1.png").exists() and (out / "curves.csv").exists()

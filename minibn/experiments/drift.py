@@ -93,8 +93,8 @@ def build_net(bn: bool, init_std=0.1, hidden=100, depth=3, in_features=784, clas
     return nn.Sequential(*layers), len(layers) - 2
 
 
-def train_net(bn, cfg: DriftConfig, data, progress=True):
-    """Train one net; returns a dict with its history, recorder and timing."""
+def train_net(bn, cfg: DriftConfig, data, progress=True, position=0):
+    """Train one net; returns a dict with its History, percentile trace and timing."""
     (x_train, y_train), (x_test, y_test) = data
     backend.seed(cfg.seed)
     model, sig = build_net(bn, cfg.init_std, cfg.hidden, cfg.depth)
@@ -107,13 +107,64 @@ def train_net(bn, cfg: DriftConfig, data, progress=True):
     t0 = time.perf_counter()
     hist = fit(model, loss_fn, opt, batches, cfg.steps, eval_fn=lambda: evaluate(model, xt, yt),
                eval_every=cfg.eval_every, callbacks=[recorder], progress=progress,
-               desc=LABELS["bn" if bn else "baseline"])
+               desc=LABELS["bn" if bn else "baseline"], position=position)
     wall = time.perf_counter() - t0
-    return {"history": hist, "recorder": recorder, "wall_seconds": wall}
+    trace = Trace(list(recorder.steps), recorder.values, recorder.percentiles)
+    return {"history": hist, "recorder": trace, "wall_seconds": wall}
 
 
-def _summary(cfg, results, nets, wall_total, interrupted):
-    out = {"config": asdict(cfg), "backend": backend.active(), "versions": _io.versions(),
+@dataclass
+class Trace:
+    """The recorded percentiles: steps (T,), values (T, units, percentiles)."""
+
+    steps: list
+    values: np.ndarray
+    percentiles: tuple
+
+
+def _worker(name, cfg, data_root, progress, position):
+    """One net in a child process (spawned with single-threaded BLAS)."""
+    data = load_mnist(root=data_root, progress=False)
+    return train_net(name == "bn", cfg, data, progress, position)
+
+
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _train_parallel(nets, cfg, data_root, progress):
+    """Train the nets at once, one process each, each with one BLAS thread.
+
+    The step of this small network is mostly Python and small matrix products, so two
+    single-threaded processes on two cores finish both nets in about the time of one.
+    On Ctrl-C every worker stops at its current step and returns what it has.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
+    os.environ.update({k: "1" for k in _BLAS_THREAD_VARS})  # read by NumPy's BLAS in each child
+    results, interrupted = {}, False
+    try:
+        with ProcessPoolExecutor(len(nets), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {name: pool.submit(_worker, name, cfg, data_root, progress, i) for i, name in enumerate(nets)}
+            for name, fut in futures.items():
+                try:
+                    results[name] = fut.result()
+                except KeyboardInterrupt:
+                    interrupted = True
+                    results[name] = fut.result()  # the worker returns its partial history
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return results, interrupted or any(r["history"].interrupted for r in results.values())
+
+
+def _summary(cfg, results, nets, wall_total, interrupted, jobs=1):
+    out = {"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),
            "interrupted": interrupted, "wall_seconds_total": round(wall_total, 2), "nets": {}}
     for name in nets:
         if name not in results:
@@ -143,10 +194,10 @@ def _summary(cfg, results, nets, wall_total, interrupted):
     return out
 
 
-def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False):
+def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jobs=1):
     """Write summary.json, curves.csv and fig1.png for whatever has been trained."""
     out_dir = Path(out_dir)
-    summary = _summary(cfg, results, nets, wall_total, interrupted)
+    summary = _summary(cfg, results, nets, wall_total, interrupted, jobs)
     trained = [n for n in nets if n in results]
     if trained:
         steps = results[trained[0]]["history"].eval_steps
@@ -205,24 +256,42 @@ def plot(results, nets, cfg):
     return fig
 
 
-def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None, progress=True):
+def default_jobs(nets):
+    """Parallel training (one process per net) on the CPU backend with >= 2 cores."""
+    import os
+    return min(len(nets), os.cpu_count() or 1) if backend.active() == "numpy" else 1
+
+
+def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None, progress=True, jobs=None):
     """Train the nets, write the outputs, return the summary dict.
 
-    On Ctrl-C the outputs written so far are completed for the steps done (the summary
-    says ``"interrupted": true``) and KeyboardInterrupt is raised again.
+    ``jobs``: how many nets to train at once (processes; default :func:`default_jobs`).
+    On Ctrl-C the outputs are written for the steps done (the summary says
+    ``"interrupted": true``) and KeyboardInterrupt is raised again.
     """
     cfg = cfg or DriftConfig()
     nets = tuple(nets)
     cfg.validate(nets)
-    data = load_mnist(root=data_root)
-    results, t0 = {}, time.perf_counter()
-    for name in nets:
-        res = train_net(name == "bn", cfg, data, progress)
-        results[name] = res
-        if res["history"].interrupted:
-            write_outputs(out, cfg, results, nets, time.perf_counter() - t0, interrupted=True)
-            raise KeyboardInterrupt
-    return write_outputs(out, cfg, results, nets, time.perf_counter() - t0)
+    jobs = default_jobs(nets) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    t0 = time.perf_counter()
+    if jobs > 1 and len(nets) > 1:
+        if backend.active() != "numpy":
+            raise ValueError("jobs > 1 trains in separate CPU processes: use it with the numpy backend")
+        results, interrupted = _train_parallel(nets, cfg, data_root, progress)
+    else:
+        data = load_mnist(root=data_root)
+        results, interrupted = {}, False
+        for name in nets:
+            results[name] = train_net(name == "bn", cfg, data, progress)
+            if results[name]["history"].interrupted:
+                interrupted = True
+                break
+    summary = write_outputs(out, cfg, results, nets, time.perf_counter() - t0, interrupted, jobs)
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
 
 
 def _cmd(args) -> int:
@@ -237,10 +306,13 @@ def _cmd(args) -> int:
         print(f"minibn drift: error: {e}", file=sys.stderr)
         return 2
     try:
-        summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet)
+        summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, jobs=args.jobs)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the outputs so far are in {args.out}", file=sys.stderr)
         return 130
+    except ValueError as e:
+        print(f"minibn drift: error: {e}", file=sys.stderr)
+        return 2
     for name, s in summary["nets"].items():
         print(f"{LABELS[name]:>10}: final test accuracy {s['final_test_accuracy']:.4f}, "
               f"{s['steps_per_second']:.0f} steps/s, median of the sigmoid input moved by "
@@ -270,4 +342,6 @@ def add_cli(sub):
     g.add_argument("--no-bn", dest="nets", action="store_const", const="no-bn", help="train only the plain net")
     p.set_defaults(nets="both")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="train the nets in this many processes (default: 2 on the CPU with >= 2 cores, else 1)")
     p.set_defaults(func=_cmd)

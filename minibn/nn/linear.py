@@ -29,6 +29,7 @@ class Linear(Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = init.uniform_fan_in_(Parameter(_new((out_features, in_features), dtype)), in_features)
         self.bias = init.uniform_fan_in_(Parameter(_new((out_features,), dtype)), in_features) if bias else None
+        self._dW = None
 
     def forward(self, x):
         check_float("x", x, "Linear")
@@ -38,8 +39,15 @@ class Linear(Module):
         return y
 
     def backward(self, dy, need_dx=True):
-        dx, dW, db = F.linear_backward(dy, self._cache, need_dx)
-        self.weight.accumulate(dW)
+        # After zero_grad, dW is written into the array of the previous step's gradient
+        # (kept in self._dW) instead of a fresh one: a new (out, in) array every step
+        # costs page faults. So copy a .grad you want to keep past the next zero_grad.
+        w = self.weight
+        reuse = w.grad is None and self._dW is not None and self._dW.shape == w.shape and self._dW.dtype == w.dtype
+        dx, dW, db = F.linear_backward(dy, self._cache, need_dx, self._dW if reuse else None)
+        if w.grad is None:
+            self._dW = dW
+        w.accumulate(dW)
         if self.bias is not None:
             self.bias.accumulate(db)
         return dx
