@@ -14,12 +14,14 @@ from __future__ import annotations
 import copy
 
 from . import nn
-from .nn.batchnorm import _BatchNorm
 
 
 def bn_layers(model):
-    """Every BatchNorm layer of ``model``, in forward order."""
-    return [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    """Every BatchNorm1d / BatchNorm2d layer of ``model``, in forward order.
+
+    (Batch Renormalization and Memorized BN keep other statistics and are not included.)
+    """
+    return [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
 
 
 def _require_bn(model, where):
@@ -114,7 +116,8 @@ def fold(model):
         for layer in seq.layers:
             if isinstance(layer, nn.Sequential):
                 visit(layer)
-            if (isinstance(layer, _BatchNorm) and out and isinstance(out[-1], (nn.Linear, nn.Conv2d))
+            follows_affine = out and isinstance(out[-1], (nn.Linear, nn.Conv2d))
+            if (isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and follows_affine
                     and out[-1].weight.shape[0] == layer.num_features):
                 if not layer.track_running_stats:
                     raise ValueError("fold: a BatchNorm layer with track_running_stats=False cannot be folded")

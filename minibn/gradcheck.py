@@ -269,6 +269,28 @@ def layer_cases():
             return layer
         return make
 
+    def renorm(cls, C):
+        """BatchRenorm with moving statistics far from the batch ones (std 100 vs 5, mean
+        -1000 vs 12), so every r and d is clipped: locally constant, and the stop-gradient
+        backward is then the true derivative. (Unclipped r and d are checked with r and d
+        frozen in tests/functional/test_renorm.py.)"""
+        def make():
+            layer = with_stats(lambda: cls(C, r_max=1.5, d_max=0.5))()
+            layer.running_mean = layer.running_mean * 0 - 1000.0
+            layer.running_std = layer.running_std * 0 + 100.0
+            return layer
+        return make
+
+    def memorized(cls, C, spatial):
+        """MBN with three batches (of different sizes) already in memory."""
+        def make():
+            layer = with_stats(lambda: cls(C, memory_size=4, lam=0.7, eta=0.9))()
+            r = numpy.random.default_rng(4)
+            for n in (5, 8, 3):
+                layer.push(backend.to_active(r.normal(12, 5, C)), backend.to_active(r.uniform(10, 40, C)), n * spatial)
+            return layer
+        return make
+
     return [
         ("Linear", lambda: nn.Linear(5, 4), randn(3, 5)),
         ("Linear(bias=False)", lambda: nn.Linear(5, 4, bias=False), randn(3, 5)),
@@ -290,6 +312,11 @@ def layer_cases():
         ("LayerNorm", with_stats(lambda: nn.LayerNorm(5)), offset(4, 5)),
         ("LayerNorm (C, H, W)", with_stats(lambda: nn.LayerNorm((2, 3, 3))), offset(2, 2, 3, 3)),
         ("GroupNorm", with_stats(lambda: nn.GroupNorm(2, 4)), offset(2, 4, 3, 3)),
+        ("BatchRenorm1d", renorm(nn.BatchRenorm1d, 4), offset(6, 4)),
+        ("BatchRenorm2d", renorm(nn.BatchRenorm2d, 3), offset(2, 3, 3, 3)),
+        ("MemorizedBatchNorm1d", memorized(nn.MemorizedBatchNorm1d, 4, 1), offset(6, 4)),
+        ("MemorizedBatchNorm1d (N, C, L)", memorized(nn.MemorizedBatchNorm1d, 3, 4), offset(2, 3, 4)),
+        ("MemorizedBatchNorm2d", memorized(nn.MemorizedBatchNorm2d, 3, 9), offset(2, 3, 3, 3)),
     ]
 
 

@@ -59,8 +59,37 @@ def evaluate(model, x, y, loss_fn=None, batch_size=10000):
     return out
 
 
+def second_forward(model, x):
+    """Double-Forward (Guo et al. 2018, Algorithm 1, lines 10-12): after the optimizer
+    step, run the same batch through the model again, without gradient, so that every
+    Memorized BN layer with ``double_forward=True`` records the batch statistics under
+    the *updated* parameters. Other BN layers' running statistics are left as they were
+    (this second pass must not count as another training batch for them).
+    """
+    from .nn.batchnorm import _BatchNorm
+    from .nn.memorized import _MemorizedBatchNorm
+
+    mbns = [m for m in model.modules() if isinstance(m, _MemorizedBatchNorm) and m.double_forward]
+    others = [m for m in model.modules() if isinstance(m, _BatchNorm) and not isinstance(m, _MemorizedBatchNorm)]
+    saved = [[(n, v.copy() if hasattr(v, "copy") else v) for n, v in m.named_buffers()] for m in others]
+    caches = [(m, getattr(m, "_cache", None)) for m in model.modules()]
+    for m in mbns:
+        m._recording = True
+    try:
+        model(x)
+    finally:
+        for m in mbns:
+            m._recording = False
+        for m, bufs in zip(others, saved):
+            for n, v in bufs:
+                setattr(m, n, v)
+        for m, c in caches:  # the backward caches of the first forward stay as they were
+            if c is not None:
+                m._cache = c
+
+
 def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None, callbacks=(),
-        schedulers=(), progress=True, desc="train", after_step=None, position=0):
+        schedulers=(), progress=True, desc="train", after_step=None, position=0, double_forward=False):
     """Train for ``steps`` SGD steps.
 
     Args:
@@ -70,8 +99,10 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
         callbacks: callables ``cb(step, model)`` called at the same moments as eval_fn.
         schedulers: objects with ``.step()`` (see :class:`minibn.optim.Scheduler`), called
             before each step.
-        after_step: optional ``after_step(model, x, labels)`` called after each optimizer
-            step (e.g. the second forward of Double-Forward MBN).
+        after_step: optional ``after_step(model, x, labels)`` called after each optimizer step.
+        double_forward: after each optimizer step, run :func:`second_forward` on the same
+            batch, so Memorized BN layers built with ``double_forward=True`` record their
+            statistics under the updated parameters (Guo et al. 2018, Algorithm 1).
 
     Returns a :class:`History` with the mean training loss between evaluations
     ("train_loss") and whatever eval_fn returns.
@@ -107,6 +138,8 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
             optimizer.zero_grad()  # the optimizer's flat list: cheaper than walking the model
             model.backward(loss_fn.backward(), need_dx=False)
             optimizer.step()
+            if double_forward:
+                second_forward(model, x)
             if after_step is not None:
                 after_step(model, x, labels)
             loss_sum = loss_sum + loss  # stays on the device: no synchronisation per step

@@ -18,7 +18,14 @@ from .groupnorm import group_norm_backward, group_norm_forward
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .linear import linear_backward, linear_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .memorized import memorized_batch_norm_backward, memorized_batch_norm_forward, memory_weights, pooled_statistics
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from .renorm import (
+                         batch_renorm_backward,
+                         batch_renorm_forward,
+                         batch_renorm_inference_backward,
+                         batch_renorm_inference_forward,
+)
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward", "_paper"))] + [
-    "im2col", "col2im", "update_running_stats"]
+    "im2col", "col2im", "update_running_stats", "pooled_statistics", "memory_weights"]

@@ -6,9 +6,12 @@ from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from .linear import Linear
 from .loss import SoftmaxCrossEntropy
+from .memorized import MemorizedBatchNorm1d, MemorizedBatchNorm2d, lambda_scheduler
 from .module import Module, Parameter, Sequential
 from .normalization import GroupNorm, LayerNorm
+from .renorm import BatchRenorm1d, BatchRenorm2d, renorm_schedulers
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
            "ReLU", "Sigmoid", "Tanh", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
-           "SoftmaxCrossEntropy", "init"]
+           "SoftmaxCrossEntropy", "init", "BatchRenorm1d", "BatchRenorm2d", "MemorizedBatchNorm1d",
+           "MemorizedBatchNorm2d", "renorm_schedulers", "lambda_scheduler"]
