@@ -42,6 +42,11 @@ def main(argv=None) -> int:
     except ImportError:  # pragma: no cover - the drift experiment arrives with its issue
         pass
 
+    rep = sub.add_parser("reproduce", help="reproduce a paper's experiment (see `minibn reproduce -h`)")
+    rep_sub = rep.add_subparsers(dest="experiment", required=True)
+    from .experiments.small_batch import add_cli as add_small_batch
+    add_small_batch(rep_sub)
+
     args = parser.parse_args(argv)
     return args.func(args)
 

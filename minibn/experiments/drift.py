@@ -41,7 +41,7 @@ import numpy as np
 from .. import backend, nn, optim
 from ..data import BatchIterator, load_mnist
 from ..train import ActivationRecorder, evaluate, fit
-from . import _io
+from . import _io, _parallel
 
 NETS = ("baseline", "bn")
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
@@ -126,41 +126,6 @@ def _worker(name, cfg, data_root, progress, position):
     """One net in a child process (spawned with single-threaded BLAS)."""
     data = load_mnist(root=data_root, progress=False)
     return train_net(name == "bn", cfg, data, progress, position)
-
-
-_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _train_parallel(nets, cfg, data_root, progress):
-    """Train the nets at once, one process each, each with one BLAS thread.
-
-    The step of this small network is mostly Python and small matrix products, so two
-    single-threaded processes on two cores finish both nets in about the time of one.
-    On Ctrl-C every worker stops at its current step and returns what it has.
-    """
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
-    os.environ.update({k: "1" for k in _BLAS_THREAD_VARS})  # read by NumPy's BLAS in each child
-    results, interrupted = {}, False
-    try:
-        with ProcessPoolExecutor(len(nets), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {name: pool.submit(_worker, name, cfg, data_root, progress, i) for i, name in enumerate(nets)}
-            for name, fut in futures.items():
-                try:
-                    results[name] = fut.result()
-                except KeyboardInterrupt:
-                    interrupted = True
-                    results[name] = fut.result()  # the worker returns its partial history
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return results, interrupted or any(r["history"].interrupted for r in results.values())
 
 
 def _summary(cfg, results, nets, wall_total, interrupted, jobs=1):
@@ -256,38 +221,35 @@ def plot(results, nets, cfg):
     return fig
 
 
-def default_jobs(nets):
-    """Parallel training (one process per net) on the CPU backend with >= 2 cores."""
-    import os
-    return min(len(nets), os.cpu_count() or 1) if backend.active() == "numpy" else 1
-
-
 def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None, progress=True, jobs=None):
     """Train the nets, write the outputs, return the summary dict.
 
-    ``jobs``: how many nets to train at once (processes; default :func:`default_jobs`).
+    ``jobs``: how many nets to train at once, in processes (default: 2 on the numpy
+    backend with >= 2 cores, else 1; see :mod:`minibn.experiments._parallel`).
     On Ctrl-C the outputs are written for the steps done (the summary says
     ``"interrupted": true``) and KeyboardInterrupt is raised again.
     """
     cfg = cfg or DriftConfig()
     nets = tuple(nets)
     cfg.validate(nets)
-    jobs = default_jobs(nets) if jobs is None else jobs
+    jobs = _parallel.default_jobs(len(nets)) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs > 1 and backend.active() != "numpy":
+        raise ValueError("jobs > 1 trains in separate CPU processes: use it with the numpy backend")
     t0 = time.perf_counter()
-    if jobs > 1 and len(nets) > 1:
-        if backend.active() != "numpy":
-            raise ValueError("jobs > 1 trains in separate CPU processes: use it with the numpy backend")
-        results, interrupted = _train_parallel(nets, cfg, data_root, progress)
+    if jobs > 1:
+        out_list, interrupted = _parallel.run_tasks(
+            _worker, [(name, cfg, data_root, progress, i) for i, name in enumerate(nets)], jobs)
     else:
         data = load_mnist(root=data_root)
-        results, interrupted = {}, False
+        out_list, interrupted = [], False
         for name in nets:
-            results[name] = train_net(name == "bn", cfg, data, progress)
-            if results[name]["history"].interrupted:
-                interrupted = True
+            out_list.append(train_net(name == "bn", cfg, data, progress))
+            if out_list[-1]["history"].interrupted:
                 break
+    results = {name: r for name, r in zip(nets, out_list) if r is not None}
+    interrupted = interrupted or len(results) < len(nets) or any(r["history"].interrupted for r in results.values())
     summary = write_outputs(out, cfg, results, nets, time.perf_counter() - t0, interrupted, jobs)
     if interrupted:
         raise KeyboardInterrupt

@@ -1,0 +1,227 @@
+"""Small batches: BN vs Batch Renormalization vs Memorized BN (+ Double-Forward) on MNIST.
+
+In the spirit of Table 4 and Fig. 1 of Guo et al. (2018), at MNIST scale on the CPU. The
+network is a 784-100-100-10 MLP with a normalization layer before each ReLU (and no
+bias in the Linear before it). Each variant is trained with each batch size for the same
+number of SGD steps (as the paper does), for several seeds, and evaluated on the 10,000
+test images in inference mode (BN and BRN with their moving statistics, MBN with its
+memory).
+
+Training follows the paper's recipe scaled down: SGD with momentum 0.9, lr 0.05 divided
+by 10 at 40% and 60% of the steps; MBN: memory k = 10, eta = 0.9, lambda 0.1 -> 0.5 -> 0.9
+at 40% and 60%; BRN: plain BN for the first 4% of steps, then r_max -> 3 and d_max -> 5
+(Ioffe's schedule as fractions of the run), moving-average rate 0.01.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import backend, nn, optim
+from ..data import BatchIterator, load_mnist
+from ..train import evaluate, fit
+from . import _io, _parallel
+
+VARIANTS = ("BN", "BRN", "MBN", "MBN+DF")
+
+
+@dataclass
+class SmallBatchConfig:
+    batch_sizes: list = field(default_factory=lambda: [2, 4, 8, 16, 32])
+    variants: list = field(default_factory=lambda: list(VARIANTS))
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    steps: int = 5000
+    lr: float = 0.05
+    momentum: float = 0.9
+    hidden: int = 100
+    memory_size: int = 10
+
+    def validate(self):
+        if self.steps < 10:
+            raise ValueError(f"steps must be >= 10, got {self.steps}")
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad:
+            raise ValueError(f"unknown variants {bad}; choose from {VARIANTS}")
+        if any(b < 2 for b in self.batch_sizes):
+            raise ValueError(f"batch sizes must be >= 2 (BN needs two values per channel), got {self.batch_sizes}")
+
+
+FAST = dict(batch_sizes=[4, 32], seeds=[0], steps=300)
+
+
+def norm_layer(variant, C, cfg):
+    if variant == "BN":
+        return nn.BatchNorm1d(C)
+    if variant == "BRN":
+        return nn.BatchRenorm1d(C, momentum=0.01)
+    return nn.MemorizedBatchNorm1d(C, memory_size=cfg.memory_size, eta=0.9, lam=0.1,
+                                   double_forward=variant == "MBN+DF")
+
+
+def build_net(variant, cfg):
+    layers, width = [], 784
+    for _ in range(2):
+        layers += [nn.Linear(width, cfg.hidden, bias=False), norm_layer(variant, cfg.hidden, cfg), nn.ReLU()]
+        width = cfg.hidden
+    layers.append(nn.Linear(width, 10))
+    return nn.Sequential(*layers)
+
+
+def train_one(variant, batch_size, seed, cfg, data_root=None):
+    """One run; returns a dict with the test error (%), wall time and steps/s."""
+    (x, y), (xt, yt) = load_mnist(root=data_root, progress=False)
+    backend.seed(seed)
+    model = build_net(variant, cfg)
+    norms = [m for m in model.modules() if not isinstance(m, (nn.Linear, nn.ReLU, nn.Sequential))]
+    opt = optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    schedulers = [optim.Scheduler(opt, "lr", optim.Piecewise([cfg.lr, cfg.lr / 10, cfg.lr / 100], [0.4, 0.6]),
+                                  cfg.steps)]
+    if variant == "BRN":
+        schedulers += nn.renorm_schedulers(norms, cfg.steps)
+    if variant.startswith("MBN"):
+        schedulers.append(nn.lambda_scheduler(norms, cfg.steps))
+    batches = BatchIterator(x, y, batch_size, seed=seed)
+    t0 = time.perf_counter()
+    hist = fit(model, nn.SoftmaxCrossEntropy(), opt, batches, cfg.steps, schedulers=schedulers, progress=False,
+               double_forward=variant == "MBN+DF")
+    wall = time.perf_counter() - t0
+    acc = evaluate(model, backend.to_active(xt), backend.to_active(yt))["accuracy"]
+    return {"variant": variant, "batch_size": batch_size, "seed": seed, "test_error": 100 * (1 - acc),
+            "wall_seconds": wall, "steps_per_second": hist.steps_done / wall, "interrupted": hist.interrupted}
+
+
+def summarize(rows, cfg):
+    """{variant: {batch_size: (mean, std, n)}} of the test error, and mean steps/s per variant."""
+    table, speed = {}, {}
+    for v in cfg.variants:
+        table[v] = {}
+        for b in cfg.batch_sizes:
+            errs = [r["test_error"] for r in rows if r["variant"] == v and r["batch_size"] == b]
+            if errs:
+                table[v][b] = (float(np.mean(errs)), float(np.std(errs)), len(errs))
+        sps = [r["steps_per_second"] for r in rows if r["variant"] == v]
+        speed[v] = float(np.median(sps)) if sps else float("nan")
+    return table, speed
+
+
+def markdown(table, speed, cfg, wall):
+    lines = [f"Test error (%) on MNIST, mean +- std over seeds {cfg.seeds}, {cfg.steps} SGD steps per run "
+             f"(784-100-100-10 ReLU MLP).", "",
+             "| variant | " + " | ".join(f"batch {b}" for b in cfg.batch_sizes) + " | median steps/s |",
+             "| --- | " + " | ".join("---:" for _ in cfg.batch_sizes) + " | ---: |"]
+    for v in cfg.variants:
+        cells = [f"{table[v][b][0]:.2f} +- {table[v][b][1]:.2f}" if b in table[v] else "-" for b in cfg.batch_sizes]
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {speed[v]:.0f} |")
+    if "MBN" in speed and "MBN+DF" in speed:
+        lines += ["", f"Double-Forward costs {100 * (speed['MBN'] / speed['MBN+DF'] - 1):.0f}% more wall time per "
+                  f"step than MBN alone (median steps/s over all runs)."]
+    lines += ["", f"Total wall time {wall:.0f} s."]
+    return "\n".join(lines)
+
+
+def table_from_summary(summary):
+    """The {variant: {batch: (mean, std, n)}} table back from a summary.json."""
+    return {v: {int(b): (d["mean"], d["std"], d["n"]) for b, d in t.items()} for v, t in summary["test_error"].items()}
+
+
+def plot(table, cfg):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    styles = {"BN": ("tab:blue", "o"), "BRN": ("tab:green", "s"), "MBN": ("tab:orange", "^"),
+              "MBN+DF": ("tab:red", "v")}
+    for v in cfg.variants:
+        bs = [b for b in cfg.batch_sizes if b in table[v]]
+        m = np.array([table[v][b][0] for b in bs])
+        s = np.array([table[v][b][1] for b in bs])
+        color, marker = styles[v]
+        ax.errorbar(bs, m, yerr=s, color=color, marker=marker, capsize=3, label=v)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")  # errors span 2% to 90%: a log axis shows the large-batch differences too
+    ax.set_xticks(cfg.batch_sizes, [str(b) for b in cfg.batch_sizes])
+    ax.set(xlabel="batch size", ylabel="test error (%)",
+           title=f"MNIST, same {cfg.steps} steps for every batch size (mean +- std, {len(cfg.seeds)} seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None, jobs=None, progress=True):
+    cfg = cfg or SmallBatchConfig()
+    cfg.validate()
+    load_mnist(root=data_root)  # fail early (and download once) before starting workers
+    tasks = [(v, b, s, cfg, data_root) for b in cfg.batch_sizes for v in cfg.variants for s in cfg.seeds]
+    jobs = _parallel.default_jobs(len(tasks)) if jobs is None else jobs
+    t0 = time.perf_counter()
+    from tqdm.auto import tqdm
+    results, interrupted = [], False
+    with tqdm(total=len(tasks), desc="small-batch runs", disable=not progress) as bar:
+        # chunks of `jobs` tasks so the bar moves and Ctrl-C keeps what has finished
+        for i in range(0, len(tasks), max(jobs, 1) * 2):
+            chunk = tasks[i:i + max(jobs, 1) * 2]
+            res, interrupted = _parallel.run_tasks(train_one, chunk, jobs)
+            results += [r for r in res if r is not None]
+            bar.update(len(chunk))
+            if interrupted:
+                break
+    wall = time.perf_counter() - t0
+    table, speed = summarize(results, cfg)
+    out = Path(out)
+    _io.write_csv(out / "runs.csv", ["variant", "batch_size", "seed", "test_error", "wall_seconds", "steps_per_second"],
+                  [[r["variant"], r["batch_size"], r["seed"], f"{r['test_error']:.4f}", f"{r['wall_seconds']:.3f}",
+                    f"{r['steps_per_second']:.1f}"] for r in results])
+    summary = {"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),
+               "interrupted": interrupted, "wall_seconds": round(wall, 1),
+               "test_error": {v: {str(b): {"mean": m, "std": s, "n": n} for b, (m, s, n) in t.items()}
+                              for v, t in table.items()},
+               "median_steps_per_second": speed}
+    _io.write_json(out / "summary.json", summary)
+    text = markdown(table, speed, cfg, wall)
+    _io._atomic(out / "table.md", lambda f: f.write((text + "\n").encode()))
+    if results:
+        _io.save_figure(plot(table, cfg), out / "small_batch.png")
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary, text
+
+
+def add_cli(reproduce_sub):
+    p = reproduce_sub.add_parser("small-batch", help="BN vs BatchRenorm vs Memorized BN at small batch sizes",
+                                 description=__doc__.split("\n\n")[0])
+    p.add_argument("--fast", action="store_true", help=f"a quick check: {FAST}")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None)
+    p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS)
+    p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--out", default="results/small_batch")
+    p.add_argument("--data", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args) -> int:
+    cfg = SmallBatchConfig(**FAST) if args.fast else SmallBatchConfig()
+    for name in ("steps", "seeds", "batch_sizes", "variants"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    try:
+        cfg.validate()
+        _, text = run(cfg, args.out, args.data, args.jobs, progress=not args.quiet)
+    except ValueError as e:
+        print(f"minibn reproduce small-batch: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the runs finished so far are in {args.out}", file=sys.stderr)
+        return 130
+    print(text)
+    print(f"outputs in {args.out}/ (table.md, small_batch.png, runs.csv, summary.json)")
+    return 0
