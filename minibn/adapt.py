@@ -1,16 +1,24 @@
-"""Working with a trained BN network's statistics.
+"""Working with a trained BN network's statistics, and adapting it to a new domain.
 
 * :func:`population_statistics` - Algorithm 2 (steps 8-10) of Ioffe & Szegedy: replace the
   moving averages by statistics averaged over given training mini-batches.
 * :func:`fold` - batchnorm freezing in its folded form (Suzuki et al. 2020, Sec. 3.1):
   each BN that follows a Linear or Conv2d is merged into that layer's weights and bias.
+* :func:`freeze` - batchnorm freezing in place: BN keeps its inference transform (and
+  its gamma, beta) during further training.
+* :func:`adabn` - AdaBN (Li et al. 2016): running statistics := the exact statistics of
+  the target data, layer by layer.
+* :func:`iit` - the inference-invariant transformation (Suzuki et al. 2020, Eq. 3-6).
+* :func:`bn_mismatch` - the train/inference mismatch of each BN layer as a KL divergence
+  (the analysis of the IIT paper's Table 2).
 
-Both refuse a model without BN layers (and an empty set of batches) with a clear error,
+All refuse a model without BN layers, or an empty set of batches, with a clear error,
 leaving the model unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 from . import nn
@@ -133,3 +141,195 @@ def fold(model):
     if count[0] == 0:
         raise ValueError("fold: no BatchNorm layer directly follows a Linear or Conv2d")
     return new.eval()
+
+
+# -- domain adaptation ----------------------------------------------------------------------
+
+class _Capture:
+    """Record the input of one layer (by wrapping its forward) while batches pass."""
+
+    def __init__(self, layer):
+        self.layer, self.inputs = layer, []
+
+    def __enter__(self):
+        original = self.layer.forward
+
+        def forward(x, *a, **k):
+            self.inputs.append(x)
+            return original(x, *a, **k)
+
+        self.layer.forward = forward
+        return self
+
+    def __exit__(self, *exc):
+        del self.layer.forward  # back to the class's method
+
+
+def _exact_stats(arrays, axis_of):
+    """Mean and unbiased variance per channel over all values of all arrays (two passes)."""
+    n = sum(int(a.size // a.shape[1]) for a in arrays)
+    total = sum(a.sum(axis=axis_of(a)) for a in arrays)
+    mean = total / n
+    shape = lambda a: (1, -1) + (1,) * (a.ndim - 2)  # noqa: E731
+    m2 = sum((((a - mean.reshape(shape(a))) ** 2).sum(axis=axis_of(a))) for a in arrays)
+    return mean, m2 / max(n - 1, 1)
+
+
+def _reduce_axes(a):
+    return (0,) + tuple(range(2, a.ndim))
+
+
+def _layer_inputs(model, layer, inputs):
+    """The inputs that reach ``layer`` when ``inputs`` pass through ``model`` in eval mode."""
+    model.eval()
+    with _Capture(layer) as cap:
+        for x in inputs:
+            model(x)
+    return cap.inputs
+
+
+def _guarded(where, model, fn):
+    """Run fn(); on any error restore the model's state and modes and re-raise."""
+    saved = copy.deepcopy(model.state_dict())
+    modes = {id(m): m.training for m in model.modules()}
+    try:
+        return fn()
+    except BaseException:
+        model.load_state_dict(saved)
+        for m in model.modules():
+            m.training = modes[id(m)]
+        raise
+
+
+def adabn(model, batches):
+    """AdaBN: set every BN layer's running mean and (unbiased) variance to the exact
+    statistics of its input on the target ``batches``, layer by layer: the statistics of
+    layer k are taken with layers 1..k-1 already adapted (all in inference mode).
+
+    ``batches``: an iterable of target inputs x (or tuples (x, ...)). Returns the model,
+    in eval mode.
+    """
+    layers = _require_bn(model, "adabn")
+    inputs = list(_batch_inputs(batches, "adabn"))
+
+    def run():
+        for bn in layers:
+            mean, var = _exact_stats(_layer_inputs(model, bn, inputs), _reduce_axes)
+            bn.running_mean = mean.astype(bn.running_mean.dtype)
+            bn.running_var = var.astype(bn.running_var.dtype)
+        return model.eval()
+
+    return _guarded("adabn", model, run)
+
+
+def iit(model, batches):
+    """The inference-invariant transformation (Suzuki et al. 2020, Eq. 3-6).
+
+    For each BN layer, estimate mu_adapt, sigma^2_adapt (mean and unbiased variance) of
+    its input on the target ``batches`` with the whole network in inference mode, then set
+
+        gamma_hat = gamma * sqrt(sigma^2_adapt + eps) / sqrt(sigma^2_base + eps)      (Eq. 4)
+        beta_hat  = gamma * (mu_adapt - mu_base) / sqrt(sigma^2_base + eps) + beta     (Eq. 5)
+
+    and the running statistics to mu_adapt, sigma^2_adapt. Inference outputs are exactly
+    unchanged (Eq. 3), so all statistics can be taken in one pass before any change;
+    training mode now normalizes target batches with statistics close to the running
+    ones (Eq. 6), so fine-tuning starts without a train/inference mismatch.
+    Needs affine BN layers. Returns the model, in eval mode.
+    """
+    layers = _require_bn(model, "iit")
+    for bn in layers:
+        if not bn.affine:
+            raise ValueError("iit: every BatchNorm layer must have affine=True (gamma and beta are adjusted)")
+    inputs = list(_batch_inputs(batches, "iit"))
+
+    def run():
+        model.eval()
+        stats = []
+        with contextlib.ExitStack() as stack:
+            caps = [stack.enter_context(_Capture(bn)) for bn in layers]
+            for x in inputs:
+                model(x)
+        for cap in caps:
+            stats.append(_exact_stats(cap.inputs, _reduce_axes))
+        for bn, (mu_a, var_a) in zip(layers, stats):
+            sd_base = (bn.running_var + bn.eps) ** 0.5
+            sd_adapt = (var_a + bn.eps) ** 0.5
+            g, b = bn.gamma.data, bn.beta.data
+            bn.gamma.data = (g * sd_adapt / sd_base).astype(g.dtype)
+            bn.beta.data = (g * (mu_a - bn.running_mean) / sd_base + b).astype(b.dtype)
+            bn.running_mean = mu_a.astype(bn.running_mean.dtype)
+            bn.running_var = var_a.astype(bn.running_var.dtype)
+        return model.eval()
+
+    return _guarded("iit", model, run)
+
+
+def freeze(model):
+    """Batchnorm freezing (IIT paper, Sec. 3.1): every BN layer keeps its inference
+    transform during training, with gamma, beta and the running statistics fixed
+    (no gradient is accumulated into gamma and beta, so an optimizer leaves them alone).
+    ``fold`` is the same network with the frozen BN merged into the layer before it.
+    Returns the model; ``unfreeze`` undoes it.
+    """
+    for bn in _require_bn(model, "freeze"):
+        bn.frozen = True
+    return model
+
+
+def unfreeze(model):
+    for bn in _require_bn(model, "unfreeze"):
+        bn.frozen = False
+    return model
+
+
+def _gaussian_kl(m1, v1, m2, v2):
+    """KL(N(m1, v1) || N(m2, v2)) elementwise: (v1/v2 + (m1-m2)^2/v2 - 1 + log(v2/v1)) / 2."""
+    from .backend import get_array_module
+    xp = get_array_module(m1)
+    return 0.5 * (v1 / v2 + (m1 - m2) ** 2 / v2 - 1.0 + xp.log(v2 / v1))
+
+
+def bn_mismatch(model, batches, eps=1e-12):
+    """The train/inference mismatch of each BN layer, as a KL divergence.
+
+    Each layer's input is taken with the network in inference mode (the layers before it
+    are fixed, as in the IIT paper's Table 2). Its output is then computed both ways: in
+    training mode (each batch normalized with its own statistics) and in inference mode
+    (the running statistics). Estimator: per channel, a Gaussian is fitted (mean and
+    variance over all outputs of all batches) to each of the two output distributions;
+    the value is KL(P_train || P_inference) of the two Gaussians, averaged over channels.
+    It is 0 when both modes give the same output distribution.
+
+    Returns a list with one dict per BN layer, in forward order: {"layer": index among
+    the BN layers, "kl": float}. The model is not changed.
+    """
+    layers = _require_bn(model, "bn_mismatch")
+    inputs = list(_batch_inputs(batches, "bn_mismatch"))
+    from . import functional as F
+    from .backend import asnumpy
+    modes = {id(m): m.training for m in model.modules()}
+    try:
+        model.eval()
+        with contextlib.ExitStack() as stack:
+            caps = [stack.enter_context(_Capture(bn)) for bn in layers]
+            for x in inputs:
+                model(x)
+        out = []
+        for i, (bn, cap) in enumerate(zip(layers, caps)):
+            g, b = (bn.gamma.data, bn.beta.data) if bn.affine else (None, None)
+            train_out, infer_out = [], []
+            for h in cap.inputs:
+                axis = _reduce_axes(h)
+                train_out.append(F.batch_norm_forward(h, g, b, bn.eps, axis)[0])
+                infer_out.append(F.batch_norm_inference_forward(h, g, b, bn.running_mean, bn.running_var, bn.eps,
+                                                                axis)[0])
+            m1, v1 = _exact_stats(train_out, _reduce_axes)
+            m2, v2 = _exact_stats(infer_out, _reduce_axes)
+            kl = _gaussian_kl(m1.astype("float64"), v1.astype("float64") + eps, m2.astype("float64"),
+                              v2.astype("float64") + eps)
+            out.append({"layer": i, "kl": float(asnumpy(kl).mean())})
+        return out
+    finally:
+        for m in model.modules():
+            m.training = modes[id(m)]

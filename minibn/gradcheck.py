@@ -182,6 +182,8 @@ def check_module(module, x, modes=("train", "eval"), dy=None, seed=0, h=1e-6, to
     The module is deep-copied and cast to float64 (the original is not touched); each
     evaluation of the loss starts from the same copied state and the same random seed,
     so running statistics, memories and dropout masks do not drift between evaluations.
+    A module whose backward is by design a multiple of the true gradient declares it as
+    ``gradcheck_factor`` (GradientReversal: -scale); the numerical gradient is scaled by it.
     Returns rows as :func:`check_function`, with tensor names like "train/x",
     "eval/gamma".
     """
@@ -223,6 +225,9 @@ def check_module(module, x, modes=("train", "eval"), dy=None, seed=0, h=1e-6, to
             return float((y * this_dy).sum())
 
         noise = _noise(y, this_dy, h)
+        factor = getattr(snapshot, "gradcheck_factor", 1.0)
+        if factor != 1.0:
+            grads = [g / factor for g in grads]
         if _want_elementwise(mode, tensors, max_elements):
             rows += [_row(f"{m_mode}/{n}", g, numerical_gradient(loss_at, t, h), tol, noise)
                      for n, t, g in zip(names, tensors, grads)]
@@ -240,7 +245,7 @@ def _offset_input(shape, rng):
 
 
 def layer_cases():
-    """(name, module factory, input maker) for every layer in the library.
+    """(name, module factory, input maker[, modes]) for every layer in the library.
 
     Later layers join here; ``minibn gradcheck`` and the test suite both use this list.
     """
@@ -291,6 +296,27 @@ def layer_cases():
             return layer
         return make
 
+    def transnorm(cls, C, x_shape=None):
+        """TransNorm whose source and target running statistics differ (a non-uniform alpha in
+        eval). With ``x_shape``, alpha is frozen at its training value for that input: the
+        backward treats alpha as a constant, so that is the function it differentiates."""
+        def make():
+            layer = cls(C)
+            r = numpy.random.default_rng(5)
+            for dom in ("source", "target"):
+                for stat, lo, hi in (("mean", -2.0, 14.0), ("var", 0.5, 30.0)):
+                    name = f"running_{stat}_{dom}"
+                    arr = getattr(layer, name)
+                    setattr(layer, name, backend.to_device(r.uniform(lo, hi, C).astype(arr.dtype),
+                                                           backend.device_of(arr)))
+            layer = with_stats(lambda: layer)()
+            if x_shape is not None:
+                probe = copy.deepcopy(layer).astype(numpy.float64)
+                probe(backend.to_active(_offset_input(x_shape, numpy.random.default_rng(0))))
+                layer.fixed_alpha = backend.asnumpy(probe.last_alpha)
+            return layer
+        return make
+
     return [
         ("Linear", lambda: nn.Linear(5, 4), randn(3, 5)),
         ("Linear(bias=False)", lambda: nn.Linear(5, 4, bias=False), randn(3, 5)),
@@ -317,16 +343,23 @@ def layer_cases():
         ("MemorizedBatchNorm1d", memorized(nn.MemorizedBatchNorm1d, 4, 1), offset(6, 4)),
         ("MemorizedBatchNorm1d (N, C, L)", memorized(nn.MemorizedBatchNorm1d, 3, 4), offset(2, 3, 4)),
         ("MemorizedBatchNorm2d", memorized(nn.MemorizedBatchNorm2d, 3, 9), offset(2, 3, 3, 3)),
+        ("TransNorm1d (alpha frozen)", transnorm(nn.TransNorm1d, 4, (8, 4)), offset(8, 4)),
+        ("TransNorm1d odd batch (alpha frozen)", transnorm(nn.TransNorm1d, 3, (7, 3)), offset(7, 3)),
+        ("TransNorm2d (alpha frozen)", transnorm(nn.TransNorm2d, 3, (4, 3, 2, 3)), offset(4, 3, 2, 3)),
+        ("TransNorm1d", transnorm(nn.TransNorm1d, 4), offset(8, 4), ("eval",)),
+        ("TransNorm2d", transnorm(nn.TransNorm2d, 3), offset(4, 3, 2, 3), ("eval",)),
+        ("GradientReversal", lambda: nn.GradientReversal(0.7), randn(4, 5)),
     ]
 
 
 def gradcheck_all(seed=0):
     """Run check_module on every layer of :func:`layer_cases`; returns (name, row) pairs."""
     results = []
-    for name, factory, make_x in layer_cases():
+    for name, factory, make_x, *modes in layer_cases():
         backend.seed(seed)
         layer = factory()
         x = backend.to_active(make_x(numpy.random.default_rng(seed)))
-        for row in check_module(layer, x, raise_on_fail=False, seed=seed):
+        for row in check_module(layer, x, modes=modes[0] if modes else ("train", "eval"), raise_on_fail=False,
+                                seed=seed):
             results.append((name, row))
     return results

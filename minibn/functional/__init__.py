@@ -26,6 +26,9 @@ from .renorm import (
                          batch_renorm_inference_backward,
                          batch_renorm_inference_forward,
 )
+from .transnorm import split_point as transnorm_split_point
+from .transnorm import transnorm_alpha, transnorm_backward, transnorm_forward
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward", "_paper"))] + [
-    "im2col", "col2im", "update_running_stats", "pooled_statistics", "memory_weights"]
+    "im2col", "col2im", "update_running_stats", "pooled_statistics", "memory_weights", "transnorm_alpha",
+    "transnorm_split_point"]

@@ -10,8 +10,10 @@ from .memorized import MemorizedBatchNorm1d, MemorizedBatchNorm2d, lambda_schedu
 from .module import Module, Parameter, Sequential
 from .normalization import GroupNorm, LayerNorm
 from .renorm import BatchRenorm1d, BatchRenorm2d, renorm_schedulers
+from .transnorm import GradientReversal, TransNorm1d, TransNorm2d
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
            "ReLU", "Sigmoid", "Tanh", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
            "SoftmaxCrossEntropy", "init", "BatchRenorm1d", "BatchRenorm2d", "MemorizedBatchNorm1d",
-           "MemorizedBatchNorm2d", "renorm_schedulers", "lambda_scheduler"]
+           "MemorizedBatchNorm2d", "renorm_schedulers", "lambda_scheduler", "TransNorm1d", "TransNorm2d",
+           "GradientReversal"]

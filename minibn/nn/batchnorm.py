@@ -45,6 +45,9 @@ class _BatchNorm(Module):
         self.running_mean = xp.zeros(num_features, dtype=dtype)
         self.running_var = xp.ones(num_features, dtype=dtype)
         self.num_batches_tracked = 0
+        #: batchnorm freezing (``minibn.adapt.freeze``): the inference transform in training
+        #: too, with gamma and beta left without gradient
+        self.frozen = False
 
     def _axis(self, x):
         return (0,) + tuple(range(2, x.ndim))
@@ -64,7 +67,7 @@ class _BatchNorm(Module):
         self._check(x)
         gamma, beta = self._affine()
         axis = self._axis(x)
-        if self.training or not self.track_running_stats:
+        if (self.training and not self.frozen) or not self.track_running_stats:
             y, cache = F.batch_norm_forward(x, gamma, beta, self.eps, axis)
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
@@ -87,7 +90,7 @@ class _BatchNorm(Module):
             dx, dgamma, dbeta = F.batch_norm_backward_paper(dy, cache)
         else:
             dx, dgamma, dbeta = F.batch_norm_backward(dy, cache)
-        if self.affine:
+        if self.affine and not self.frozen:
             self.gamma.accumulate(dgamma)
             self.beta.accumulate(dbeta)
         return dx
