@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     rep_sub = rep.add_subparsers(dest="experiment", required=True)
     from .experiments.small_batch import add_cli as add_small_batch
     add_small_batch(rep_sub)
+    from .experiments.adaptation import add_cli as add_adaptation
+    add_adaptation(rep_sub)
 
     args = parser.parse_args(argv)
     return args.func(args)
