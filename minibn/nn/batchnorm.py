@@ -9,6 +9,12 @@ variance is unbiased (m / (m - 1)); normalization uses the biased batch variance
 
 ``backward="closed"`` (default) uses the simplified closed form, ``"paper"`` the
 paper's step-by-step chain rule; both give the same gradient.
+
+``impl`` picks how training mode is computed: ``"reference"`` (Algorithm 1 line by line,
+:mod:`minibn.functional.batchnorm`), ``"fast"`` (the same function in fewer passes over
+memory, with reused buffers, :mod:`minibn.functional.batchnorm_fast`), or ``"auto"``
+(default: fast for float32/float64 inputs of at least 65,536 values, where passes over
+memory dominate; reference otherwise). ``backward="paper"`` always uses the reference.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from .._checks import check_dim, check_float, check_ndim, check_positive_int, ch
 from .module import Module, Parameter
 
 _BACKWARDS = ("closed", "paper")
+_IMPLS = ("auto", "fast", "reference")
+FAST_MIN_SIZE = 65536
 
 
 class _BatchNorm(Module):
@@ -27,7 +35,7 @@ class _BatchNorm(Module):
     _layout = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 backward="closed", dtype="float32"):
+                 backward="closed", impl="auto", dtype="float32"):
         super().__init__()
         name = type(self).__name__
         check_positive_int("num_features", num_features, name)
@@ -37,6 +45,10 @@ class _BatchNorm(Module):
             check_range("momentum", momentum, 0.0, 1.0, name)
         if backward not in _BACKWARDS:
             raise ValueError(f"{name}: backward must be one of {_BACKWARDS}, got {backward!r}")
+        if impl not in _IMPLS:
+            raise ValueError(f"{name}: impl must be one of {_IMPLS}, got {impl!r}")
+        self.impl = impl
+        self._work = F.Workspace()
         xp = backend.xp()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats, self.backward_formula = affine, track_running_stats, backward
@@ -59,6 +71,11 @@ class _BatchNorm(Module):
         check_ndim("x", x, self._ndims, name, layout)
         check_dim("x", x, 1, self.num_features, name, layout)
 
+    def _use_fast(self, x):
+        if self.impl == "reference" or self.backward_formula == "paper" or not F.fast_applicable(x):
+            return False
+        return self.impl == "fast" or x.size >= FAST_MIN_SIZE
+
     def _affine(self):
         return (self.gamma.data, self.beta.data) if self.affine else (None, None)
 
@@ -68,7 +85,11 @@ class _BatchNorm(Module):
         gamma, beta = self._affine()
         axis = self._axis(x)
         if (self.training and not self.frozen) or not self.track_running_stats:
-            y, cache = F.batch_norm_forward(x, gamma, beta, self.eps, axis)
+            if self._use_fast(x):
+                y, cache = F.batch_norm_forward_fast(x, gamma, beta, self.eps, axis, self._work)
+                cache["fast"] = True
+            else:
+                y, cache = F.batch_norm_forward(x, gamma, beta, self.eps, axis)
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
                 factor = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
@@ -86,6 +107,8 @@ class _BatchNorm(Module):
         kind, cache = self._cache
         if kind == "running":
             dx, dgamma, dbeta = F.batch_norm_inference_backward(dy, cache)
+        elif cache.get("fast"):
+            dx, dgamma, dbeta = F.batch_norm_backward_fast(dy, cache)
         elif self.backward_formula == "paper":
             dx, dgamma, dbeta = F.batch_norm_backward_paper(dy, cache)
         else:
@@ -97,7 +120,8 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}, backward={self.backward_formula!r}")
+                f"track_running_stats={self.track_running_stats}, backward={self.backward_formula!r}, "
+                f"impl={self.impl!r}")
 
 
 class BatchNorm1d(_BatchNorm):

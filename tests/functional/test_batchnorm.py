@@ -288,3 +288,48 @@ def test_eps_is_added_once_in_train_and_eval(backend_name):
     layer.running_var = layer.running_var * (7 / 8)  # undo the unbiasing: now exactly var_B
     y_eval = to_np(layer.eval()(on_active(x)))
     np.testing.assert_allclose(y_eval, y_train, rtol=1e-12, atol=1e-12)
+
+
+# -- the fast path (functional/batchnorm_fast.py) against the reference --------------------
+
+@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (9, 4)), (nn.BatchNorm1d, (3, 4, 5)),
+                                        (nn.BatchNorm2d, (3, 4, 3, 2)), (nn.BatchNorm2d, (1, 2, 3, 3))])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fast_and_reference_paths_agree(backend_name, rng, cls, shape, affine):
+    C = shape[1]
+    fast = cls(C, impl="fast", affine=affine).astype(np.float64)
+    ref = cls(C, impl="reference", affine=affine).astype(np.float64)
+    if affine:
+        g, b = on_active(rng.uniform(0.5, 2, C)), on_active(rng.standard_normal(C))
+        fast.gamma.data, fast.beta.data, ref.gamma.data, ref.beta.data = g, b, g.copy(), b.copy()
+    for _ in range(3):
+        x = on_active(rng.standard_normal(shape) * 4 + 9)
+        dy = on_active(rng.standard_normal(shape))
+        np.testing.assert_allclose(to_np(fast(x)), to_np(ref(x)), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(to_np(fast.backward(dy)), to_np(ref.backward(dy)), rtol=1e-9, atol=1e-12)
+    if affine:
+        np.testing.assert_allclose(to_np(fast.gamma.grad), to_np(ref.gamma.grad), rtol=1e-10)
+        np.testing.assert_allclose(to_np(fast.beta.grad), to_np(ref.beta.grad), rtol=1e-10)
+    np.testing.assert_allclose(to_np(fast.running_mean), to_np(ref.running_mean), rtol=1e-12)
+    np.testing.assert_allclose(to_np(fast.running_var), to_np(ref.running_var), rtol=1e-10)
+
+
+def test_fast_path_float32_large_mean(backend_name, rng):
+    x = on_active((1e4 + rng.standard_normal((4096, 8))).astype(np.float32))
+    y = to_np(nn.BatchNorm1d(8, impl="fast")(x))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-3)
+
+
+def test_auto_picks_fast_for_large_inputs_and_reference_otherwise():
+    layer = nn.BatchNorm1d(256)
+    layer(np.ones((8, 256), np.float32) + np.arange(8, dtype=np.float32)[:, None])
+    assert "fast" not in layer._cache[1]
+    layer(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))  # 65,536 values
+    assert layer._cache[1].get("fast")
+    paper = nn.BatchNorm1d(256, backward="paper")
+    paper(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))
+    assert "fast" not in paper._cache[1]
+    with pytest.raises(ValueError, match="impl must be one of"):
+        nn.BatchNorm1d(3, impl="turbo")

@@ -1,0 +1,117 @@
+"""Batch normalization, the fast path: the same results as batchnorm.py in fewer passes.
+
+batchnorm.py follows Algorithm 1 line by line; this file computes the same function with
+as few passes over memory as NumPy allows, for large inputs on the CPU (and it runs
+unchanged on CuPy). The two are selected by the same API (``nn.BatchNorm1d(...,
+impl="fast" | "reference")``) and tested against each other.
+
+x is viewed as (N, C, S) (S = 1 for (N, C), L, or H * W), reduced over N and S.
+
+Forward, four passes over x-sized data instead of seven:
+1. mu0 = column sums of x by a matrix-vector product (BLAS, multi-threaded) / m;
+2. d = x - mu0, the one large temporary (kept for the backward, in a reused buffer);
+3. c = mean(d) and q = mean(d^2): the *corrected two-pass* algorithm (Chan, Golub &
+   LeVeque 1983): mu = mu0 + c and var = q - c^2. Because d is already centred by a
+   first estimate, c is tiny and q - c^2 does not cancel (unlike E[x^2] - E[x]^2), even
+   for a float32 input with mean 1e4;
+4. y = d * scale + shift with scale = gamma / sqrt(var + eps), shift = beta - c * scale.
+
+x_hat = (d - c) / sqrt(var + eps) is never stored. Backward, with g = gamma * inv_std:
+
+    dbeta  = sum dy,     dgamma = inv_std * (sum dy * d - c * dbeta)
+    dx     = g * (dy - dbeta/m - x_hat * dgamma/m) = A dy + B d + K   (per channel A, B, K)
+    A = g,  B = -g * inv_std * dgamma / m,  K = -g * dbeta / m - B * c
+
+three passes (sum dy, sum dy * d, then dx in place), instead of six.
+
+The cache refers to d in the workspace: it is valid until the same layer's next forward
+(as in any training step: forward, backward, then the next forward).
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+
+
+class Workspace:
+    """Arrays kept between calls (keyed by name, shape and dtype), so that a large
+    temporary is allocated once rather than at every step (fresh pages cost page faults)."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, name, shape, dtype, xp):
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype or get_array_module(a) is not xp:
+            a = self._arrays[name] = xp.empty(shape, dtype=dtype)
+        return a
+
+    def __deepcopy__(self, memo):  # a copied layer gets its own (empty) workspace
+        return Workspace()
+
+
+def _as3(x):
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _channel_sum(a3, xp):
+    """Sum over axes 0 and 2 of (N, C, S) by matrix products (BLAS), in the array's dtype."""
+    N, C, S = a3.shape
+    if S == 1:
+        return xp.ones(N, dtype=a3.dtype) @ a3.reshape(N, C)
+    return xp.ones(N, dtype=a3.dtype) @ (a3 @ xp.ones(S, dtype=a3.dtype))
+
+
+def _channel_dot(a3, b3, xp):
+    """sum over N and S of a * b, per channel, without a temporary."""
+    return xp.einsum("ncs,ncs->c", a3, b3)
+
+
+def fast_applicable(x):
+    return x.dtype.kind == "f" and x.dtype.itemsize >= 4
+
+
+def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=(0,), work=None):
+    """Same contract as :func:`batch_norm_forward` (training mode), for float32/float64
+    inputs reduced over axis 0 and all axes after 1. ``work``: a :class:`Workspace`."""
+    xp = get_array_module(x)
+    C = x.shape[1]
+    m = x.size // C
+    if m < 2:
+        raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
+                         f"{tuple(x.shape)} (m = {m} values per channel)")
+    x3 = _as3(x)
+    work = work or Workspace()
+    mu0 = _channel_sum(x3, xp) * (1.0 / m)                                  # pass 1
+    d = xp.subtract(x3, mu0[:, None], out=work.get("d", x3.shape, x.dtype, xp))  # pass 2
+    c = _channel_sum(d, xp) * (1.0 / m)                                      # pass 3
+    q = _channel_dot(d, d, xp) * (1.0 / m)
+    var = q - c * c
+    inv_std = (var + eps) ** -0.5
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -c * scale if beta is None else beta - c * scale
+    y = d * scale[:, None]                                                   # pass 4
+    y += shift[:, None]
+    cache = {"x": x, "d": d, "c": c, "inv_std": inv_std, "gamma": gamma, "m": m, "work": work,
+             "mu_B": (mu0 + c), "var_B": var}
+    return y.reshape(x.shape), cache
+
+
+def batch_norm_backward_fast(dy, cache):
+    """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta)."""
+    xp = get_array_module(dy)
+    d, c, inv_std, gamma, m = cache["d"], cache["c"], cache["inv_std"], cache["gamma"], cache["m"]
+    dy3 = _as3(dy)
+    dbeta = _channel_sum(dy3, xp)
+    dgamma = inv_std * (_channel_dot(dy3, d, xp) - c * dbeta)  # sum dy * x_hat
+    g = inv_std if gamma is None else gamma * inv_std
+    B = -g * inv_std * dgamma * (1.0 / m)
+    K = -g * dbeta * (1.0 / m) - B * c
+    dx = dy3 * g[:, None]
+    tmp = xp.multiply(d, B[:, None], out=cache["work"].get("tmp", d.shape, d.dtype, xp))
+    dx += tmp
+    dx += K[:, None]
+    dx = dx.reshape(dy.shape)
+    if gamma is None:
+        return dx, None, None
+    return dx, dgamma, dbeta
