@@ -27,6 +27,13 @@ def _cmd_gradcheck(args) -> int:
     return 1 if failed else 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import run
+
+    print(run(args.out, fast=args.fast))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="minibn", description="minibn: batch normalization from scratch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +48,11 @@ def main(argv=None) -> int:
         add_drift(sub)
     except ImportError:  # pragma: no cover - the drift experiment arrives with its issue
         pass
+
+    p = sub.add_parser("bench", help="benchmark minibn against PyTorch (and CuPy/CUDA where present)")
+    p.add_argument("--out", default="docs/benchmarks", help="where to write cpu.md and cpu.png")
+    p.add_argument("--fast", action="store_true", help="two small shapes only (a quick check)")
+    p.set_defaults(func=_cmd_bench)
 
     rep = sub.add_parser("reproduce", help="reproduce a paper's experiment (see `minibn reproduce -h`)")
     rep_sub = rep.add_subparsers(dest="experiment", required=True)

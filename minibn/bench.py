@@ -1,0 +1,324 @@
+"""The benchmark suite behind `minibn bench`: minibn vs PyTorch, CPU (and CuPy vs CUDA when present).
+
+Every row is timed in one run against the same references: PyTorch CPU (when installed),
+minibn on CuPy and PyTorch CUDA (when a GPU is present), and the machine's copy bandwidth
+measured in the same run. Times are medians. Effective bandwidth counts the bytes of x
+and y in the forward and of x, dy and dx in the backward. GPU timings synchronise the
+device (cupyx.profiler.benchmark; CUDA events for PyTorch).
+
+Outputs (``--out``, default docs/benchmarks/): ``<device>.md`` (tables, machine, targets)
+and ``<device>.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import backend, nn, optim
+
+BN_SHAPES = [(60, 100), (256, 1024), (4096, 1024), (64, 64, 32, 32), (256, 256, 14, 14)]
+FAST_BN_SHAPES = [(60, 100), (256, 1024)]
+
+
+def median_time(fn, repeats=20, warmup=2, max_seconds=4.0):
+    """Median of up to ``repeats`` timed calls (fewer if they take over ``max_seconds``)."""
+    for _ in range(warmup):
+        fn()
+    times, start = [], time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < max_seconds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def gpu_time(fn, repeats=50):  # pragma: no cover - GPU only
+    from cupyx.profiler import benchmark
+    r = benchmark(fn, n_repeat=repeats, n_warmup=5)
+    return float(np.median(r.gpu_times[0]))
+
+
+def copy_bandwidth_cpu(nbytes=256 * 2 ** 20):
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    return 2 * nbytes / median_time(lambda: np.copyto(dst, src), repeats=10)
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+    try:
+        import torch
+        info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        pass
+    if backend.cupy is not None:  # pragma: no cover - GPU only
+        import cupy
+        info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        info["cupy"] = cupy.__version__
+    return info
+
+
+# -- BN and friends -----------------------------------------------------------------------------
+
+def _minibn_layer_step(layer, x, dy, mode):
+    if mode == "forward":
+        return lambda: layer(x)
+    if mode == "backward":
+        layer(x)
+        return lambda: layer.backward(dy)
+    def both():
+        layer(x)
+        layer.backward(dy)
+    return both
+
+
+def _torch_layer_step(torch, layer, x, dy, mode, device="cpu"):
+    xt = torch.tensor(x, device=device, requires_grad=True)
+    dyt = torch.tensor(dy, device=device)
+    layer = layer.to(device)
+    if mode == "forward":
+        def fwd():
+            with torch.no_grad():
+                layer(xt)
+        return fwd
+    if mode == "backward":
+        y = layer(xt)
+        return lambda: y.backward(dyt, retain_graph=True)
+    def both():
+        layer(xt).backward(dyt)
+    return both
+
+
+def _bytes(x, mode):
+    return {"forward": 2, "backward": 3, "both": 5}[mode] * x.nbytes
+
+
+def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False):
+    rows = []
+    for shape in shapes:
+        rng = np.random.default_rng(0)
+        x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        C = shape[1]
+        cls = nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d
+        for mode in modes:
+            impls = [("minibn", lambda: cls(C)), ("minibn reference", lambda: cls(C, impl="reference"))]
+            row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode), "t": {}}
+            for name, make in impls:
+                row["t"][name] = median_time(_minibn_layer_step(make(), x, dy, mode))
+            if torch is not None:
+                tl = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(C)
+                row["t"]["PyTorch CPU"] = median_time(_torch_layer_step(torch, tl, x, dy, mode))
+            if cuda:  # pragma: no cover - GPU only
+                _gpu_bn(row, torch, cls, C, x, dy, mode)
+            rows.append(row)
+    return rows
+
+
+def _gpu_bn(row, torch, cls, C, x, dy, mode):  # pragma: no cover - GPU only
+    prev = backend.active()
+    backend.use("cupy")
+    try:
+        layer = cls(C).to("gpu")
+        xg, dyg = backend.to_device(x, "gpu"), backend.to_device(dy, "gpu")
+        row["t"]["minibn CuPy"] = gpu_time(_minibn_layer_step(layer, xg, dyg, mode))
+    finally:
+        backend.use(prev)
+    if torch is not None and torch.cuda.is_available():
+        tl = (torch.nn.BatchNorm1d if x.ndim == 2 else torch.nn.BatchNorm2d)(C)
+        step = _torch_layer_step(torch, tl, x, dy, mode, "cuda")
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for _ in range(5):
+            step()
+        ts = []
+        for _ in range(50):
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize()
+            ts.append(start.elapsed_time(end) / 1e3)
+        row["t"]["PyTorch CUDA"] = float(np.median(ts))
+
+
+def other_norm_rows(torch):
+    rows = []
+    rng = np.random.default_rng(0)
+    cases = [("LayerNorm", (4096, 1024), lambda: nn.LayerNorm(1024), lambda: torch.nn.LayerNorm(1024)),
+             ("GroupNorm (32 groups)", (64, 64, 32, 32), lambda: nn.GroupNorm(32, 64),
+              lambda: torch.nn.GroupNorm(32, 64)),
+             ("BatchRenorm", (4096, 1024), lambda: nn.BatchRenorm1d(1024, r_max=3.0, d_max=5.0), None),
+             ("MemorizedBN", (4096, 1024), lambda: nn.MemorizedBatchNorm1d(1024, lam=0.5), None)]
+    for name, shape, make, make_torch in cases:
+        x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        row = {"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both"), "t": {}}
+        row["t"]["minibn"] = median_time(_minibn_layer_step(make(), x, dy, "both"))
+        if torch is not None and make_torch is not None:
+            row["t"]["PyTorch CPU"] = median_time(_torch_layer_step(torch, make_torch(), x, dy, "both"))
+        rows.append(row)
+    return rows
+
+
+# -- training steps -----------------------------------------------------------------------------
+
+def _minibn_train_step(model, x, y, lr=0.1):
+    loss_fn = nn.SoftmaxCrossEntropy()
+    opt = optim.SGD(model.parameters(), lr=lr)
+
+    def step():
+        loss_fn(model(x), y)
+        opt.zero_grad()
+        model.backward(loss_fn.backward(), need_dx=False)
+        opt.step()
+    return step
+
+
+def _torch_train_step(torch, model, x, y, lr=0.1):
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        loss = loss_fn(model(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def step_rows(torch, batches=(60, 1024)):
+    from .experiments.drift import build_net
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        x = rng.random((batch, 784), dtype=np.float32)
+        y = rng.integers(0, 10, batch)
+        row = {"layer": "Fig. 1 MLP step (BN)", "shape": (batch, 784), "mode": "train step", "bytes": 0, "t": {}}
+        model, _ = build_net(True)
+        row["t"]["minibn"] = median_time(_minibn_train_step(model, x, y), repeats=200 if batch < 100 else 30)
+        if torch is not None:
+            layers, width = [], 784
+            for _ in range(3):
+                layers += [torch.nn.Linear(width, 100, bias=False), torch.nn.BatchNorm1d(100), torch.nn.Sigmoid()]
+                width = 100
+            layers.append(torch.nn.Linear(100, 10))
+            row["t"]["PyTorch CPU"] = median_time(_torch_train_step(torch, torch.nn.Sequential(*layers), x, y),
+                                                  repeats=200 if batch < 100 else 30)
+        rows.append(row)
+    # a small conv net on MNIST-sized images
+    x = rng.random((64, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    row = {"layer": "small conv net step", "shape": (64, 1, 28, 28), "mode": "train step", "bytes": 0, "t": {}}
+    ours = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(16 * 7 * 7, 10))
+    row["t"]["minibn"] = median_time(_minibn_train_step(ours, x, y), repeats=30)
+    if torch is not None:
+        T = torch.nn
+        theirs = T.Sequential(T.Conv2d(1, 8, 3, padding=1, bias=False), T.BatchNorm2d(8), T.ReLU(), T.MaxPool2d(2),
+                              T.Conv2d(8, 16, 3, padding=1, bias=False), T.BatchNorm2d(16), T.ReLU(), T.MaxPool2d(2),
+                              T.Flatten(), T.Linear(16 * 7 * 7, 10))
+        row["t"]["PyTorch CPU"] = median_time(_torch_train_step(torch, theirs, x, y), repeats=30)
+    rows.append(row)
+    return rows
+
+
+# -- report -------------------------------------------------------------------------------------
+
+def _fmt_t(t):
+    return f"{t * 1e3:.3f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def report(rows, bw, info, device="cpu"):
+    ref = "PyTorch CPU" if device == "cpu" else "PyTorch CUDA"
+    lines = ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+             f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s (bytes read + written).",
+             "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
+             f"minibn's speed relative to {ref} (> 1: minibn faster).", "",
+             "| layer | shape | mode | implementation | median time | GB/s | fraction of copy bandwidth | "
+             f"speed vs {ref} |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        for name, t in r["t"].items():
+            gbs = r["bytes"] / t / 1e9 if r["bytes"] else float("nan")
+            frac = r["bytes"] / t / bw if r["bytes"] else float("nan")
+            ratio = r["t"][ref] / t if ref in r["t"] else float("nan")
+            g = f"{gbs:.1f}" if r["bytes"] else "-"
+            fr = f"{frac:.2f}" if r["bytes"] else "-"
+            lines.append(f"| {r['layer']} | {r['shape']} | {r['mode']} | {name} | {_fmt_t(t)} | {g} | {fr} | "
+                         f"{ratio:.2f}x |")
+    return "\n".join(lines)
+
+
+def targets(rows):
+    """The issue's CPU targets, measured: (description, ratio, goal, met)."""
+    out = []
+    for r in rows:
+        if "PyTorch CPU" not in r["t"] or "minibn" not in r["t"]:
+            continue
+        ratio = r["t"]["PyTorch CPU"] / r["t"]["minibn"]
+        if r["layer"] == "BatchNorm" and r["mode"] == "both" and r["shape"] in ((4096, 1024), (64, 64, 32, 32)):
+            out.append((f"BN forward+backward {r['shape']}", ratio, 0.8))
+        if r["layer"].startswith("Fig. 1") and r["shape"][0] == 60:
+            out.append(("Fig. 1 MLP step, batch 60", ratio, 1.5))
+    return [(d, ratio, goal, ratio >= goal) for d, ratio, goal in out]
+
+
+def plot(rows, device="cpu"):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ref = "PyTorch CPU" if device == "cpu" else "PyTorch CUDA"
+    sel = [r for r in rows if ref in r["t"] and "minibn" in r["t"] and r["mode"] in ("both", "train step")]
+    labels = [f"{r['layer']}\n{r['shape']}" for r in sel]
+    ratios = [r["t"][ref] / r["t"]["minibn"] for r in sel]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sel)), 4.2))
+    colors = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
+    ax.bar(range(len(sel)), ratios, color=colors)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(range(len(sel)), labels, rotation=30, ha="right", fontsize=7)
+    ax.set(ylabel=f"speed relative to {ref} (> 1: minibn faster)", yscale="log",
+           title=f"minibn vs {ref}: forward+backward and training steps (medians)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def run(out="docs/benchmarks", fast=False):
+    """Run the suite on the CPU (and the GPU rows where CuPy and a device are present)."""
+    from .experiments import _io
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    info = machine()
+    bw = copy_bandwidth_cpu()
+    shapes = FAST_BN_SHAPES if fast else BN_SHAPES
+    cuda = backend.cupy is not None
+    rows = bn_rows(torch, shapes, cuda=cuda)
+    if not fast:
+        rows += other_norm_rows(torch)
+    rows += step_rows(torch, batches=(60,) if fast else (60, 1024))
+    text = report(rows, bw, info)
+    tg = targets(rows)
+    if tg:
+        text += "\n\nTargets (issue: CPU speed relative to PyTorch CPU, same run):\n\n"
+        text += "\n".join(f"- {d}: {ratio:.2f}x (goal >= {goal}x): {'met' if met else 'NOT met'}"
+                          for d, ratio, goal, met in tg)
+    if not cuda:
+        text += ("\n\nNo CUDA device was present: the minibn CuPy and PyTorch CUDA columns, and the GPU targets "
+                 "(>= 70% of copy bandwidth, at least as fast as PyTorch CUDA), were not measured.")
+    out = Path(out)
+    _io._atomic(out / "cpu.md", lambda f: f.write((text + "\n").encode()))
+    _io.save_figure(plot(rows), out / "cpu.png")
+    return text

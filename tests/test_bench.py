@@ -1,0 +1,28 @@
+"""The benchmark suite's plumbing (timings themselves are reported, never asserted)."""
+
+import pytest
+
+from minibn import bench
+
+
+def test_bn_rows_report_targets_and_plot(torch):
+    rows = bench.bn_rows(torch, [(60, 100)], modes=("both",))
+    assert set(rows[0]["t"]) == {"minibn", "minibn reference", "PyTorch CPU"}
+    assert all(t > 0 for t in rows[0]["t"].values())
+    rows.append({"layer": "BatchNorm", "shape": (4096, 1024), "mode": "both", "bytes": 5 * 2 ** 24,
+                 "t": {"minibn": 2.0, "PyTorch CPU": 1.0}})
+    text = bench.report(rows, 20e9, {"cpu": "test"})
+    assert "| BatchNorm | (60, 100) | both | minibn |" in text and "0.50x" in text
+    assert bench.targets(rows) == [("BN forward+backward (4096, 1024)", 0.5, 0.8, False)]
+    bench.plot(rows)
+
+
+def test_median_time_counts_calls():
+    calls = []
+    assert bench.median_time(lambda: calls.append(1), repeats=5, warmup=2) >= 0
+    assert len(calls) == 7
+
+
+@pytest.mark.parametrize("key", ["cpu", "cores", "python", "numpy"])
+def test_machine_description(key):
+    assert key in bench.machine()
