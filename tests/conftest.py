@@ -54,3 +54,14 @@ def rng():
 def on_active(a):
     """A host array moved to the active backend."""
     return backend.to_active(np.asarray(a))
+
+
+@pytest.fixture
+def mnist_dir():
+    """The MNIST data directory ($MINIBN_DATA); skips without it, except in CI where it must be set."""
+    root = os.environ.get("MINIBN_DATA")
+    if not root or not os.path.exists(os.path.join(root, "mnist")):
+        if os.environ.get("CI"):
+            pytest.fail("CI must set MINIBN_DATA to a directory holding mnist/")
+        pytest.skip("MNIST not available (set MINIBN_DATA)")
+    return root

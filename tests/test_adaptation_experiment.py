@@ -4,22 +4,11 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from minibn import nn
 from minibn.cli import main
 from minibn.dann import DANN, grl_schedule
 from minibn.gradcheck import numerical_gradient
-
-
-@pytest.fixture
-def mnist_dir():
-    root = os.environ.get("MINIBN_DATA")
-    if not root or not os.path.exists(os.path.join(root, "mnist")):
-        if os.environ.get("CI"):
-            pytest.fail("CI must set MINIBN_DATA to a directory holding mnist/")
-        pytest.skip("MNIST not available (set MINIBN_DATA)")
-    return root
 
 
 def test_fast_mode_writes_tables_figure_and_json(tmp_path, mnist_dir, capsys):

@@ -10,16 +10,6 @@ from minibn.cli import main
 from minibn.experiments import drift
 
 
-@pytest.fixture
-def mnist_dir():
-    root = os.environ.get("MINIBN_DATA")
-    if not root or not os.path.exists(os.path.join(root, "mnist")):
-        if os.environ.get("CI"):
-            pytest.fail("CI must set MINIBN_DATA to a directory holding mnist/")
-        pytest.skip("MNIST not available (set MINIBN_DATA)")
-    return root
-
-
 def test_short_run_writes_png_csv_json(tmp_path, mnist_dir, capsys):
     out = tmp_path / "drift"
     assert main(["drift", "--steps", "300", "--eval-every", "100", "--out", str(out), "--quiet"]) == 0

@@ -9,16 +9,6 @@ from minibn.cli import main
 from minibn.experiments import small_batch
 
 
-@pytest.fixture
-def mnist_dir():
-    root = os.environ.get("MINIBN_DATA")
-    if not root or not os.path.exists(os.path.join(root, "mnist")):
-        if os.environ.get("CI"):
-            pytest.fail("CI must set MINIBN_DATA to a directory holding mnist/")
-        pytest.skip("MNIST not available (set MINIBN_DATA)")
-    return root
-
-
 def test_fast_mode_writes_table_figure_and_json(tmp_path, mnist_dir, capsys):
     out = tmp_path / "sb"
     assert main(["reproduce", "small-batch", "--fast", "--out", str(out), "--quiet"]) == 0

@@ -62,3 +62,22 @@ def run_tasks(fn, tasks, jobs):
             else:
                 os.environ[k] = v
     return results, interrupted
+
+
+def run_with_progress(fn, tasks, jobs, desc, progress=True):
+    """run_tasks over ``tasks`` in chunks of 2 * jobs, with a tqdm bar; stops at Ctrl-C.
+
+    Returns (results of the tasks that finished, interrupted).
+    """
+    from tqdm.auto import tqdm
+
+    tasks, results, interrupted = list(tasks), [], False
+    step = max(jobs, 1) * 2
+    with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
+        for i in range(0, len(tasks), step):
+            res, interrupted = run_tasks(fn, tasks[i:i + step], jobs)
+            results += [r for r in res if r is not None]
+            bar.update(len(tasks[i:i + step]))
+            if interrupted:
+                break
+    return results, interrupted

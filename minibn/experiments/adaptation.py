@@ -257,19 +257,10 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
                   for norm in ("BN", "TransNorm")]
     jobs = _parallel.default_jobs(len(iit_tasks) + len(dann_tasks)) if jobs is None else jobs
     t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-    iit_rows, dann_rows, interrupted = [], [], False
-    with tqdm(total=len(iit_tasks) + len(dann_tasks), desc="adaptation runs", disable=not progress) as bar:
-        for fn, tasks, rows in ((iit_task, iit_tasks, iit_rows), (dann_task, dann_tasks, dann_rows)):
-            step = max(jobs, 1) * 2
-            for i in range(0, len(tasks), step):
-                res, interrupted = _parallel.run_tasks(fn, tasks[i:i + step], jobs)
-                rows += [r for r in res if r is not None]
-                bar.update(len(tasks[i:i + step]))
-                if interrupted:
-                    break
-            if interrupted:
-                break
+    iit_rows, interrupted = _parallel.run_with_progress(iit_task, iit_tasks, jobs, "IIT study", progress)
+    dann_rows = []
+    if not interrupted:
+        dann_rows, interrupted = _parallel.run_with_progress(dann_task, dann_tasks, jobs, "TransNorm study", progress)
     wall = time.perf_counter() - t0
     out = Path(out)
     # DANN rows for the same (shift, seed) from the BN and TransNorm runs go together
@@ -278,7 +269,7 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
         merged.setdefault((r["shift"], r["seed"]), {"shift": r["shift"], "seed": r["seed"], "accuracy": {}})
         merged[(r["shift"], r["seed"])]["accuracy"].update(r["accuracy"])
     dann_rows = list(merged.values())
-    complete = [r for r in iit_rows]
+    complete = iit_rows
     text, summary = tables(complete, dann_rows, cfg) if complete else ("(no run finished)", {})
     text += f"\n\nTotal wall time {wall:.0f} s."
     summary.update({"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),

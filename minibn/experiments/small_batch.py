@@ -161,17 +161,7 @@ def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None,
     tasks = [(v, b, s, cfg, data_root) for b in cfg.batch_sizes for v in cfg.variants for s in cfg.seeds]
     jobs = _parallel.default_jobs(len(tasks)) if jobs is None else jobs
     t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-    results, interrupted = [], False
-    with tqdm(total=len(tasks), desc="small-batch runs", disable=not progress) as bar:
-        # chunks of `jobs` tasks so the bar moves and Ctrl-C keeps what has finished
-        for i in range(0, len(tasks), max(jobs, 1) * 2):
-            chunk = tasks[i:i + max(jobs, 1) * 2]
-            res, interrupted = _parallel.run_tasks(train_one, chunk, jobs)
-            results += [r for r in res if r is not None]
-            bar.update(len(chunk))
-            if interrupted:
-                break
+    results, interrupted = _parallel.run_with_progress(train_one, tasks, jobs, "small-batch runs", progress)
     wall = time.perf_counter() - t0
     table, speed = summarize(results, cfg)
     out = Path(out)

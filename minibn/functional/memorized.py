@@ -72,7 +72,7 @@ def memorized_batch_norm_forward(x, gamma, beta, mem_means, mem_vars, mem_counts
     var_B = (x_c * x_c).sum(axis=axis, keepdims=True).reshape(-1) / n
     # Eq. 6 over the memory and the current batch (weight 1)
     w_mem = alphas * mem_counts
-    W = float(w_mem.sum()) + n
+    W = w_mem.sum() + n  # a 0-d array: float() here would wait for the GPU at every step
     mu_hat = ((w_mem[:, None] * mem_means).sum(axis=0) + n * mu_B) / W
     var_hat = ((w_mem[:, None] * ((mem_means - mu_hat) ** 2 + mem_vars)).sum(axis=0)
                + n * ((mu_B - mu_hat) ** 2 + var_B)) / W
