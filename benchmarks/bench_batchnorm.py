@@ -11,15 +11,13 @@ bandwidth, measured in the same run.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import copy_bandwidth, machine, median_time  # noqa: E402
-
-from minibn import functional as F  # noqa: E402
+from minibn import functional as F
+from minibn.bench import copy_bandwidth_cpu as copy_bandwidth
+from minibn.bench import machine, median_time
 
 SHAPES = [(60, 100), (256, 1024), (4096, 1024), (64, 64, 32, 32)]
 
@@ -74,9 +72,8 @@ def main(argv=None):
             ref = times.get("PyTorch CPU")
             rows.append((shape, name, t, nbytes / t, nbytes / t / bw, ref / t if ref else float("nan")))
     m = machine()
-    lines = [f"BatchNorm forward+backward, float32, training mode. Machine: {m['cpu']}, {m['cores']} cores, "
-             f"Python {m['python']}, NumPy {m['numpy']}"
-             + (f", PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "") + ".",
+    lines = ["BatchNorm forward+backward, float32, training mode. Machine: "
+             + ", ".join(f"{k} {v}" for k, v in m.items()) + ".",
              f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s (read + write).", "",
              "| shape | implementation | median time | effective GB/s | fraction of copy bandwidth "
              "| speed vs PyTorch |",

@@ -188,7 +188,7 @@ def _layer_inputs(model, layer, inputs):
     return cap.inputs
 
 
-def _guarded(where, model, fn):
+def _guarded(model, fn):
     """Run fn(); on any error restore the model's state and modes and re-raise."""
     saved = copy.deepcopy(model.state_dict())
     modes = {id(m): m.training for m in model.modules()}
@@ -219,7 +219,7 @@ def adabn(model, batches):
             bn.running_var = var.astype(bn.running_var.dtype)
         return model.eval()
 
-    return _guarded("adabn", model, run)
+    return _guarded(model, run)
 
 
 def iit(model, batches):
@@ -262,7 +262,7 @@ def iit(model, batches):
             bn.running_var = var_a.astype(bn.running_var.dtype)
         return model.eval()
 
-    return _guarded("iit", model, run)
+    return _guarded(model, run)
 
 
 def freeze(model):
