@@ -51,3 +51,30 @@ def versions():
     if backend.cupy is not None:  # pragma: no cover - GPU only
         v["cupy"] = backend.cupy.__version__
     return v
+
+
+def add_common_options(p, out):
+    """The options every `minibn reproduce` experiment shares."""
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core on the CPU)")
+    p.add_argument("--out", default=out)
+    p.add_argument("--data", default=None, help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_cli(name, cfg, args, run, files):
+    """Apply the overrides in ``args`` to ``cfg``, run ``run(cfg, out, data, jobs, progress)``
+    and report: exit 2 on a bad option (before any training), 130 on Ctrl-C."""
+    import sys
+
+    try:
+        cfg.validate()
+        _, text = run(cfg, args.out, args.data, args.jobs, progress=not args.quiet)
+    except ValueError as e:
+        print(f"minibn reproduce {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the runs finished so far are in {args.out}", file=sys.stderr)
+        return 130
+    print(text)
+    print(f"outputs in {args.out}/ ({files})")
+    return 0

@@ -23,7 +23,6 @@ at test time, and with TransNorm, on unlabelled target data; target test accurac
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -291,27 +290,13 @@ def add_cli(reproduce_sub):
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--shifts", nargs="+", default=None)
     p.add_argument("--dann-shifts", nargs="+", default=None)
-    p.add_argument("--jobs", type=int, default=None)
-    p.add_argument("--out", default="results/adaptation")
-    p.add_argument("--data", default=None)
-    p.add_argument("--quiet", action="store_true")
+    _io.add_common_options(p, "results/adaptation")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
     cfg = AdaptationConfig(**FAST) if args.fast else AdaptationConfig()
-    for name in ("seeds", "shifts", "dann_shifts"):
+    for name in ('seeds', 'shifts', 'dann_shifts'):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    try:
-        cfg.validate()
-        _, text = run(cfg, args.out, args.data, args.jobs, progress=not args.quiet)
-    except ValueError as e:
-        print(f"minibn reproduce adaptation: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the runs finished so far are in {args.out}", file=sys.stderr)
-        return 130
-    print(text)
-    print(f"outputs in {args.out}/ (tables.md, adaptation.png, summary.json)")
-    return 0
+    return _io.run_cli("adaptation", cfg, args, run, "tables.md, adaptation.png, summary.json")

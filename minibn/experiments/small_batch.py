@@ -15,7 +15,6 @@ at 40% and 60%; BRN: plain BN for the first 4% of steps, then r_max -> 3 and d_m
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -191,27 +190,13 @@ def add_cli(reproduce_sub):
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS)
-    p.add_argument("--jobs", type=int, default=None)
-    p.add_argument("--out", default="results/small_batch")
-    p.add_argument("--data", default=None)
-    p.add_argument("--quiet", action="store_true")
+    _io.add_common_options(p, "results/small_batch")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
     cfg = SmallBatchConfig(**FAST) if args.fast else SmallBatchConfig()
-    for name in ("steps", "seeds", "batch_sizes", "variants"):
+    for name in ('steps', 'seeds', 'batch_sizes', 'variants'):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    try:
-        cfg.validate()
-        _, text = run(cfg, args.out, args.data, args.jobs, progress=not args.quiet)
-    except ValueError as e:
-        print(f"minibn reproduce small-batch: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the runs finished so far are in {args.out}", file=sys.stderr)
-        return 130
-    print(text)
-    print(f"outputs in {args.out}/ (table.md, small_batch.png, runs.csv, summary.json)")
-    return 0
+    return _io.run_cli("small-batch", cfg, args, run, "table.md, small_batch.png, runs.csv, summary.json")
