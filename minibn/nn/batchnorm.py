@@ -113,6 +113,10 @@ class _BatchNorm(Module):
             dx, dgamma, dbeta = F.batch_norm_backward_paper(dy, cache)
         else:
             dx, dgamma, dbeta = F.batch_norm_backward(dy, cache)
+        return self._accumulate(dx, dgamma, dbeta)
+
+    def _accumulate(self, dx, dgamma, dbeta):
+        """Add dgamma, dbeta to the parameters' gradients (not when frozen); return dx."""
         if self.affine and not self.frozen:
             self.gamma.accumulate(dgamma)
             self.beta.accumulate(dbeta)

@@ -113,10 +113,7 @@ class _MemorizedBatchNorm(_BatchNorm):
         kind, cache = self._cache
         fn = F.memorized_batch_norm_backward if kind == "batch" else F.batch_norm_inference_backward
         dx, dgamma, dbeta = fn(dy, cache)
-        if self.affine:
-            self.gamma.accumulate(dgamma)
-            self.beta.accumulate(dbeta)
-        return dx
+        return self._accumulate(dx, dgamma, dbeta)
 
     def extra_repr(self):
         return (f"{self.num_features}, memory_size={self.memory_size}, eta={self.eta}, lam={self.lam}, "

@@ -72,10 +72,7 @@ class _BatchRenorm(_BatchNorm):
         kind, cache = self._cache
         fn = F.batch_renorm_backward if kind == "batch" else F.batch_renorm_inference_backward
         dx, dgamma, dbeta = fn(dy, cache)
-        if self.affine:
-            self.gamma.accumulate(dgamma)
-            self.beta.accumulate(dbeta)
-        return dx
+        return self._accumulate(dx, dgamma, dbeta)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, r_max={self.r_max}, d_max={self.d_max}"

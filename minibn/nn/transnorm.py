@@ -87,10 +87,7 @@ class _TransNorm(_BatchNorm):
             dx, dgamma, dbeta = F.transnorm_backward(dy, cache)
         else:
             dx, dgamma, dbeta = F.batch_norm_inference_backward(dy * cache["alpha_scale"], cache)
-        if self.affine:
-            self.gamma.accumulate(dgamma)
-            self.beta.accumulate(dbeta)
-        return dx
+        return self._accumulate(dx, dgamma, dbeta)
 
 
 class TransNorm1d(_TransNorm):
