@@ -58,6 +58,11 @@ def machine():
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
     try:
+        import numba
+        info["numba"] = f"{numba.__version__} ({numba.get_num_threads()} threads)"
+    except ImportError:
+        info["numba"] = "not installed (the fused BN path is off)"
+    try:
         import torch
         info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
     except ImportError:
@@ -113,7 +118,8 @@ def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False):
         C = shape[1]
         cls = nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d
         for mode in modes:
-            impls = [("minibn", lambda: cls(C)), ("minibn reference", lambda: cls(C, impl="reference"))]
+            impls = [("minibn", lambda: cls(C)), ("minibn fast (NumPy)", lambda: cls(C, impl="fast")),
+                     ("minibn reference", lambda: cls(C, impl="reference"))]
             row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode), "t": {}}
             for name, make in impls:
                 row["t"][name] = median_time(_minibn_layer_step(make(), x, dy, mode))

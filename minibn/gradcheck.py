@@ -249,6 +249,7 @@ def layer_cases():
 
     Later layers join here; ``minibn gradcheck`` and the test suite both use this list.
     """
+    from . import functional as F
     from . import nn
 
     def randn(*shape):
@@ -335,6 +336,10 @@ def layer_cases():
         ("BatchNorm1d fast", with_stats(lambda: nn.BatchNorm1d(4, impl="fast")), offset(6, 4)),
         ("BatchNorm1d fast (N, C, L)", with_stats(lambda: nn.BatchNorm1d(3, impl="fast")), offset(2, 3, 4)),
         ("BatchNorm2d fast", with_stats(lambda: nn.BatchNorm2d(3, impl="fast")), offset(2, 3, 3, 3)),
+        *([("BatchNorm1d fused", with_stats(lambda: nn.BatchNorm1d(4, impl="fused")), offset(6, 4)),
+           ("BatchNorm1d fused (N, C, L)", with_stats(lambda: nn.BatchNorm1d(3, impl="fused")), offset(2, 3, 4)),
+           ("BatchNorm2d fused", with_stats(lambda: nn.BatchNorm2d(3, impl="fused")), offset(2, 3, 3, 3))]
+          if F.fused_available() else []),  # the CPU loops compiled by numba (optional dependency)
         ("BatchNorm1d affine=False", lambda: nn.BatchNorm1d(4, affine=False), offset(6, 4)),
         ("BatchNorm2d", with_stats(lambda: nn.BatchNorm2d(3)), offset(2, 3, 3, 3)),
         ("BatchNorm2d N=1", with_stats(lambda: nn.BatchNorm2d(2)), offset(1, 2, 3, 3)),
@@ -359,6 +364,8 @@ def gradcheck_all(seed=0):
     """Run check_module on every layer of :func:`layer_cases`; returns (name, row) pairs."""
     results = []
     for name, factory, make_x, *modes in layer_cases():
+        if "fused" in name and backend.active() != "numpy":
+            continue  # the fused BN loops run on NumPy arrays only
         backend.seed(seed)
         layer = factory()
         x = backend.to_active(make_x(numpy.random.default_rng(seed)))

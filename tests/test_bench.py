@@ -7,7 +7,7 @@ from minibn import bench
 
 def test_bn_rows_report_targets_and_plot(torch):
     rows = bench.bn_rows(torch, [(60, 100)], modes=("both",))
-    assert set(rows[0]["t"]) == {"minibn", "minibn reference", "PyTorch CPU"}
+    assert set(rows[0]["t"]) == {"minibn", "minibn fast (NumPy)", "minibn reference", "PyTorch CPU"}
     assert all(t > 0 for t in rows[0]["t"].values())
     rows.append({"layer": "BatchNorm", "shape": (4096, 1024), "mode": "both", "bytes": 5 * 2 ** 24,
                  "t": {"minibn": 2.0, "PyTorch CPU": 1.0}})
@@ -23,6 +23,6 @@ def test_median_time_counts_calls():
     assert len(calls) == 7
 
 
-@pytest.mark.parametrize("key", ["cpu", "cores", "python", "numpy"])
+@pytest.mark.parametrize("key", ["cpu", "cores", "python", "numpy", "numba"])
 def test_machine_description(key):
     assert key in bench.machine()

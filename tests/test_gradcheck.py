@@ -13,6 +13,8 @@ from tests.conftest import on_active
 def test_every_layer_passes_in_train_and_eval(backend_name, case):
     name, factory, make_x, *modes = case
     modes = modes[0] if modes else ("train", "eval")
+    if "fused" in name and backend_name != "numpy":
+        pytest.skip("the fused BN path runs on NumPy arrays only (test_gpu checks it against CuPy's fast path)")
     x = on_active(make_x(np.random.default_rng(0)))
     rows = check_module(factory(), x, modes=modes)  # raises GradcheckError with details on failure
     assert {r["tensor"].split("/")[0] for r in rows} == set(modes)

@@ -1,4 +1,4 @@
-"""Run independent training jobs in parallel processes, one BLAS thread each.
+"""Run independent training jobs in parallel processes, one BLAS (and numba) thread each.
 
 The steps of minibn's small networks are mostly Python and small matrix products, so
 two single-threaded processes on two cores do about twice the work of one process
@@ -12,7 +12,8 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# numba (the fused BN loops) reads its own variable
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def default_jobs(n_tasks):

@@ -13,6 +13,7 @@ from .batchnorm import (
                          update_running_stats,
 )
 from .batchnorm_fast import Workspace, batch_norm_backward_fast, batch_norm_forward_fast, fast_applicable
+from .batchnorm_fused import batch_norm_backward_fused, batch_norm_forward_fused, fused_applicable, fused_available
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .dropout import dropout_backward, dropout_forward
 from .groupnorm import group_norm_backward, group_norm_forward
@@ -32,4 +33,4 @@ from .transnorm import transnorm_alpha, transnorm_backward, transnorm_forward
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward", "_paper"))] + [
     "im2col", "col2im", "update_running_stats", "pooled_statistics", "memory_weights", "transnorm_alpha",
-    "transnorm_split_point", "Workspace", "fast_applicable"]
+    "transnorm_split_point", "Workspace", "fast_applicable", "fused_applicable", "fused_available"]

@@ -10,11 +10,18 @@ variance is unbiased (m / (m - 1)); normalization uses the biased batch variance
 ``backward="closed"`` (default) uses the simplified closed form, ``"paper"`` the
 paper's step-by-step chain rule; both give the same gradient.
 
-``impl`` picks how training mode is computed: ``"reference"`` (Algorithm 1 line by line,
-:mod:`minibn.functional.batchnorm`), ``"fast"`` (the same function in fewer passes over
-memory, with reused buffers, :mod:`minibn.functional.batchnorm_fast`), or ``"auto"``
-(default: fast for float32/float64 inputs of at least 65,536 values, where passes over
-memory dominate; reference otherwise). ``backward="paper"`` always uses the reference.
+``impl`` picks how training mode is computed, always the same function:
+
+- ``"reference"``: Algorithm 1 line by line (:mod:`minibn.functional.batchnorm`);
+- ``"fast"``: NumPy/CuPy in fewer passes over memory, with reused buffers
+  (:mod:`minibn.functional.batchnorm_fast`);
+- ``"fused"``: two hand-written loops per direction on all CPU cores, compiled by numba
+  (:mod:`minibn.functional.batchnorm_fused`; NumPy arrays only, needs ``minibn[fast]``);
+- ``"auto"`` (default): for float32/float64 inputs of at least 65,536 values, where passes
+  over memory dominate, fused on NumPy when numba is installed and fast otherwise;
+  reference for smaller inputs.
+
+``backward="paper"`` always uses the reference.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from .._checks import check_dim, check_float, check_ndim, check_positive_int, ch
 from .module import Module, Parameter
 
 _BACKWARDS = ("closed", "paper")
-_IMPLS = ("auto", "fast", "reference")
+_IMPLS = ("auto", "fused", "fast", "reference")
 FAST_MIN_SIZE = 65536
 
 
@@ -71,10 +78,17 @@ class _BatchNorm(Module):
         check_ndim("x", x, self._ndims, name, layout)
         check_dim("x", x, 1, self.num_features, name, layout)
 
-    def _use_fast(self, x):
+    def _path(self, x):
+        """Which implementation computes training mode for this x: "reference", "fast" or "fused"."""
+        if self.impl == "fused":
+            return "fused"  # batch_norm_forward_fused says why, if it cannot run here
         if self.impl == "reference" or self.backward_formula == "paper" or not F.fast_applicable(x):
-            return False
-        return self.impl == "fast" or x.size >= FAST_MIN_SIZE
+            return "reference"
+        if self.impl == "fast":
+            return "fast"
+        if x.size < FAST_MIN_SIZE:
+            return "reference"
+        return "fused" if F.fused_applicable(x) else "fast"
 
     def _affine(self):
         return (self.gamma.data, self.beta.data) if self.affine else (None, None)
@@ -85,11 +99,14 @@ class _BatchNorm(Module):
         gamma, beta = self._affine()
         axis = self._axis(x)
         if (self.training and not self.frozen) or not self.track_running_stats:
-            if self._use_fast(x):
+            path = self._path(x)
+            if path == "fused":
+                y, cache = F.batch_norm_forward_fused(x, gamma, beta, self.eps, axis)
+            elif path == "fast":
                 y, cache = F.batch_norm_forward_fast(x, gamma, beta, self.eps, axis, self._work)
-                cache["fast"] = True
             else:
                 y, cache = F.batch_norm_forward(x, gamma, beta, self.eps, axis)
+            cache["path"] = path
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
                 factor = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
@@ -107,7 +124,9 @@ class _BatchNorm(Module):
         kind, cache = self._cache
         if kind == "running":
             dx, dgamma, dbeta = F.batch_norm_inference_backward(dy, cache)
-        elif cache.get("fast"):
+        elif cache["path"] == "fused":
+            dx, dgamma, dbeta = F.batch_norm_backward_fused(dy, cache)
+        elif cache["path"] == "fast":
             dx, dgamma, dbeta = F.batch_norm_backward_fast(dy, cache)
         elif self.backward_formula == "paper":
             dx, dgamma, dbeta = F.batch_norm_backward_paper(dy, cache)

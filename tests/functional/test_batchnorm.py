@@ -290,14 +290,26 @@ def test_eps_is_added_once_in_train_and_eval(backend_name):
     np.testing.assert_allclose(y_eval, y_train, rtol=1e-12, atol=1e-12)
 
 
-# -- the fast path (functional/batchnorm_fast.py) against the reference --------------------
+# -- the fast (batchnorm_fast.py) and fused (batchnorm_fused.py) paths against the reference --
 
+needs_numba = pytest.mark.skipif(not F.fused_available(), reason="numba (minibn[fast]) is not installed")
+IMPLS = ["fast", pytest.param("fused", marks=needs_numba)]
+
+
+def skip_fused_off_cpu(impl, backend_name):
+    if impl == "fused" and backend_name != "numpy":
+        pytest.skip("the fused path runs on NumPy arrays only")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (9, 4)), (nn.BatchNorm1d, (3, 4, 5)),
+                                        (nn.BatchNorm1d, (11, 5)),  # rows not a multiple of 4
                                         (nn.BatchNorm2d, (3, 4, 3, 2)), (nn.BatchNorm2d, (1, 2, 3, 3))])
 @pytest.mark.parametrize("affine", [True, False])
-def test_fast_and_reference_paths_agree(backend_name, rng, cls, shape, affine):
+def test_fast_and_reference_paths_agree(backend_name, rng, impl, cls, shape, affine):
+    skip_fused_off_cpu(impl, backend_name)
     C = shape[1]
-    fast = cls(C, impl="fast", affine=affine).astype(np.float64)
+    fast = cls(C, impl=impl, affine=affine).astype(np.float64)
     ref = cls(C, impl="reference", affine=affine).astype(np.float64)
     if affine:
         g, b = on_active(rng.uniform(0.5, 2, C)), on_active(rng.standard_normal(C))
@@ -306,6 +318,7 @@ def test_fast_and_reference_paths_agree(backend_name, rng, cls, shape, affine):
         x = on_active(rng.standard_normal(shape) * 4 + 9)
         dy = on_active(rng.standard_normal(shape))
         np.testing.assert_allclose(to_np(fast(x)), to_np(ref(x)), rtol=1e-10, atol=1e-12)
+        assert fast._cache[1]["path"] == impl
         np.testing.assert_allclose(to_np(fast.backward(dy)), to_np(ref.backward(dy)), rtol=1e-9, atol=1e-12)
     if affine:
         np.testing.assert_allclose(to_np(fast.gamma.grad), to_np(ref.gamma.grad), rtol=1e-10)
@@ -314,22 +327,70 @@ def test_fast_and_reference_paths_agree(backend_name, rng, cls, shape, affine):
     np.testing.assert_allclose(to_np(fast.running_var), to_np(ref.running_var), rtol=1e-10)
 
 
-def test_fast_path_float32_large_mean(backend_name, rng):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fast_path_float32_large_mean(backend_name, rng, impl):
+    """Mean 1e4, std 1 in float32: E[x^2] - E[x]^2 would lose every digit of the variance."""
+    skip_fused_off_cpu(impl, backend_name)
     x = on_active((1e4 + rng.standard_normal((4096, 8))).astype(np.float32))
-    y = to_np(nn.BatchNorm1d(8, impl="fast")(x))
+    layer = nn.BatchNorm1d(8, impl=impl)
+    y = to_np(layer(x))
     assert y.dtype == np.float32
     np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
     np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-3)
+    dy = rng.standard_normal((4096, 8)).astype(np.float32)
+    ref = nn.BatchNorm1d(8, impl="reference").astype(np.float64)
+    ref(backend.asnumpy(x).astype(np.float64) if backend_name == "numpy" else to_np(x).astype(np.float64))
+    dx_ref = to_np(ref.backward(dy.astype(np.float64)))
+    dx = to_np(layer.backward(on_active(dy)))
+    assert dx.dtype == np.float32 and layer.gamma.grad.dtype == np.float32
+    np.testing.assert_allclose(dx, dx_ref, atol=1e-3 * np.abs(dx_ref).max())
 
 
-def test_auto_picks_fast_for_large_inputs_and_reference_otherwise():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fast_paths_float32_match_float64_reference(backend_name, rng, impl):
+    """The float32 paths against the float64 reference on the issue's layouts (N, C) and (N, C, H, W)."""
+    skip_fused_off_cpu(impl, backend_name)
+    for cls, shape in ((nn.BatchNorm1d, (512, 64)), (nn.BatchNorm2d, (8, 16, 9, 7))):
+        x = (3 * rng.standard_normal(shape) + 1).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        layer, ref = cls(shape[1], impl=impl), cls(shape[1], impl="reference").astype(np.float64)
+        y, y_ref = to_np(layer(on_active(x))), to_np(ref(on_active(x.astype(np.float64))))
+        dx, dx_ref = to_np(layer.backward(on_active(dy))), to_np(ref.backward(on_active(dy.astype(np.float64))))
+        np.testing.assert_allclose(y, y_ref, atol=2e-6 * np.abs(y_ref).max())
+        np.testing.assert_allclose(dx, dx_ref, atol=2e-6 * np.abs(dx_ref).max())
+        np.testing.assert_allclose(to_np(layer.gamma.grad), to_np(ref.gamma.grad), rtol=1e-5, atol=1e-4)
+
+
+@needs_numba
+def test_fused_path_keeps_nan_in_its_channel_and_takes_strided_input(rng):
+    x = rng.standard_normal((64, 3)) + 2
+    x[5, 1] = np.nan
+    y = nn.BatchNorm1d(3, impl="fused").astype(np.float64)(x)
+    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
+    xt = rng.standard_normal((5, 40)).T  # (40, 5), not C-contiguous
+    a, b = nn.BatchNorm1d(5, impl="fused").astype(np.float64), nn.BatchNorm1d(5, impl="reference").astype(np.float64)
+    np.testing.assert_allclose(a(xt), b(xt), rtol=1e-10, atol=1e-12)
+
+
+def test_fused_path_without_numba_says_how_to_get_it(monkeypatch):
+    from minibn.functional import batchnorm_fused
+    monkeypatch.setattr(batchnorm_fused, "fused_available", lambda: False)
+    with pytest.raises(ImportError, match=r"minibn\[fast\]"):
+        nn.BatchNorm1d(3, impl="fused")(np.ones((4, 3), np.float32) * np.arange(4, dtype=np.float32)[:, None])
+    layer = nn.BatchNorm1d(256)  # auto falls back to the NumPy fast path
+    layer(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))
+    assert layer._cache[1]["path"] == "fast"
+
+
+def test_auto_picks_fused_or_fast_for_large_inputs_and_reference_otherwise():
+    large = "fused" if F.fused_available() else "fast"
     layer = nn.BatchNorm1d(256)
     layer(np.ones((8, 256), np.float32) + np.arange(8, dtype=np.float32)[:, None])
-    assert "fast" not in layer._cache[1]
+    assert layer._cache[1]["path"] == "reference"
     layer(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))  # 65,536 values
-    assert layer._cache[1].get("fast")
+    assert layer._cache[1]["path"] == large
     paper = nn.BatchNorm1d(256, backward="paper")
     paper(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))
-    assert "fast" not in paper._cache[1]
+    assert paper._cache[1]["path"] == "reference"
     with pytest.raises(ValueError, match="impl must be one of"):
         nn.BatchNorm1d(3, impl="turbo")

@@ -1,0 +1,107 @@
+"""Batch normalization, the fused CPU path: Algorithm 1 in two loops forward, two backward.
+
+NumPy cannot fuse: every ufunc is one pass over memory, with its own output, on one
+core. :mod:`batchnorm_fast` brings BN down to four passes forward and three backward
+that way; this file writes the loops out by hand (compiled by numba, on all cores) so
+that each pass does all the work it can on the value it has loaded:
+
+forward   1. per channel, sum (x - K) and sum (x - K)^2 in one read of x, K = x[0] (a
+             *shifted* one-pass variance: with float64 sums and a shift taken from the
+             data, var = E[(x - K)^2] - E[x - K]^2 does not cancel the way
+             E[x^2] - E[x]^2 does, even for a float32 input with mean 1e4);
+          2. y = gamma * inv_std * (x - mu) + beta                    (Alg. 1, lines 3-4)
+backward  1. dbeta = sum dy and sum dy * (x - mu) in one read of dy and x;
+          2. dx = A dy + B (x - mu) + K per channel, the closed form of
+             :func:`batch_norm_backward` with A = gamma * inv_std,
+             B = -A * inv_std * dgamma / m and K = -A * dbeta / m.
+
+That is 3 reads and 1 write of x-sized data forward, 4 reads and 1 write backward, the
+least any BN can do without keeping x_hat. Per-channel arithmetic is in float64; arrays
+keep their dtype (float32 or float64). The loops are in :mod:`_bn_kernels`; numba is an
+optional dependency (``pip install "minibn[fast]"``), imported on first use, and the first
+call of each dtype and rank compiles the loops (a few seconds, then cached on disk).
+
+Runs on NumPy arrays only. GPU fused kernels (cupy.ElementwiseKernel / ReductionKernel)
+are not written yet: no GPU was available to test them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from ..backend import get_array_module
+
+
+def fused_available():
+    """True when numba is installed (the fused path's only requirement beyond NumPy)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def fused_applicable(x):
+    """Whether the fused path can take x: a float32/float64 NumPy array, with numba installed."""
+    return get_array_module(x) is np and x.dtype in (np.float32, np.float64) and fused_available()
+
+
+def _kernels(x):
+    if get_array_module(x) is not np:
+        raise NotImplementedError("the fused BN path runs on NumPy arrays only: GPU fused kernels are not "
+                                  "written yet; use impl='fast' or 'auto' on the GPU")
+    if not fused_available():
+        raise ImportError('the fused BN path needs numba: pip install "minibn[fast]" (or use impl="fast")')
+    from . import _bn_kernels
+    return _bn_kernels
+
+
+def _chunks(N):
+    import numba
+    return max(1, min(N, 2 * numba.get_num_threads()))
+
+
+def _as3(a):
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
+    """Same contract as :func:`batch_norm_forward` (training mode) for a NumPy x of shape
+    (N, C, *) reduced over N and the trailing axes: returns (y, cache)."""
+    k = _kernels(x)
+    C = x.shape[1]
+    m = x.size // C
+    if m < 2:
+        raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
+                         f"{tuple(x.shape)} (m = {m} values per channel)")
+    x3 = _as3(x)
+    shift = x3[0, :, 0].astype(np.float64)
+    s1, s2 = k.moments(x3, shift, x3, shift, _chunks(x3.shape[0]))
+    c = s1 / m
+    var = np.maximum(s2 / m - c * c, 0.0)  # >= 0 up to rounding; clip the rounding
+    mu = shift + c
+    inv_std = 1.0 / np.sqrt(var + eps)
+    g = inv_std if gamma is None else gamma.astype(np.float64) * inv_std
+    b = np.zeros(C) if beta is None else beta.astype(np.float64)
+    y = np.empty_like(x3)
+    k.combine(x3, mu, g, x3, np.zeros(C), b, y)
+    cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m,
+             "mu_B": mu.astype(x.dtype), "var_B": var.astype(x.dtype)}
+    return y.reshape(x.shape), cache
+
+
+def batch_norm_backward_fused(dy, cache):
+    """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta)."""
+    x3, mu, inv_std, gamma, m = cache["x3"], cache["mu"], cache["inv_std"], cache["gamma"], cache["m"]
+    k = _kernels(dy)
+    dy3 = _as3(dy)
+    C = dy3.shape[1]
+    dbeta, dy_xc = k.moments(dy3, np.zeros(C), x3, mu, _chunks(dy3.shape[0]))
+    dgamma = inv_std * dy_xc  # sum dy * x_hat
+    A = inv_std if gamma is None else gamma.astype(np.float64) * inv_std
+    B = -A * inv_std * dgamma / m
+    K = -A * dbeta / m
+    dx = np.empty_like(dy3)
+    k.combine(x3, mu, B, dy3, A, K, dx)
+    dx = dx.reshape(dy.shape)
+    if gamma is None:
+        return dx, None, None
+    return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
