@@ -1,8 +1,10 @@
-"""BatchNorm forward+backward, float32: the paper's chain rule vs the closed form vs PyTorch CPU.
+"""BatchNorm forward+backward, float32: the paper's chain rule, the closed form, the NumPy fast
+path and the fused loops vs PyTorch CPU.
 
-    python benchmarks/bench_batchnorm.py [--repeats 30] [--out docs/benchmarks/batchnorm_cpu.md]
+    python benchmarks/bench_batchnorm.py [--rounds 5] [--out docs/benchmarks/batchnorm_cpu.md]
 
-For each shape: the median time of one training-mode forward plus backward, the
+For each shape: the median time of one training-mode forward plus backward (the
+implementations timed in alternating blocks, minibn.bench.interleaved_medians), the
 effective bandwidth (bytes of x and y in the forward, x, dy and dx in the backward,
 divided by the time), and that bandwidth as a fraction of the machine's copy
 bandwidth, measured in the same run.
@@ -17,7 +19,7 @@ import numpy as np
 
 from minibn import functional as F
 from minibn.bench import copy_bandwidth_cpu as copy_bandwidth
-from minibn.bench import machine, median_time
+from minibn.bench import interleaved_medians, machine
 
 SHAPES = [(60, 100), (256, 1024), (4096, 1024), (64, 64, 32, 32)]
 
@@ -26,9 +28,9 @@ def axes(shape):
     return (0,) if len(shape) == 2 else (0, 2, 3)
 
 
-def minibn_step(x, g, b, dy, backward):
+def minibn_step(x, g, b, dy, backward, forward=F.batch_norm_forward, **kw):
     def step():
-        _, cache = F.batch_norm_forward(x, g, b, 1e-5, axes(x.shape))
+        _, cache = forward(x, g, b, 1e-5, axes(x.shape), **kw)
         backward(dy, cache)
     return step
 
@@ -47,7 +49,7 @@ def torch_step(torch, x, g, b, dy):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=5, help="alternating blocks of 5 calls per implementation")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = ap.parse_args(argv)
     try:
@@ -64,10 +66,15 @@ def main(argv=None):
         dy = rng.standard_normal(shape).astype(np.float32)
         nbytes = 5 * x.nbytes  # forward: x, y; backward: x, dy, dx
         impls = [("minibn paper", minibn_step(x, g, b, dy, F.batch_norm_backward_paper)),
-                 ("minibn closed", minibn_step(x, g, b, dy, F.batch_norm_backward))]
+                 ("minibn closed", minibn_step(x, g, b, dy, F.batch_norm_backward)),
+                 ("minibn fast (NumPy)", minibn_step(x, g, b, dy, F.batch_norm_backward_fast,
+                                                     F.batch_norm_forward_fast, work=F.Workspace()))]
+        if F.fused_available():
+            impls.append(("minibn fused (numba)", minibn_step(x, g, b, dy, F.batch_norm_backward_fused,
+                                                              F.batch_norm_forward_fused)))
         if torch is not None:
             impls.append(("PyTorch CPU", torch_step(torch, x, g, b, dy)))
-        times = {name: median_time(fn, repeats=args.repeats) for name, fn in impls}
+        times = interleaved_medians(dict(impls), rounds=args.rounds)
         for name, t in times.items():
             ref = times.get("PyTorch CPU")
             rows.append((shape, name, t, nbytes / t, nbytes / t / bw, ref / t if ref else float("nan")))

@@ -2,9 +2,11 @@
 
 Every row is timed in one run against the same references: PyTorch CPU (when installed),
 minibn on CuPy and PyTorch CUDA (when a GPU is present), and the machine's copy bandwidth
-measured in the same run. Times are medians. Effective bandwidth counts the bytes of x
-and y in the forward and of x, dy and dx in the backward. GPU timings synchronise the
-device (cupyx.profiler.benchmark; CUDA events for PyTorch).
+measured in the same run. Times are medians, the implementations of a row timed in
+alternating blocks (:func:`interleaved_medians`) so that the machine's slow spells hit
+them alike. Effective bandwidth counts the bytes of x and y in the forward and of x, dy
+and dx in the backward. GPU timings synchronise the device (cupyx.profiler.benchmark;
+CUDA events for PyTorch).
 
 Outputs (``--out``, default docs/benchmarks/): ``<device>.md`` (tables, machine, targets)
 and ``<device>.png``.
@@ -35,6 +37,34 @@ def median_time(fn, repeats=20, warmup=2, max_seconds=4.0):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def interleaved_medians(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause=0.15):
+    """{name: median time} of each function in ``fns``, timed in alternating blocks.
+
+    Each round runs ``block`` calls of every function in turn, so a slow spell of a
+    shared machine (they last seconds here) hits all of them alike instead of whichever
+    was being timed; within a block the function runs warm. Before each block the
+    machine rests ``pause`` seconds: OpenBLAS's threads keep spinning for about 0.1 s
+    after a matrix product, and without the rest they slowed PyTorch's conv-net step
+    that followed minibn's from 9 ms to 18 ms. Stops after 3 rounds once ``max_seconds``
+    have passed.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    for r in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(pause)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        if r >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def gpu_time(fn, repeats=50):  # pragma: no cover - GPU only
@@ -118,14 +148,14 @@ def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False):
         C = shape[1]
         cls = nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d
         for mode in modes:
-            impls = [("minibn", lambda: cls(C)), ("minibn fast (NumPy)", lambda: cls(C, impl="fast")),
-                     ("minibn reference", lambda: cls(C, impl="reference"))]
-            row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode), "t": {}}
-            for name, make in impls:
-                row["t"][name] = median_time(_minibn_layer_step(make(), x, dy, mode))
+            fns = {"minibn": _minibn_layer_step(cls(C), x, dy, mode),
+                   "minibn fast (NumPy)": _minibn_layer_step(cls(C, impl="fast"), x, dy, mode),
+                   "minibn reference": _minibn_layer_step(cls(C, impl="reference"), x, dy, mode)}
             if torch is not None:
                 tl = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(C)
-                row["t"]["PyTorch CPU"] = median_time(_torch_layer_step(torch, tl, x, dy, mode))
+                fns["PyTorch CPU"] = _torch_layer_step(torch, tl, x, dy, mode)
+            row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode),
+                   "t": interleaved_medians(fns, rounds=3)}
             if cuda:  # pragma: no cover - GPU only
                 _gpu_bn(row, torch, cls, C, x, dy, mode)
             rows.append(row)
@@ -168,11 +198,11 @@ def other_norm_rows(torch):
     for name, shape, make, make_torch in cases:
         x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
         dy = rng.standard_normal(shape).astype(np.float32)
-        row = {"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both"), "t": {}}
-        row["t"]["minibn"] = median_time(_minibn_layer_step(make(), x, dy, "both"))
+        fns = {"minibn": _minibn_layer_step(make(), x, dy, "both")}
         if torch is not None and make_torch is not None:
-            row["t"]["PyTorch CPU"] = median_time(_torch_layer_step(torch, make_torch(), x, dy, "both"))
-        rows.append(row)
+            fns["PyTorch CPU"] = _torch_layer_step(torch, make_torch(), x, dy, "both")
+        rows.append({"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both"),
+                     "t": interleaved_medians(fns)})
     return rows
 
 
@@ -210,33 +240,33 @@ def step_rows(torch, batches=(60, 1024)):
     for batch in batches:
         x = rng.random((batch, 784), dtype=np.float32)
         y = rng.integers(0, 10, batch)
-        row = {"layer": "Fig. 1 MLP step (BN)", "shape": (batch, 784), "mode": "train step", "bytes": 0, "t": {}}
         model, _ = build_net(True)
-        row["t"]["minibn"] = median_time(_minibn_train_step(model, x, y), repeats=200 if batch < 100 else 30)
+        fns = {"minibn": _minibn_train_step(model, x, y)}
         if torch is not None:
             layers, width = [], 784
             for _ in range(3):
                 layers += [torch.nn.Linear(width, 100, bias=False), torch.nn.BatchNorm1d(100), torch.nn.Sigmoid()]
                 width = 100
             layers.append(torch.nn.Linear(100, 10))
-            row["t"]["PyTorch CPU"] = median_time(_torch_train_step(torch, torch.nn.Sequential(*layers), x, y),
-                                                  repeats=200 if batch < 100 else 30)
-        rows.append(row)
+            fns["PyTorch CPU"] = _torch_train_step(torch, torch.nn.Sequential(*layers), x, y)
+        rounds, block = (10, 20) if batch < 100 else (5, 5)
+        rows.append({"layer": "Fig. 1 MLP step (BN)", "shape": (batch, 784), "mode": "train step", "bytes": 0,
+                     "t": interleaved_medians(fns, rounds=rounds, block=block)})
     # a small conv net on MNIST-sized images
     x = rng.random((64, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, 64)
-    row = {"layer": "small conv net step", "shape": (64, 1, 28, 28), "mode": "train step", "bytes": 0, "t": {}}
     ours = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(16 * 7 * 7, 10))
-    row["t"]["minibn"] = median_time(_minibn_train_step(ours, x, y), repeats=30)
+    fns = {"minibn": _minibn_train_step(ours, x, y)}
     if torch is not None:
         T = torch.nn
         theirs = T.Sequential(T.Conv2d(1, 8, 3, padding=1, bias=False), T.BatchNorm2d(8), T.ReLU(), T.MaxPool2d(2),
                               T.Conv2d(8, 16, 3, padding=1, bias=False), T.BatchNorm2d(16), T.ReLU(), T.MaxPool2d(2),
                               T.Flatten(), T.Linear(16 * 7 * 7, 10))
-        row["t"]["PyTorch CPU"] = median_time(_torch_train_step(torch, theirs, x, y), repeats=30)
-    rows.append(row)
+        fns["PyTorch CPU"] = _torch_train_step(torch, theirs, x, y)
+    rows.append({"layer": "small conv net step", "shape": (64, 1, 28, 28), "mode": "train step", "bytes": 0,
+                 "t": interleaved_medians(fns)})
     return rows
 
 

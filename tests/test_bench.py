@@ -17,6 +17,14 @@ def test_bn_rows_report_targets_and_plot(torch):
     bench.plot(rows)
 
 
+def test_interleaved_medians_alternates_blocks():
+    order = []
+    t = bench.interleaved_medians({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                                  rounds=3, block=2, warmup=1, pause=0)
+    assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3
+
+
 def test_median_time_counts_calls():
     calls = []
     assert bench.median_time(lambda: calls.append(1), repeats=5, warmup=2) >= 0

@@ -1,37 +1,29 @@
 """The two CPU loops behind :mod:`minibn.functional.batchnorm_fused`, compiled by numba.
 
 Imported only when the fused path runs (importing numba takes a third of a second, so
-``import minibn`` does not pay for it). Both loops take arrays viewed as (N, C, S) and
-per-channel vectors of length C; they split N into ``nchunks`` blocks of rows that run
-on numba's threads, so every thread streams through contiguous memory.
+``import minibn`` does not pay for it). Both loops take arrays viewed as (N, C, S),
+per-channel vectors of length C, and a block of rows [lo, hi): the caller runs blocks
+on threads for large inputs (the loops release the GIL: ``nogil=True``) and calls them
+directly for small ones, so a 60 x 100 batch pays no thread start-up.
 
 Arithmetic is in float64 whatever the array dtype: a float32 value minus a float64
-shift is exact enough that the sums below lose nothing to cancellation, and the result
-is rounded to the output dtype once, at the store.
+shift is exact, so the sums below lose nothing to cancellation, and the result is
+rounded to the output dtype once, at the store.
 
 ``fastmath={"reassoc", "contract"}`` lets LLVM reorder the additions of the inner loop
 (so that it can sum 8 lanes at a time) and fuse multiply-adds; it does not assume away
 NaN or infinity, so a NaN still propagates to its channel.
 """
 
-import os
-
 import numba
 import numpy as np
 
-# numba's OpenMP pool keeps its threads spinning after a loop ends; on a 2-core machine they
-# then compete with OpenBLAS's threads in the next matrix product: the Fig. 1 MLP step at
-# batch 1024 took 76 ms instead of 8 ms. The "workqueue" pool sleeps between loops. Set
-# here, before the first parallel loop runs, unless the user chose a layer already.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
-_FLAGS = dict(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+_FLAGS = dict(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 
 
-@numba.njit(cache=True)
-def moments(a, ka, b, kb, nchunks):
-    """Per channel c: s1 = sum (a - ka[c]) and s2 = sum (a - ka[c]) * (b - kb[c]).
+@numba.njit(**_FLAGS)
+def moments(a, ka, b, kb, lo, hi):
+    """Per channel c, over rows lo..hi-1: s1 = sum (a - ka[c]), s2 = sum (a - ka[c]) * (b - kb[c]).
 
     a, b: (N, C, S); ka, kb: (C,) float64. Returns s1, s2: (C,) float64.
     Forward: a = b = x, ka = kb = a shift K  ->  sum (x - K), sum (x - K)^2.
@@ -39,62 +31,57 @@ def moments(a, ka, b, kb, nchunks):
     """
     N, C, S = a.shape
     if S == 1:
-        s1, s2 = _moments_rows(a.reshape(N, C), ka, b.reshape(N, C), kb, nchunks)
-    else:
-        s1, s2 = _moments_planes(a, ka, b, kb, nchunks)
-    return s1.sum(axis=0), s2.sum(axis=0)
+        return _moments_rows(a.reshape(N, C), ka, b.reshape(N, C), kb, lo, hi)
+    return _moments_planes(a, ka, b, kb, lo, hi)
 
 
 @numba.njit(**_FLAGS)
-def _moments_planes(a, ka, b, kb, nchunks):
-    """(N, C, S) with S > 1: each (n, c) plane of S contiguous values is summed into
-    registers (8 lanes at a time), then added to the chunk's per-channel sums."""
+def _moments_planes(a, ka, b, kb, lo, hi):
+    """(N, C, S) with S > 1: each (n, c) plane of S contiguous values is summed in
+    registers (8 lanes at a time), then added to the per-channel sums."""
     N, C, S = a.shape
-    s1 = np.zeros((nchunks, C))
-    s2 = np.zeros((nchunks, C))
-    for k in numba.prange(nchunks):
-        for n in range(k * N // nchunks, (k + 1) * N // nchunks):
-            for c in range(C):
-                t1 = 0.0
-                t2 = 0.0
-                for s in range(S):
-                    u = np.float64(a[n, c, s]) - ka[c]
-                    t1 += u
-                    t2 += u * (np.float64(b[n, c, s]) - kb[c])
-                s1[k, c] += t1
-                s2[k, c] += t2
+    s1 = np.zeros(C)
+    s2 = np.zeros(C)
+    for n in range(lo, hi):
+        for c in range(C):
+            t1 = 0.0
+            t2 = 0.0
+            for s in range(S):
+                u = np.float64(a[n, c, s]) - ka[c]
+                t1 += u
+                t2 += u * (np.float64(b[n, c, s]) - kb[c])
+            s1[c] += t1
+            s2[c] += t2
     return s1, s2
 
 
 @numba.njit(**_FLAGS)
-def _moments_rows(a, ka, b, kb, nchunks):
+def _moments_rows(a, ka, b, kb, lo, hi):
     """(N, C): vectorized across the channels of a row. Four rows go in per update of the
     per-channel sums, so the sums are loaded and stored once per four values (1.6x faster
     at (4096, 1024) than one row at a time)."""
     N, C = a.shape
-    s1 = np.zeros((nchunks, C))
-    s2 = np.zeros((nchunks, C))
-    for k in numba.prange(nchunks):
-        lo, hi = k * N // nchunks, (k + 1) * N // nchunks
-        n4 = lo + (hi - lo) // 4 * 4
-        for n in range(lo, n4, 4):
-            for c in range(C):
-                u0, u1 = np.float64(a[n, c]) - ka[c], np.float64(a[n + 1, c]) - ka[c]
-                u2, u3 = np.float64(a[n + 2, c]) - ka[c], np.float64(a[n + 3, c]) - ka[c]
-                s1[k, c] += (u0 + u1) + (u2 + u3)
-                s2[k, c] += ((u0 * (np.float64(b[n, c]) - kb[c]) + u1 * (np.float64(b[n + 1, c]) - kb[c]))
-                             + (u2 * (np.float64(b[n + 2, c]) - kb[c]) + u3 * (np.float64(b[n + 3, c]) - kb[c])))
-        for n in range(n4, hi):  # the last rows of the chunk, one at a time
-            for c in range(C):
-                u = np.float64(a[n, c]) - ka[c]
-                s1[k, c] += u
-                s2[k, c] += u * (np.float64(b[n, c]) - kb[c])
+    s1 = np.zeros(C)
+    s2 = np.zeros(C)
+    n4 = lo + (hi - lo) // 4 * 4
+    for n in range(lo, n4, 4):
+        for c in range(C):
+            u0, u1 = np.float64(a[n, c]) - ka[c], np.float64(a[n + 1, c]) - ka[c]
+            u2, u3 = np.float64(a[n + 2, c]) - ka[c], np.float64(a[n + 3, c]) - ka[c]
+            s1[c] += (u0 + u1) + (u2 + u3)
+            s2[c] += ((u0 * (np.float64(b[n, c]) - kb[c]) + u1 * (np.float64(b[n + 1, c]) - kb[c]))
+                      + (u2 * (np.float64(b[n + 2, c]) - kb[c]) + u3 * (np.float64(b[n + 3, c]) - kb[c])))
+    for n in range(n4, hi):  # the last rows, one at a time
+        for c in range(C):
+            u = np.float64(a[n, c]) - ka[c]
+            s1[c] += u
+            s2[c] += u * (np.float64(b[n, c]) - kb[c])
     return s1, s2
 
 
 @numba.njit(**_FLAGS)
-def combine(a, ka, sa, b, sb, t, out):
-    """out = sa[c] * (a - ka[c]) + sb[c] * b + t[c], elementwise; returns nothing.
+def combine(a, ka, sa, b, sb, t, out, lo, hi):
+    """out = sa[c] * (a - ka[c]) + sb[c] * b + t[c] on rows lo..hi-1; returns nothing.
 
     a, b, out: (N, C, S); ka, sa, sb, t: (C,) float64.
     Forward: y = scale * (x - mu) + beta          (a = x, b = x with sb = 0).
@@ -103,11 +90,11 @@ def combine(a, ka, sa, b, sb, t, out):
     N, C, S = a.shape
     if S == 1:  # (N, C): vectorize across channels
         a2, b2, out2 = a.reshape(N, C), b.reshape(N, C), out.reshape(N, C)
-        for n in numba.prange(N):
+        for n in range(lo, hi):
             for c in range(C):
                 out2[n, c] = sa[c] * (np.float64(a2[n, c]) - ka[c]) + sb[c] * np.float64(b2[n, c]) + t[c]
         return
-    for n in numba.prange(N):
+    for n in range(lo, hi):
         for c in range(C):
             for s in range(S):
                 out[n, c, s] = sa[c] * (np.float64(a[n, c, s]) - ka[c]) + sb[c] * np.float64(b[n, c, s]) + t[c]

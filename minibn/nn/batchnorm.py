@@ -15,7 +15,8 @@ paper's step-by-step chain rule; both give the same gradient.
 - ``"reference"``: Algorithm 1 line by line (:mod:`minibn.functional.batchnorm`);
 - ``"fast"``: NumPy/CuPy in fewer passes over memory, with reused buffers
   (:mod:`minibn.functional.batchnorm_fast`);
-- ``"fused"``: two hand-written loops per direction on all CPU cores, compiled by numba
+- ``"fused"``: two hand-written loops per direction, compiled by numba, a large input split
+  across the CPU cores
   (:mod:`minibn.functional.batchnorm_fused`; NumPy arrays only, needs ``minibn[fast]``);
 - ``"auto"`` (default): for float32/float64 inputs of at least 65,536 values, where passes
   over memory dominate, fused on NumPy when numba is installed and fast otherwise;

@@ -372,6 +372,22 @@ def test_fused_path_keeps_nan_in_its_channel_and_takes_strided_input(rng):
     np.testing.assert_allclose(a(xt), b(xt), rtol=1e-10, atol=1e-12)
 
 
+@needs_numba
+@pytest.mark.parametrize("shape", [(11, 5), (5, 3, 4), (3, 2, 3, 3)])
+def test_fused_path_split_into_row_blocks_on_threads_agrees(rng, monkeypatch, shape):
+    """Large inputs run as blocks of rows on threads: force that on small ones (3 blocks)."""
+    from minibn.functional import batchnorm_fused
+    monkeypatch.setattr(batchnorm_fused, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(batchnorm_fused, "_threads", lambda: 3)
+    cls = nn.BatchNorm1d if len(shape) < 4 else nn.BatchNorm2d
+    fused, ref = cls(shape[1], impl="fused").astype(np.float64), cls(shape[1], impl="reference").astype(np.float64)
+    x, dy = rng.standard_normal(shape) * 4 + 9, rng.standard_normal(shape)
+    np.testing.assert_allclose(fused(x), ref(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fused.backward(dy), ref.backward(dy), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fused.gamma.grad, ref.gamma.grad, rtol=1e-10)
+    assert batchnorm_fused._pool is not None and batchnorm_fused._pool._max_workers >= 2
+
+
 def test_fused_path_without_numba_says_how_to_get_it(monkeypatch):
     from minibn.functional import batchnorm_fused
     monkeypatch.setattr(batchnorm_fused, "fused_available", lambda: False)
