@@ -30,6 +30,7 @@ are not written yet: no GPU was available to test them.
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 
@@ -61,6 +62,16 @@ def _kernels(x):
 #: faster at (256, 1024), two at (512, 1024))
 PARALLEL_MIN_SIZE = 2 ** 19
 _pool = None
+
+
+def _forget_pool():
+    global _pool
+    _pool = None
+
+
+# A forked child inherits the pool object but none of its threads: work sent to it would
+# wait forever. The child starts its own pool instead.
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _threads():

@@ -388,6 +388,21 @@ def test_fused_path_split_into_row_blocks_on_threads_agrees(rng, monkeypatch, sh
     assert batchnorm_fused._pool is not None and batchnorm_fused._pool._max_workers >= 2
 
 
+def _fused_large_bn_sum(_=None):
+    x = np.random.default_rng(0).standard_normal((1024, 600)).astype(np.float32)  # > PARALLEL_MIN_SIZE
+    layer = nn.BatchNorm1d(600, impl="fused")
+    return float(layer(x).sum() + layer.backward(x).sum())
+
+
+@needs_numba
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")  # Python >= 3.12 warns on fork
+def test_fused_path_works_in_a_forked_child_after_the_parent_used_its_threads():
+    import multiprocessing
+    expected = _fused_large_bn_sum()  # the parent's thread pool now exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_fused_large_bn_sum).get(timeout=60) == pytest.approx(expected)
+
+
 def test_fused_path_without_numba_says_how_to_get_it(monkeypatch):
     from minibn.functional import batchnorm_fused
     monkeypatch.setattr(batchnorm_fused, "fused_available", lambda: False)
