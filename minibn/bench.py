@@ -288,11 +288,11 @@ def report(rows, bw, info, device="cpu"):
         for name, t in r["t"].items():
             gbs = r["bytes"] / t / 1e9 if r["bytes"] else float("nan")
             frac = r["bytes"] / t / bw if r["bytes"] else float("nan")
-            ratio = r["t"][ref] / t if ref in r["t"] else float("nan")
+            ratio = f"{r['t'][ref] / t:.2f}x" if ref in r["t"] else f"- (no {ref} layer)"
             g = f"{gbs:.1f}" if r["bytes"] else "-"
             fr = f"{frac:.2f}" if r["bytes"] else "-"
             lines.append(f"| {r['layer']} | {r['shape']} | {r['mode']} | {name} | {_fmt_t(t)} | {g} | {fr} | "
-                         f"{ratio:.2f}x |")
+                         f"{ratio} |")
     return "\n".join(lines)
 
 

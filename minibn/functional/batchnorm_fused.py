@@ -51,6 +51,9 @@ def _kernels(x):
     if get_array_module(x) is not np:
         raise NotImplementedError("the fused BN path runs on NumPy arrays only: GPU fused kernels are not "
                                   "written yet; use impl='fast' or 'auto' on the GPU")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"the fused BN path takes float32 or float64 arrays, got dtype {x.dtype} "
+                        f"(use impl='reference', which computes float16 statistics in float32)")
     if not fused_available():
         raise ImportError('the fused BN path needs numba: pip install "minibn[fast]" (or use impl="fast")')
     from . import _bn_kernels
@@ -61,12 +64,12 @@ def _kernels(x):
 #: it, starting the threads costs more than they save (measured on 2 cores: one thread is
 #: faster at (256, 1024), two at (512, 1024))
 PARALLEL_MIN_SIZE = 2 ** 19
-_pool = None
+_pool, _pool_size = None, 0
 
 
 def _forget_pool():
-    global _pool
-    _pool = None
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
 
 
 # A forked child inherits the pool object but none of its threads: work sent to it would
@@ -83,14 +86,14 @@ def _run_blocks(kernel, a3, *args):
     """[kernel(*args, lo, hi) for each block of rows [lo, hi) of a3]: one block for a small
     a3; for a large one, a block per thread, on a thread pool (the kernels release the GIL),
     the calling thread taking the first."""
-    global _pool
+    global _pool, _pool_size
     N = a3.shape[0]
     n = min(N, _threads()) if a3.size >= PARALLEL_MIN_SIZE else 1
     if n == 1:
         return [kernel(*args, 0, N)]
-    if _pool is None or _pool._max_workers < n - 1:
+    if _pool is None or _pool_size < n - 1:
         from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minibn-bn")
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minibn-bn"), n - 1
     bounds = [(i * N // n, (i + 1) * N // n) for i in range(n)]
     futures = [_pool.submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
     return [kernel(*args, *bounds[0])] + [f.result() for f in futures]

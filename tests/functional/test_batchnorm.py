@@ -385,7 +385,7 @@ def test_fused_path_split_into_row_blocks_on_threads_agrees(rng, monkeypatch, sh
     np.testing.assert_allclose(fused(x), ref(x), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fused.backward(dy), ref.backward(dy), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fused.gamma.grad, ref.gamma.grad, rtol=1e-10)
-    assert batchnorm_fused._pool is not None and batchnorm_fused._pool._max_workers >= 2
+    assert batchnorm_fused._pool is not None and batchnorm_fused._pool_size >= 2
 
 
 def _fused_large_bn_sum(_=None):
@@ -401,6 +401,11 @@ def test_fused_path_works_in_a_forked_child_after_the_parent_used_its_threads():
     expected = _fused_large_bn_sum()  # the parent's thread pool now exists
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply_async(_fused_large_bn_sum).get(timeout=60) == pytest.approx(expected)
+
+
+def test_fused_path_refuses_float16_with_a_clear_error():
+    with pytest.raises(TypeError, match="float32 or float64.*float16"):
+        nn.BatchNorm1d(3, impl="fused")(np.arange(12, dtype=np.float16).reshape(4, 3))
 
 
 def test_fused_path_without_numba_says_how_to_get_it(monkeypatch):
