@@ -98,3 +98,49 @@ def combine(a, ka, sa, b, sb, t, out, lo, hi):
         for c in range(C):
             for s in range(S):
                 out[n, c, s] = sa[c] * (np.float64(a[n, c, s]) - ka[c]) + sb[c] * np.float64(b[n, c, s]) + t[c]
+
+
+# -- per-channel arithmetic between the two loops, and whole directions for small inputs --
+
+@numba.njit(**_FLAGS)
+def forward_coefficients(s1, s2, shift, m, gamma, eps):
+    """From the forward sums: mu, the biased var (Alg. 1, lines 1-2), inv_std and the scale
+    gamma * inv_std of y = scale * (x - mu) + beta. All (C,) float64."""
+    c = s1 / m
+    var = np.maximum(s2 / m - c * c, 0.0)  # >= 0 up to rounding; clip the rounding
+    inv_std = 1.0 / np.sqrt(var + eps)
+    return shift + c, var, inv_std, gamma * inv_std
+
+
+@numba.njit(**_FLAGS)
+def backward_coefficients(dbeta, dy_xc, inv_std, gamma, m):
+    """From the backward sums (dbeta = sum dy, dy_xc = sum dy * (x - mu)): dgamma and the
+    A, B, K of dx = A dy + B (x - mu) + K (the closed form). All (C,) float64."""
+    dgamma = inv_std * dy_xc  # sum dy * x_hat
+    A = gamma * inv_std
+    B = -A * inv_std * dgamma / m
+    return dgamma, A, B, -A * dbeta / m
+
+
+@numba.njit(**_FLAGS)
+def forward(x, gamma, beta, eps, y):
+    """The whole forward on the calling thread (one call from Python: at (60, 100) the
+    dispatch of each numba call costs about as much as the loops). Returns mu, var, inv_std."""
+    N, C, S = x.shape
+    shift = np.empty(C)
+    for c in range(C):
+        shift[c] = x[0, c, 0]
+    s1, s2 = moments(x, shift, x, shift, 0, N)
+    mu, var, inv_std, scale = forward_coefficients(s1, s2, shift, N * S, gamma, eps)
+    combine(x, mu, scale, x, np.zeros(C), beta.astype(np.float64), y, 0, N)
+    return mu, var, inv_std
+
+
+@numba.njit(**_FLAGS)
+def backward(dy, x, mu, inv_std, gamma, dx):
+    """The whole backward on the calling thread. Returns dgamma, dbeta."""
+    N, C, S = dy.shape
+    dbeta, dy_xc = moments(dy, np.zeros(C), x, mu, 0, N)
+    dgamma, A, B, K = backward_coefficients(dbeta, dy_xc, inv_std, gamma, N * S)
+    combine(x, mu, B, dy, A, K, dx, 0, N)
+    return dgamma, dbeta

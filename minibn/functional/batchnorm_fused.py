@@ -108,6 +108,10 @@ def _as3(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
+def _parallel(a3):
+    return a3.size >= PARALLEL_MIN_SIZE and min(a3.shape[0], _threads()) > 1
+
+
 def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
     """Same contract as :func:`batch_norm_forward` (training mode) for a NumPy x of shape
     (N, C, *) reduced over N and the trailing axes: returns (y, cache)."""
@@ -118,16 +122,16 @@ def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
         raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
                          f"{tuple(x.shape)} (m = {m} values per channel)")
     x3 = _as3(x)
-    shift = x3[0, :, 0].astype(np.float64)
-    s1, s2 = _moments(k, x3, shift, x3, shift)
-    c = s1 / m
-    var = np.maximum(s2 / m - c * c, 0.0)  # >= 0 up to rounding; clip the rounding
-    mu = shift + c
-    inv_std = 1.0 / np.sqrt(var + eps)
-    g = inv_std if gamma is None else gamma.astype(np.float64) * inv_std
-    b = np.zeros(C) if beta is None else beta.astype(np.float64)
+    g = np.ones(C, x.dtype) if gamma is None else gamma
+    b = np.zeros(C, x.dtype) if beta is None else beta
     y = np.empty_like(x3)
-    _run_blocks(k.combine, x3, x3, mu, g, x3, np.zeros(C), b, y)
+    if not _parallel(x3):
+        mu, var, inv_std = k.forward(x3, g, b, eps, y)
+    else:
+        shift = x3[0, :, 0].astype(np.float64)
+        s1, s2 = _moments(k, x3, shift, x3, shift)
+        mu, var, inv_std, scale = k.forward_coefficients(s1, s2, shift, m, g, eps)
+        _run_blocks(k.combine, x3, x3, mu, scale, x3, np.zeros(C), b.astype(np.float64), y)
     cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m,
              "mu_B": mu.astype(x.dtype), "var_B": var.astype(x.dtype)}
     return y.reshape(x.shape), cache
@@ -139,13 +143,14 @@ def batch_norm_backward_fused(dy, cache):
     k = _kernels(dy)
     dy3 = _as3(dy)
     C = dy3.shape[1]
-    dbeta, dy_xc = _moments(k, dy3, np.zeros(C), x3, mu)
-    dgamma = inv_std * dy_xc  # sum dy * x_hat
-    A = inv_std if gamma is None else gamma.astype(np.float64) * inv_std
-    B = -A * inv_std * dgamma / m
-    K = -A * dbeta / m
+    g = np.ones(C, dy.dtype) if gamma is None else gamma
     dx = np.empty_like(dy3)
-    _run_blocks(k.combine, x3, x3, mu, B, dy3, A, K, dx)
+    if not _parallel(dy3):
+        dgamma, dbeta = k.backward(dy3, x3, mu, inv_std, g, dx)
+    else:
+        dbeta, dy_xc = _moments(k, dy3, np.zeros(C), x3, mu)
+        dgamma, A, B, K = k.backward_coefficients(dbeta, dy_xc, inv_std, g, m)
+        _run_blocks(k.combine, x3, x3, mu, B, dy3, A, K, dx)
     dx = dx.reshape(dy.shape)
     if gamma is None:
         return dx, None, None

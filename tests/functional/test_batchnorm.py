@@ -89,13 +89,24 @@ def _torch_bn(torch, cls, C, **kw):
     return t
 
 
+needs_numba = pytest.mark.skipif(not F.fused_available(), reason="numba (minibn[fast]) is not installed")
+IMPLS = ["fast", pytest.param("fused", marks=needs_numba)]
+
+
+def skip_fused_off_cpu(impl, backend_name):
+    if impl == "fused" and backend_name != "numpy":
+        pytest.skip("the fused path runs on NumPy arrays only")
+
+
+@pytest.mark.parametrize("impl", ["reference"] + IMPLS)
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (8, 5)), (nn.BatchNorm1d, (4, 5, 3)),
                                         (nn.BatchNorm2d, (3, 5, 4, 2))])
 @pytest.mark.parametrize("affine", [True, False])
-def test_batchnorm_matches_torch(torch, backend_name, rng, cls, shape, momentum, affine):
+def test_batchnorm_matches_torch(torch, backend_name, rng, cls, shape, momentum, affine, impl):
+    skip_fused_off_cpu(impl, backend_name)
     C = shape[1]
-    ours = cls(C, momentum=momentum, affine=affine).astype(np.float64)
+    ours = cls(C, momentum=momentum, affine=affine, impl=impl).astype(np.float64)
     theirs = _torch_bn(torch, cls, C, momentum=momentum, affine=affine)
     if affine:
         g, b = rng.uniform(0.5, 1.5, C), rng.standard_normal(C)
@@ -292,15 +303,6 @@ def test_eps_is_added_once_in_train_and_eval(backend_name):
 
 # -- the fast (batchnorm_fast.py) and fused (batchnorm_fused.py) paths against the reference --
 
-needs_numba = pytest.mark.skipif(not F.fused_available(), reason="numba (minibn[fast]) is not installed")
-IMPLS = ["fast", pytest.param("fused", marks=needs_numba)]
-
-
-def skip_fused_off_cpu(impl, backend_name):
-    if impl == "fused" and backend_name != "numpy":
-        pytest.skip("the fused path runs on NumPy arrays only")
-
-
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (9, 4)), (nn.BatchNorm1d, (3, 4, 5)),
                                         (nn.BatchNorm1d, (11, 5)),  # rows not a multiple of 4
@@ -413,18 +415,21 @@ def test_fused_path_without_numba_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(batchnorm_fused, "fused_available", lambda: False)
     with pytest.raises(ImportError, match=r"minibn\[fast\]"):
         nn.BatchNorm1d(3, impl="fused")(np.ones((4, 3), np.float32) * np.arange(4, dtype=np.float32)[:, None])
-    layer = nn.BatchNorm1d(256)  # auto falls back to the NumPy fast path
+    layer = nn.BatchNorm1d(256)  # auto falls back to the NumPy paths
     layer(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))
     assert layer._cache[1]["path"] == "fast"
+    layer(np.random.default_rng(0).standard_normal((8, 256)).astype(np.float32))
+    assert layer._cache[1]["path"] == "reference"
 
 
 def test_auto_picks_fused_or_fast_for_large_inputs_and_reference_otherwise():
-    large = "fused" if F.fused_available() else "fast"
     layer = nn.BatchNorm1d(256)
     layer(np.ones((8, 256), np.float32) + np.arange(8, dtype=np.float32)[:, None])
-    assert layer._cache[1]["path"] == "reference"
+    assert layer._cache[1]["path"] == ("fused" if F.fused_available() else "reference")
     layer(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))  # 65,536 values
-    assert layer._cache[1]["path"] == large
+    assert layer._cache[1]["path"] == ("fused" if F.fused_available() else "fast")
+    layer(np.ones((8, 256), np.float16) + np.arange(8, dtype=np.float16)[:, None])
+    assert layer._cache[1]["path"] == "reference"
     paper = nn.BatchNorm1d(256, backward="paper")
     paper(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))
     assert paper._cache[1]["path"] == "reference"
