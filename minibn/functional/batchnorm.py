@@ -35,6 +35,13 @@ def _count(x, axis) -> int:
     return m
 
 
+def check_batch_count(x, m):
+    """ValueError (PyTorch's message) unless a channel has m > 1 values to normalize over."""
+    if m < 2:
+        raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
+                         f"{tuple(x.shape)} (m = {m} values per channel)")
+
+
 def _stats_input(x):
     """x in a dtype fit for statistics: float16 is promoted to float32."""
     return x.astype("float32") if x.dtype.itemsize < 4 else x
@@ -58,11 +65,7 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, axis=(0,)):
     """
     axis = tuple(axis)
     m = _count(x, axis)
-    if m < 2:
-        raise ValueError(
-            f"expected more than 1 value per channel when training, got input of shape "
-            f"{tuple(x.shape)} (m = {m} values per channel)"
-        )
+    check_batch_count(x, m)
     xs = _stats_input(x)
     shape = _channel_shape(x, axis)
     # Shifted data: subtract the first value of each channel (a cheap guess of the mean)

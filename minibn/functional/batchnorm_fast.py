@@ -31,6 +31,7 @@ The cache refers to d in the workspace: it is valid until the same layer's next 
 from __future__ import annotations
 
 from ..backend import get_array_module
+from .batchnorm import check_batch_count
 
 
 class Workspace:
@@ -77,9 +78,7 @@ def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=(0,), work=None):
     xp = get_array_module(x)
     C = x.shape[1]
     m = x.size // C
-    if m < 2:
-        raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
-                         f"{tuple(x.shape)} (m = {m} values per channel)")
+    check_batch_count(x, m)
     x3 = _as3(x)
     work = work or Workspace()
     mu0 = _channel_sum(x3, xp) * (1.0 / m)                                  # pass 1

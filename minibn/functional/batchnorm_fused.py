@@ -35,6 +35,7 @@ import os
 import numpy as np
 
 from ..backend import get_array_module
+from .batchnorm import check_batch_count
 
 
 def fused_available():
@@ -118,9 +119,7 @@ def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
     k = _kernels(x)
     C = x.shape[1]
     m = x.size // C
-    if m < 2:
-        raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
-                         f"{tuple(x.shape)} (m = {m} values per channel)")
+    check_batch_count(x, m)
     x3 = _as3(x)
     g = np.ones(C, x.dtype) if gamma is None else gamma
     b = np.zeros(C, x.dtype) if beta is None else beta
