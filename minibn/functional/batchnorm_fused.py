@@ -29,6 +29,7 @@ are not written yet: no GPU was available to test them.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -38,6 +39,7 @@ from ..backend import get_array_module
 from .batchnorm import check_batch_count
 
 
+@functools.cache  # looking for a module that is not imported yet costs 50 us: once is enough
 def fused_available():
     """True when numba is installed (the fused path's only requirement beyond NumPy)."""
     return importlib.util.find_spec("numba") is not None
