@@ -199,6 +199,9 @@ def other_norm_rows(torch):
         x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
         dy = rng.standard_normal(shape).astype(np.float32)
         fns = {"minibn": _minibn_layer_step(make(), x, dy, "both")}
+        if name == "BatchRenorm":
+            fns["minibn reference"] = _minibn_layer_step(nn.BatchRenorm1d(1024, r_max=3.0, d_max=5.0,
+                                                                          impl="reference"), x, dy, "both")
         if torch is not None and make_torch is not None:
             fns["PyTorch CPU"] = _torch_layer_step(torch, make_torch(), x, dy, "both")
         rows.append({"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both"),

@@ -275,13 +275,13 @@ def layer_cases():
             return layer
         return make
 
-    def renorm(cls, C):
+    def renorm(cls, C, impl):
         """BatchRenorm with moving statistics far from the batch ones (std 100 vs 5, mean
         -1000 vs 12), so every r and d is clipped: locally constant, and the stop-gradient
         backward is then the true derivative. (Unclipped r and d are checked with r and d
         frozen in tests/functional/test_renorm.py.)"""
         def make():
-            layer = with_stats(lambda: cls(C, r_max=1.5, d_max=0.5))()
+            layer = with_stats(lambda: cls(C, r_max=1.5, d_max=0.5, impl=impl))()
             layer.running_mean = layer.running_mean * 0 - 1000.0
             layer.running_std = layer.running_std * 0 + 100.0
             return layer
@@ -348,8 +348,11 @@ def layer_cases():
         ("LayerNorm", with_stats(lambda: nn.LayerNorm(5)), offset(4, 5)),
         ("LayerNorm (C, H, W)", with_stats(lambda: nn.LayerNorm((2, 3, 3))), offset(2, 2, 3, 3)),
         ("GroupNorm", with_stats(lambda: nn.GroupNorm(2, 4)), offset(2, 4, 3, 3)),
-        ("BatchRenorm1d", renorm(nn.BatchRenorm1d, 4), offset(6, 4)),
-        ("BatchRenorm2d", renorm(nn.BatchRenorm2d, 3), offset(2, 3, 3, 3)),
+        ("BatchRenorm1d", renorm(nn.BatchRenorm1d, 4, "reference"), offset(6, 4)),
+        ("BatchRenorm2d", renorm(nn.BatchRenorm2d, 3, "reference"), offset(2, 3, 3, 3)),
+        *([("BatchRenorm1d fused", renorm(nn.BatchRenorm1d, 4, "fused"), offset(6, 4)),
+           ("BatchRenorm2d fused", renorm(nn.BatchRenorm2d, 3, "fused"), offset(2, 3, 3, 3))]
+          if F.fused_available() else []),
         ("MemorizedBatchNorm1d", memorized(nn.MemorizedBatchNorm1d, 4, 1), offset(6, 4)),
         ("MemorizedBatchNorm1d (N, C, L)", memorized(nn.MemorizedBatchNorm1d, 3, 4), offset(2, 3, 4)),
         ("MemorizedBatchNorm2d", memorized(nn.MemorizedBatchNorm2d, 3, 9), offset(2, 3, 3, 3)),

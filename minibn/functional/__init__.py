@@ -13,7 +13,14 @@ from .batchnorm import (
                          update_running_stats,
 )
 from .batchnorm_fast import Workspace, batch_norm_backward_fast, batch_norm_forward_fast, fast_applicable
-from .batchnorm_fused import batch_norm_backward_fused, batch_norm_forward_fused, fused_applicable, fused_available
+from .batchnorm_fused import (
+                         batch_norm_backward_fused,
+                         batch_norm_forward_fused,
+                         batch_renorm_backward_fused,
+                         batch_renorm_forward_fused,
+                         fused_applicable,
+                         fused_available,
+)
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .dropout import dropout_backward, dropout_forward
 from .groupnorm import group_norm_backward, group_norm_forward

@@ -156,3 +156,52 @@ def batch_norm_backward_fused(dy, cache):
     if gamma is None:
         return dx, None, None
     return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
+
+
+# -- Batch Renormalization (Ioffe 2017) on the same two loops --------------------------------
+
+def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max, d_max, eps=1e-5, axis=(0,),
+                               r=None, d=None):
+    """Same contract as :func:`minibn.functional.batch_renorm_forward` (NumPy x (N, C, *)).
+
+    BRN's y = gamma * (r (x - mu_B) / sigma_B + d) + beta is the BN affine loop with scale
+    gamma * r / sigma_B and shift gamma * d + beta, so it runs on the same two loops; only
+    the per-channel r and d (computed from the moving statistics, or passed frozen) differ.
+    """
+    k = _kernels(x)
+    C = x.shape[1]
+    m = x.size // C
+    check_batch_count(x, m)
+    x3 = _as3(x)
+    shift = x3[0, :, 0].astype(np.float64)
+    s1, s2 = _moments(k, x3, shift, x3, shift)
+    mu, var, inv_std, _ = k.forward_coefficients(s1, s2, shift, m, np.ones(C), eps)
+    sigma_B = np.sqrt(var + eps)
+    sigma = running_std.astype(np.float64)
+    r = np.clip(sigma_B / sigma, 1.0 / r_max, r_max) if r is None else np.asarray(r, np.float64).reshape(C)
+    d = np.clip((mu - running_mean) / sigma, -d_max, d_max) if d is None else np.asarray(d, np.float64).reshape(C)
+    g = np.ones(C) if gamma is None else gamma.astype(np.float64)
+    b = np.zeros(C) if beta is None else beta.astype(np.float64)
+    y = np.empty_like(x3)
+    _run_blocks(k.combine, x3, x3, mu, g * r * inv_std, x3, np.zeros(C), g * d + b, y)
+    cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m, "r": r, "d": d,
+             "mu_B": mu, "sigma_B": sigma_B}
+    return y.reshape(x.shape), cache
+
+
+def batch_renorm_backward_fused(dy, cache):
+    """Same contract as :func:`minibn.functional.batch_renorm_backward` (r and d constants):
+    BN's backward with gamma * r in place of gamma; dgamma = sum dy (r x_hat_BN + d)."""
+    x3, mu, inv_std, gamma, m, r, d = (cache[k] for k in ("x3", "mu", "inv_std", "gamma", "m", "r", "d"))
+    k = _kernels(dy)
+    dy3 = _as3(dy)
+    C = dy3.shape[1]
+    g_r = r if gamma is None else gamma.astype(np.float64) * r
+    dbeta, dy_xc = _moments(k, dy3, np.zeros(C), x3, mu)
+    dgamma_bn, A, B, K = k.backward_coefficients(dbeta, dy_xc, inv_std, g_r, m)  # dgamma_bn = sum dy x_hat_BN
+    dx = np.empty_like(dy3)
+    _run_blocks(k.combine, x3, x3, mu, B, dy3, A, K, dx)
+    dx = dx.reshape(dy.shape)
+    if gamma is None:
+        return dx, None, None
+    return dx, (r * dgamma_bn + d * dbeta).astype(dy.dtype), dbeta.astype(dy.dtype)

@@ -17,12 +17,21 @@ class _BatchRenorm(_BatchNorm):
     ``d_max`` and ``momentum`` are plain attributes a schedule may change; setting
     r_max < 1 or d_max < 0 raises ValueError. The last step's r and d are kept in
     ``last_r``, ``last_d`` (C,) for inspection.
+
+    ``impl``: ``"reference"`` (:mod:`minibn.functional.renorm`, the formulas as written),
+    ``"fused"`` (BN's two compiled loops per direction, :mod:`minibn.functional.batchnorm_fused`;
+    NumPy only, needs numba) or ``"auto"`` (fused when it can run, else the reference).
     """
+
+    _IMPLS = ("auto", "fused", "reference")
 
     _buffers = ("running_mean", "running_std", "num_batches_tracked")
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.01, r_max=1.0, d_max=0.0, affine=True, dtype="float32"):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine, dtype=dtype)
+    def __init__(self, num_features, eps=1e-5, momentum=0.01, r_max=1.0, d_max=0.0, affine=True, impl="auto",
+                 dtype="float32"):
+        if impl not in self._IMPLS:
+            raise ValueError(f"{type(self).__name__}: impl must be one of {self._IMPLS}, got {impl!r}")
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine, impl=impl, dtype=dtype)
         del self.running_var
         self.running_std = backend.xp().ones(num_features, dtype=dtype)
         self.r_max, self.d_max = r_max, d_max
@@ -53,8 +62,11 @@ class _BatchRenorm(_BatchNorm):
         gamma, beta = self._affine()
         axis = self._axis(x)
         if self.training:
-            y, cache = F.batch_renorm_forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max,
-                                              self.d_max, self.eps, axis)
+            fused = self.impl == "fused" or (self.impl == "auto" and F.fused_applicable(x))
+            forward = F.batch_renorm_forward_fused if fused else F.batch_renorm_forward
+            y, cache = forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max, self.d_max,
+                               self.eps, axis)
+            cache["fused"] = fused
             self.num_batches_tracked += 1
             f = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
             self.running_mean *= 1 - f
@@ -70,12 +82,16 @@ class _BatchRenorm(_BatchNorm):
 
     def backward(self, dy):
         kind, cache = self._cache
-        fn = F.batch_renorm_backward if kind == "batch" else F.batch_renorm_inference_backward
+        if kind == "running":
+            fn = F.batch_renorm_inference_backward
+        else:
+            fn = F.batch_renorm_backward_fused if cache["fused"] else F.batch_renorm_backward
         dx, dgamma, dbeta = fn(dy, cache)
         return self._accumulate(dx, dgamma, dbeta)
 
     def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, r_max={self.r_max}, d_max={self.d_max}"
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, r_max={self.r_max}, "
+                f"d_max={self.d_max}, impl={self.impl!r}")
 
 
 class BatchRenorm1d(_BatchRenorm):

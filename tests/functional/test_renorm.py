@@ -13,12 +13,23 @@ def to_np(a):
     return backend.asnumpy(a)
 
 
+needs_numba = pytest.mark.skipif(not F.fused_available(), reason="numba (minibn[fast]) is not installed")
+IMPLS = ["reference", pytest.param("fused", marks=needs_numba)]
+
+
+def skip_fused_off_cpu(impl, backend_name):
+    if impl == "fused" and backend_name != "numpy":
+        pytest.skip("the fused path runs on NumPy arrays only")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("cls, shape", [(nn.BatchRenorm1d, (8, 3)), (nn.BatchRenorm1d, (4, 3, 5)),
                                         (nn.BatchRenorm2d, (3, 3, 4, 4))])
-def test_r_max_1_d_max_0_is_batchnorm(backend_name, rng, cls, shape):
+def test_r_max_1_d_max_0_is_batchnorm(backend_name, rng, cls, shape, impl):
+    skip_fused_off_cpu(impl, backend_name)
     C = shape[1]
-    brn = cls(C, r_max=1.0, d_max=0.0).astype(np.float64)
-    bn = (nn.BatchNorm1d if cls is nn.BatchRenorm1d else nn.BatchNorm2d)(C).astype(np.float64)
+    brn = cls(C, r_max=1.0, d_max=0.0, impl=impl).astype(np.float64)
+    bn = (nn.BatchNorm1d if cls is nn.BatchRenorm1d else nn.BatchNorm2d)(C, impl="reference").astype(np.float64)
     g, b = on_active(rng.uniform(0.5, 2, C)), on_active(rng.standard_normal(C))
     brn.gamma.data, brn.beta.data, bn.gamma.data, bn.beta.data = g, b, g.copy(), b.copy()
     brn.running_mean, brn.running_std = on_active(rng.standard_normal(C) * 3), on_active(rng.uniform(0.1, 9, C))
@@ -30,10 +41,11 @@ def test_r_max_1_d_max_0_is_batchnorm(backend_name, rng, cls, shape):
     np.testing.assert_allclose(to_np(brn.beta.grad), to_np(bn.beta.grad), rtol=1e-10)
 
 
-def test_forward_matches_the_formula_and_uses_statistics_before_the_update(rng):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_matches_the_formula_and_uses_statistics_before_the_update(rng, impl):
     x = rng.standard_normal((16, 4)) * 3 + 1
     mu, sigma = rng.standard_normal(4), rng.uniform(1, 5, 4)
-    layer = nn.BatchRenorm1d(4, r_max=2.0, d_max=0.3, momentum=0.5).astype(np.float64)
+    layer = nn.BatchRenorm1d(4, r_max=2.0, d_max=0.3, momentum=0.5, impl=impl).astype(np.float64)
     layer.running_mean, layer.running_std = mu.copy(), sigma.copy()
     y = layer(x)
     mu_B, sigma_B = x.mean(0), np.sqrt(x.var(0) + 1e-5)
@@ -45,19 +57,50 @@ def test_forward_matches_the_formula_and_uses_statistics_before_the_update(rng):
     np.testing.assert_allclose(layer.running_std, 0.5 * sigma + 0.5 * sigma_B)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("shape, axis", [((7, 3), (0,)), ((2, 3, 4), (0, 2)), ((2, 3, 3, 2), (0, 2, 3))])
-def test_gradcheck_with_r_and_d_frozen(backend_name, rng, shape, axis):
+def test_gradcheck_with_r_and_d_frozen(backend_name, rng, shape, axis, impl):
     """Unclipped r and d depend on x; the backward treats them as constants, so the
     finite difference must hold them fixed at their values to check that function."""
+    skip_fused_off_cpu(impl, backend_name)
+    forward, backward = {"reference": (F.batch_renorm_forward, F.batch_renorm_backward),
+                         "fused": (F.batch_renorm_forward_fused, F.batch_renorm_backward_fused)}[impl]
     C = shape[1]
     x = on_active(rng.standard_normal(shape) * 3 + 5)
     g, b = on_active(rng.uniform(0.5, 2, C)), on_active(rng.standard_normal(C))
     mu, sigma = on_active(5 + rng.standard_normal(C) * 0.5), on_active(rng.uniform(2, 4, C))
-    _, cache = F.batch_renorm_forward(x, g, b, mu, sigma, 3.0, 5.0, 1e-5, axis)
+    _, cache = forward(x, g, b, mu, sigma, 3.0, 5.0, 1e-5, axis)
     r, d = cache["r"], cache["d"]
     assert np.all((to_np(r) > 1 / 3) & (to_np(r) < 3))  # really unclipped
-    check_function(lambda x, g, b: F.batch_renorm_forward(x, g, b, mu, sigma, 3.0, 5.0, 1e-5, axis, r=r, d=d),
-                   F.batch_renorm_backward, {"x": x, "gamma": g, "beta": b})
+    assert np.all(np.abs(to_np(d)) < 5) and np.any(to_np(d) != 0)
+    check_function(lambda x, g, b: forward(x, g, b, mu, sigma, 3.0, 5.0, 1e-5, axis, r=r, d=d),
+                   backward, {"x": x, "gamma": g, "beta": b})
+
+
+@needs_numba
+@pytest.mark.parametrize("cls, shape", [(nn.BatchRenorm1d, (9, 3)), (nn.BatchRenorm2d, (3, 3, 4, 4))])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fused_and_reference_agree_over_steps(rng, cls, shape, affine):
+    """Unclipped and clipped r and d, running statistics over three steps, all gradients."""
+    C = shape[1]
+    a = cls(C, r_max=1.5, d_max=0.5, momentum=0.3, affine=affine, impl="fused").astype(np.float64)
+    b = cls(C, r_max=1.5, d_max=0.5, momentum=0.3, affine=affine, impl="reference").astype(np.float64)
+    if affine:
+        g, beta = rng.uniform(0.5, 2, C), rng.standard_normal(C)
+        a.gamma.data, a.beta.data, b.gamma.data, b.beta.data = g, beta, g.copy(), beta.copy()
+    for _ in range(3):
+        x, dy = rng.standard_normal(shape) * 3 + 2, rng.standard_normal(shape)
+        np.testing.assert_allclose(a(x), b(x), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.backward(dy), b.backward(dy), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(a.last_r, b.last_r, rtol=1e-12)
+        np.testing.assert_allclose(a.last_d, b.last_d, rtol=1e-12, atol=1e-14)
+    if affine:
+        np.testing.assert_allclose(a.gamma.grad, b.gamma.grad, rtol=1e-10)
+        np.testing.assert_allclose(a.beta.grad, b.beta.grad, rtol=1e-10)
+    np.testing.assert_allclose(a.running_mean, b.running_mean, rtol=1e-12)
+    np.testing.assert_allclose(a.running_std, b.running_std, rtol=1e-12)
+    with pytest.raises(ValueError, match="impl must be one of"):
+        cls(C, impl="fast")
 
 
 def test_inference_uses_moving_statistics_with_eps_once(rng):
