@@ -188,20 +188,25 @@ def _gpu_bn(row, torch, cls, C, x, dy, mode):  # pragma: no cover - GPU only
 
 
 def other_norm_rows(torch):
+    """LayerNorm, GroupNorm (readable versions only), BatchRenorm and MBN (default and reference
+    implementations), forward+backward at one large shape."""
     rows = []
     rng = np.random.default_rng(0)
-    cases = [("LayerNorm", (4096, 1024), lambda: nn.LayerNorm(1024), lambda: torch.nn.LayerNorm(1024)),
-             ("GroupNorm (32 groups)", (64, 64, 32, 32), lambda: nn.GroupNorm(32, 64),
+    def brn(**kw):
+        return lambda: nn.BatchRenorm1d(1024, r_max=3.0, d_max=5.0, **kw)
+
+    def mbn(**kw):
+        return lambda: nn.MemorizedBatchNorm1d(1024, lam=0.5, **kw)
+
+    cases = [("LayerNorm", (4096, 1024), {"minibn": lambda: nn.LayerNorm(1024)}, lambda: torch.nn.LayerNorm(1024)),
+             ("GroupNorm (32 groups)", (64, 64, 32, 32), {"minibn": lambda: nn.GroupNorm(32, 64)},
               lambda: torch.nn.GroupNorm(32, 64)),
-             ("BatchRenorm", (4096, 1024), lambda: nn.BatchRenorm1d(1024, r_max=3.0, d_max=5.0), None),
-             ("MemorizedBN", (4096, 1024), lambda: nn.MemorizedBatchNorm1d(1024, lam=0.5), None)]
-    for name, shape, make, make_torch in cases:
+             ("BatchRenorm", (4096, 1024), {"minibn": brn(), "minibn reference": brn(impl="reference")}, None),
+             ("MemorizedBN", (4096, 1024), {"minibn": mbn(), "minibn reference": mbn(impl="reference")}, None)]
+    for name, shape, makes, make_torch in cases:
         x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
         dy = rng.standard_normal(shape).astype(np.float32)
-        fns = {"minibn": _minibn_layer_step(make(), x, dy, "both")}
-        if name == "BatchRenorm":
-            fns["minibn reference"] = _minibn_layer_step(nn.BatchRenorm1d(1024, r_max=3.0, d_max=5.0,
-                                                                          impl="reference"), x, dy, "both")
+        fns = {impl: _minibn_layer_step(make(), x, dy, "both") for impl, make in makes.items()}
         if torch is not None and make_torch is not None:
             fns["PyTorch CPU"] = _torch_layer_step(torch, make_torch(), x, dy, "both")
         rows.append({"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both"),

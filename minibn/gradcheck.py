@@ -287,10 +287,10 @@ def layer_cases():
             return layer
         return make
 
-    def memorized(cls, C, spatial):
+    def memorized(cls, C, spatial, impl):
         """MBN with three batches (of different sizes) already in memory."""
         def make():
-            layer = with_stats(lambda: cls(C, memory_size=4, lam=0.7, eta=0.9))()
+            layer = with_stats(lambda: cls(C, memory_size=4, lam=0.7, eta=0.9, impl=impl))()
             r = numpy.random.default_rng(4)
             for n in (5, 8, 3):
                 layer.push(backend.to_active(r.normal(12, 5, C)), backend.to_active(r.uniform(10, 40, C)), n * spatial)
@@ -353,9 +353,12 @@ def layer_cases():
         *([("BatchRenorm1d fused", renorm(nn.BatchRenorm1d, 4, "fused"), offset(6, 4)),
            ("BatchRenorm2d fused", renorm(nn.BatchRenorm2d, 3, "fused"), offset(2, 3, 3, 3))]
           if F.fused_available() else []),
-        ("MemorizedBatchNorm1d", memorized(nn.MemorizedBatchNorm1d, 4, 1), offset(6, 4)),
-        ("MemorizedBatchNorm1d (N, C, L)", memorized(nn.MemorizedBatchNorm1d, 3, 4), offset(2, 3, 4)),
-        ("MemorizedBatchNorm2d", memorized(nn.MemorizedBatchNorm2d, 3, 9), offset(2, 3, 3, 3)),
+        ("MemorizedBatchNorm1d", memorized(nn.MemorizedBatchNorm1d, 4, 1, "reference"), offset(6, 4)),
+        ("MemorizedBatchNorm1d (N, C, L)", memorized(nn.MemorizedBatchNorm1d, 3, 4, "reference"), offset(2, 3, 4)),
+        ("MemorizedBatchNorm2d", memorized(nn.MemorizedBatchNorm2d, 3, 9, "reference"), offset(2, 3, 3, 3)),
+        *([("MemorizedBatchNorm1d fused", memorized(nn.MemorizedBatchNorm1d, 4, 1, "fused"), offset(6, 4)),
+           ("MemorizedBatchNorm2d fused", memorized(nn.MemorizedBatchNorm2d, 3, 9, "fused"), offset(2, 3, 3, 3))]
+          if F.fused_available() else []),
         ("TransNorm1d (alpha frozen)", transnorm(nn.TransNorm1d, 4, (8, 4)), offset(8, 4)),
         ("TransNorm1d odd batch (alpha frozen)", transnorm(nn.TransNorm1d, 3, (7, 3)), offset(7, 3)),
         ("TransNorm2d (alpha frozen)", transnorm(nn.TransNorm2d, 3, (4, 3, 2, 3)), offset(4, 3, 2, 3)),

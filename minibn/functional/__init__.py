@@ -20,6 +20,8 @@ from .batchnorm_fused import (
                          batch_renorm_forward_fused,
                          fused_applicable,
                          fused_available,
+                         memorized_batch_norm_backward_fused,
+                         memorized_batch_norm_forward_fused,
 )
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .dropout import dropout_backward, dropout_forward
@@ -27,7 +29,13 @@ from .groupnorm import group_norm_backward, group_norm_forward
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .linear import linear_backward, linear_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from .memorized import memorized_batch_norm_backward, memorized_batch_norm_forward, memory_weights, pooled_statistics
+from .memorized import (
+                         memorized_batch_norm_backward,
+                         memorized_batch_norm_forward,
+                         memory_weights,
+                         pool_with_batch,
+                         pooled_statistics,
+)
 from .pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from .renorm import (
                          batch_renorm_backward,
@@ -39,5 +47,5 @@ from .transnorm import split_point as transnorm_split_point
 from .transnorm import transnorm_alpha, transnorm_backward, transnorm_forward
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward", "_paper"))] + [
-    "im2col", "col2im", "update_running_stats", "pooled_statistics", "memory_weights", "transnorm_alpha",
-    "transnorm_split_point", "Workspace", "fast_applicable", "fused_applicable", "fused_available"]
+    "im2col", "col2im", "update_running_stats", "pooled_statistics", "pool_with_batch", "memory_weights",
+    "transnorm_alpha", "transnorm_split_point", "Workspace", "fast_applicable", "fused_applicable", "fused_available"]

@@ -137,10 +137,11 @@ def forward(x, gamma, beta, eps, y):
 
 
 @numba.njit(**_FLAGS)
-def backward(dy, x, mu, inv_std, gamma, dx):
-    """The whole backward on the calling thread. Returns dgamma, dbeta."""
+def backward(dy, x, mu, inv_std, gamma, m, dx):
+    """The whole backward on the calling thread (m: the count the mean is over, N * S for
+    BN; MBN's pooled count W). Returns dgamma, dbeta."""
     N, C, S = dy.shape
     dbeta, dy_xc = moments(dy, np.zeros(C), x, mu, 0, N)
-    dgamma, A, B, K = backward_coefficients(dbeta, dy_xc, inv_std, gamma, N * S)
+    dgamma, A, B, K = backward_coefficients(dbeta, dy_xc, inv_std, gamma, m)
     combine(x, mu, B, dy, A, K, dx, 0, N)
     return dgamma, dbeta

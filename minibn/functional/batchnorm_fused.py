@@ -138,21 +138,27 @@ def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
     return y.reshape(x.shape), cache
 
 
-def batch_norm_backward_fused(dy, cache):
-    """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta)."""
-    x3, mu, inv_std, gamma, m = cache["x3"], cache["mu"], cache["inv_std"], cache["gamma"], cache["m"]
+def _backward(dy, x3, mu, inv_std, g, m):
+    """The backward loops of y = g * (x - mu) * inv_std + ...: (dx, sum dy * x_hat, sum dy),
+    with the means of the closed form taken over m values (float64 per-channel sums)."""
     k = _kernels(dy)
     dy3 = _as3(dy)
     C = dy3.shape[1]
-    g = np.ones(C, dy.dtype) if gamma is None else gamma
     dx = np.empty_like(dy3)
     if not _parallel(dy3):
-        dgamma, dbeta = k.backward(dy3, x3, mu, inv_std, g, dx)
+        dgamma, dbeta = k.backward(dy3, x3, mu, inv_std, g, float(m), dx)
     else:
         dbeta, dy_xc = _moments(k, dy3, np.zeros(C), x3, mu)
-        dgamma, A, B, K = k.backward_coefficients(dbeta, dy_xc, inv_std, g, m)
+        dgamma, A, B, K = k.backward_coefficients(dbeta, dy_xc, inv_std, g, float(m))
         _run_blocks(k.combine, x3, x3, mu, B, dy3, A, K, dx)
-    dx = dx.reshape(dy.shape)
+    return dx.reshape(dy.shape), dgamma, dbeta
+
+
+def batch_norm_backward_fused(dy, cache):
+    """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta)."""
+    gamma = cache["gamma"]
+    g = np.ones(dy.shape[1], dy.dtype) if gamma is None else gamma
+    dx, dgamma, dbeta = _backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g, cache["m"])
     if gamma is None:
         return dx, None, None
     return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
@@ -192,16 +198,53 @@ def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max,
 def batch_renorm_backward_fused(dy, cache):
     """Same contract as :func:`minibn.functional.batch_renorm_backward` (r and d constants):
     BN's backward with gamma * r in place of gamma; dgamma = sum dy (r x_hat_BN + d)."""
-    x3, mu, inv_std, gamma, m, r, d = (cache[k] for k in ("x3", "mu", "inv_std", "gamma", "m", "r", "d"))
-    k = _kernels(dy)
-    dy3 = _as3(dy)
-    C = dy3.shape[1]
+    gamma, r, d = cache["gamma"], cache["r"], cache["d"]
     g_r = r if gamma is None else gamma.astype(np.float64) * r
-    dbeta, dy_xc = _moments(k, dy3, np.zeros(C), x3, mu)
-    dgamma_bn, A, B, K = k.backward_coefficients(dbeta, dy_xc, inv_std, g_r, m)  # dgamma_bn = sum dy x_hat_BN
-    dx = np.empty_like(dy3)
-    _run_blocks(k.combine, x3, x3, mu, B, dy3, A, K, dx)
-    dx = dx.reshape(dy.shape)
+    dx, dgamma_bn, dbeta = _backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g_r, cache["m"])
     if gamma is None:
         return dx, None, None
     return dx, (r * dgamma_bn + d * dbeta).astype(dy.dtype), dbeta.astype(dy.dtype)
+
+
+# -- Memorized BN (Guo et al. 2018) on the same two loops -------------------------------------
+
+def memorized_batch_norm_forward_fused(x, gamma, beta, mem_means, mem_vars, mem_counts, alphas, eps=1e-5,
+                                       axis=(0,)):
+    """Same contract as :func:`minibn.functional.memorized_batch_norm_forward` (NumPy x).
+
+    The batch's own mean and variance come from the moments loop, Eq. 6 pools them with
+    the memory (:func:`pool_with_batch`, a few (C,) vectors), and Eq. 7 is BN's affine loop
+    with mu_hat and var_hat in place of the batch statistics.
+    """
+    from .memorized import pool_with_batch
+    k = _kernels(x)
+    C = x.shape[1]
+    n = x.size // C
+    if n < 2 and len(alphas) == 0:
+        raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
+                         f"{tuple(x.shape)} and an empty memory")
+    x3 = _as3(x)
+    shift = x3[0, :, 0].astype(np.float64)
+    s1, s2 = _moments(k, x3, shift, x3, shift)
+    c = s1 / n
+    mu_B, var_B = shift + c, np.maximum(s2 / n - c * c, 0.0)
+    mu_hat, var_hat, W = pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas)
+    inv_std = 1.0 / np.sqrt(var_hat + eps)
+    g = np.ones(C) if gamma is None else gamma.astype(np.float64)
+    b = np.zeros(C) if beta is None else beta.astype(np.float64)
+    y = np.empty_like(x3)
+    _run_blocks(k.combine, x3, x3, mu_hat, g * inv_std, x3, np.zeros(C), b, y)
+    cache = {"x3": x3, "mu": mu_hat, "inv_std": inv_std, "gamma": gamma, "W": float(W), "m": n,
+             "mu_B": mu_B, "var_B": var_B, "mu_hat": mu_hat, "var_hat": var_hat}
+    return y.reshape(x.shape), cache
+
+
+def memorized_batch_norm_backward_fused(dy, cache):
+    """Same contract as :func:`minibn.functional.memorized_batch_norm_backward`: BN's closed
+    form with the means over the pooled count W (the memory is constant)."""
+    gamma = cache["gamma"]
+    g = np.ones(dy.shape[1], dy.dtype) if gamma is None else gamma
+    dx, dgamma, dbeta = _backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g, cache["W"])
+    if gamma is None:
+        return dx, None, None
+    return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)

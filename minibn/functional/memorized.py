@@ -47,6 +47,17 @@ def pooled_statistics(means, variances, counts, weights):
     return mu_hat, var_hat
 
 
+def pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas):
+    """Eq. 6 over the memory (weights alphas) and the current batch (weight 1, n values):
+    returns (mu_hat, var_hat, W), W = sum_i alpha_i n_i + n. mu_B, var_B: (C,)."""
+    w_mem = alphas * mem_counts
+    W = w_mem.sum() + n  # a 0-d array: float() here would wait for the GPU at every step
+    mu_hat = ((w_mem[:, None] * mem_means).sum(axis=0) + n * mu_B) / W
+    var_hat = ((w_mem[:, None] * ((mem_means - mu_hat) ** 2 + mem_vars)).sum(axis=0)
+               + n * ((mu_B - mu_hat) ** 2 + var_B)) / W
+    return mu_hat, var_hat, W
+
+
 def memory_weights(k, lam, eta, xp):
     """alpha_i = lam * eta^(k - i) for i = 1..k (oldest first), Eq. 8."""
     return lam * eta ** xp.arange(k - 1, -1, -1, dtype="float64")
@@ -70,12 +81,7 @@ def memorized_batch_norm_forward(x, gamma, beta, mem_means, mem_vars, mem_counts
     mu_B = (x_c.sum(axis=axis, keepdims=True) / n + first).reshape(-1)
     x_c = xs - mu_B.reshape(shape)
     var_B = (x_c * x_c).sum(axis=axis, keepdims=True).reshape(-1) / n
-    # Eq. 6 over the memory and the current batch (weight 1)
-    w_mem = alphas * mem_counts
-    W = w_mem.sum() + n  # a 0-d array: float() here would wait for the GPU at every step
-    mu_hat = ((w_mem[:, None] * mem_means).sum(axis=0) + n * mu_B) / W
-    var_hat = ((w_mem[:, None] * ((mem_means - mu_hat) ** 2 + mem_vars)).sum(axis=0)
-               + n * ((mu_B - mu_hat) ** 2 + var_B)) / W
+    mu_hat, var_hat, W = pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas)
     inv_std = (var_hat + eps) ** -0.5
     x_hat = (xs - mu_hat.reshape(shape)) * inv_std.reshape(shape)
     y = x_hat * gamma.reshape(shape) + beta.reshape(shape) if gamma is not None else x_hat.copy()

@@ -28,14 +28,22 @@ class _MemorizedBatchNorm(_BatchNorm):
     The memory is kept as fixed-size buffers, oldest first: ``memory_mean`` and
     ``memory_var`` (k, C), ``memory_count`` (k,) and ``memory_len`` (entries filled, at
     the end). Inference: Eq. 6 over the memory alone with weights eta^(k_t - i).
+
+    ``impl``: ``"reference"`` (:mod:`minibn.functional.memorized`, the equations as written),
+    ``"fused"`` (BN's two compiled loops per direction, :mod:`minibn.functional.batchnorm_fused`;
+    NumPy only, needs numba) or ``"auto"`` (fused when it can run, else the reference).
     """
+
+    _IMPLS = ("auto", "fused", "reference")
 
     _buffers = ("memory_mean", "memory_var", "memory_count", "memory_len")
 
     def __init__(self, num_features, memory_size=10, eta=0.9, lam=0.1, double_forward=False, eps=1e-5,
-                 affine=True, dtype="float32"):
-        super().__init__(num_features, eps=eps, momentum=None, affine=affine, dtype=dtype)
+                 affine=True, impl="auto", dtype="float32"):
         name = type(self).__name__
+        if impl not in self._IMPLS:
+            raise ValueError(f"{name}: impl must be one of {self._IMPLS}, got {impl!r}")
+        super().__init__(num_features, eps=eps, momentum=None, affine=affine, impl=impl, dtype=dtype)
         if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
             raise ValueError(f"{name}: memory_size must be an integer >= 0, got {memory_size!r}")
         del self.running_mean, self.running_var, self.num_batches_tracked
@@ -95,8 +103,10 @@ class _MemorizedBatchNorm(_BatchNorm):
         means, variances, counts = self._memory()
         if self.training:
             alphas = F.memory_weights(self.memory_len, self.lam, self.eta, xp)
-            y, cache = F.memorized_batch_norm_forward(x, gamma, beta, means, variances, counts, alphas,
-                                                      self.eps, axis)
+            fused = self.impl == "fused" or (self.impl == "auto" and F.fused_applicable(x))
+            forward = F.memorized_batch_norm_forward_fused if fused else F.memorized_batch_norm_forward
+            y, cache = forward(x, gamma, beta, means, variances, counts, alphas, self.eps, axis)
+            cache["fused"] = fused
             if self._recording or not self.double_forward:
                 self.push(cache["mu_B"], cache["var_B"], cache["m"])
             self._cache = ("batch", cache)
@@ -111,13 +121,16 @@ class _MemorizedBatchNorm(_BatchNorm):
 
     def backward(self, dy):
         kind, cache = self._cache
-        fn = F.memorized_batch_norm_backward if kind == "batch" else F.batch_norm_inference_backward
+        if kind == "running":
+            fn = F.batch_norm_inference_backward
+        else:
+            fn = F.memorized_batch_norm_backward_fused if cache["fused"] else F.memorized_batch_norm_backward
         dx, dgamma, dbeta = fn(dy, cache)
         return self._accumulate(dx, dgamma, dbeta)
 
     def extra_repr(self):
         return (f"{self.num_features}, memory_size={self.memory_size}, eta={self.eta}, lam={self.lam}, "
-                f"double_forward={self.double_forward}")
+                f"double_forward={self.double_forward}, impl={self.impl!r}")
 
 
 class MemorizedBatchNorm1d(_MemorizedBatchNorm):

@@ -15,6 +15,10 @@ def to_np(a):
     return backend.asnumpy(a)
 
 
+needs_numba = pytest.mark.skipif(not F.fused_available(), reason="numba (minibn[fast]) is not installed")
+IMPLS = ["reference", pytest.param("fused", marks=needs_numba)]
+
+
 def fill(layer, batches):
     layer.train()
     for b in batches:
@@ -24,9 +28,12 @@ def fill(layer, batches):
 @pytest.mark.parametrize("kw", [dict(lam=0.0, memory_size=3), dict(memory_size=0, lam=0.9)])
 @pytest.mark.parametrize("cls, bn_cls, shape", [(nn.MemorizedBatchNorm1d, nn.BatchNorm1d, (8, 3)),
                                                 (nn.MemorizedBatchNorm2d, nn.BatchNorm2d, (3, 3, 2, 2))])
-def test_lam_0_or_no_memory_is_batchnorm(backend_name, rng, kw, cls, bn_cls, shape):
-    mbn = cls(3, **kw).astype(np.float64)
-    bn = bn_cls(3).astype(np.float64)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_lam_0_or_no_memory_is_batchnorm(backend_name, rng, kw, cls, bn_cls, shape, impl):
+    if impl == "fused" and backend_name != "numpy":
+        pytest.skip("the fused path runs on NumPy arrays only")
+    mbn = cls(3, impl=impl, **kw).astype(np.float64)
+    bn = bn_cls(3, impl="reference").astype(np.float64)
     fill(mbn, [rng.standard_normal(shape) * 2 + 7 for _ in range(4)])  # memory is used only via lam
     x, dy = on_active(rng.standard_normal(shape) * 3 + 1), on_active(rng.standard_normal(shape))
     np.testing.assert_allclose(to_np(mbn(x)), to_np(bn(x)), rtol=1e-11, atol=1e-12)
@@ -34,11 +41,12 @@ def test_lam_0_or_no_memory_is_batchnorm(backend_name, rng, kw, cls, bn_cls, sha
     np.testing.assert_allclose(to_np(mbn.gamma.grad), to_np(bn.gamma.grad), rtol=1e-10)
 
 
-def test_statistics_equal_eq5_over_the_concatenated_batches(rng):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_statistics_equal_eq5_over_the_concatenated_batches(rng, impl):
     """mu_hat, var_hat of Eq. 6 (from stored statistics) = Eq. 5 computed from the raw
     values of all batches, weighted alpha_i = lam * eta^(k-i) and 1 for the current one."""
     lam, eta = 0.7, 0.8
-    layer = nn.MemorizedBatchNorm1d(2, memory_size=3, lam=lam, eta=eta).astype(np.float64)
+    layer = nn.MemorizedBatchNorm1d(2, memory_size=3, lam=lam, eta=eta, impl=impl).astype(np.float64)
     old = [rng.standard_normal((n, 2)) * s + o for n, s, o in [(5, 1, 0), (9, 2, 3), (4, 0.5, -2), (6, 3, 1)]]
     fill(layer, old)  # four batches through a memory of three: the first is dropped
     assert layer.memory_len == 3
@@ -74,12 +82,35 @@ def test_empty_memory_in_eval_is_a_clear_error():
         nn.MemorizedBatchNorm1d(3).eval()(np.ones((2, 3), np.float32))
 
 
-def test_a_batch_of_one_is_fine_once_the_memory_holds_statistics(rng):
-    layer = nn.MemorizedBatchNorm1d(3, lam=0.5)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_batch_of_one_is_fine_once_the_memory_holds_statistics(rng, impl):
+    layer = nn.MemorizedBatchNorm1d(3, lam=0.5, impl=impl)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         layer(np.ones((1, 3), np.float32))
     fill(layer, [rng.standard_normal((4, 3)).astype(np.float32)])
     assert np.isfinite(layer(np.ones((1, 3), np.float32))).all()
+
+
+@needs_numba
+@pytest.mark.parametrize("cls, shape", [(nn.MemorizedBatchNorm1d, (9, 3)), (nn.MemorizedBatchNorm2d, (3, 3, 4, 4))])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fused_and_reference_agree_as_the_memory_fills(rng, cls, shape, affine):
+    a = cls(3, memory_size=2, lam=0.6, eta=0.7, affine=affine, impl="fused").astype(np.float64)
+    b = cls(3, memory_size=2, lam=0.6, eta=0.7, affine=affine, impl="reference").astype(np.float64)
+    if affine:
+        g, beta = rng.uniform(0.5, 2, 3), rng.standard_normal(3)
+        a.gamma.data, a.beta.data, b.gamma.data, b.beta.data = g, beta, g.copy(), beta.copy()
+    for step in range(4):  # memory empty, 1 entry, full, full with the oldest dropped
+        x, dy = rng.standard_normal(shape) * (step + 1) + 3 * step, rng.standard_normal(shape)
+        np.testing.assert_allclose(a(x), b(x), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.backward(dy), b.backward(dy), rtol=1e-9, atol=1e-12)
+        for buf in ("memory_mean", "memory_var", "memory_count"):
+            np.testing.assert_allclose(getattr(a, buf), getattr(b, buf), rtol=1e-12, atol=1e-14)
+    if affine:
+        np.testing.assert_allclose(a.gamma.grad, b.gamma.grad, rtol=1e-10)
+        np.testing.assert_allclose(a.beta.grad, b.beta.grad, rtol=1e-10)
+    with pytest.raises(ValueError, match="impl must be one of"):
+        cls(3, impl="fast")
 
 
 def test_double_forward_records_post_update_statistics(backend_name, rng):
