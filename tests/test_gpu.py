@@ -23,7 +23,7 @@ def test_cpu_and_gpu_agree(case, mode):  # pragma: no cover - GPU only
     layer = factory().astype(np.float64).to("cpu")
     gpu = copy.deepcopy(layer).to("gpu")
     if getattr(gpu, "impl", None) == "fused":  # CPU-only loops: compare them with a GPU path
-        gpu.impl = "fast" if name.startswith("BatchNorm") else "reference"  # BRN, MBN: no fast path
+        gpu.impl = "fast" if name.startswith("BatchNorm") else "reference"  # the others have no fast path
     layer.train(mode == "train")
     gpu.train(mode == "train")
     x = make_x(np.random.default_rng(0))

@@ -43,6 +43,12 @@ from .renorm import (
                          batch_renorm_inference_backward,
                          batch_renorm_inference_forward,
 )
+from .standardize_fused import (
+                         group_norm_backward_fused,
+                         group_norm_forward_fused,
+                         layer_norm_backward_fused,
+                         layer_norm_forward_fused,
+)
 from .transnorm import split_point as transnorm_split_point
 from .transnorm import transnorm_alpha, transnorm_backward, transnorm_forward
 

@@ -50,17 +50,17 @@ def fused_applicable(x):
     return get_array_module(x) is np and x.dtype in (np.float32, np.float64) and fused_available()
 
 
-def _kernels(x):
+def _kernels(x, module="_bn_kernels"):
+    """The compiled loops (``module`` of this package) for x, or a clear error why not."""
     if get_array_module(x) is not np:
-        raise NotImplementedError("the fused BN path runs on NumPy arrays only: GPU fused kernels are not "
-                                  "written yet; use impl='fast' or 'auto' on the GPU")
+        raise NotImplementedError("the fused path runs on NumPy arrays only: GPU fused kernels are not "
+                                  "written yet; use impl='auto' (or 'fast' for BN) on the GPU")
     if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"the fused BN path takes float32 or float64 arrays, got dtype {x.dtype} "
+        raise TypeError(f"the fused path takes float32 or float64 arrays, got dtype {x.dtype} "
                         f"(use impl='reference', which computes float16 statistics in float32)")
     if not fused_available():
-        raise ImportError('the fused BN path needs numba: pip install "minibn[fast]" (or use impl="fast")')
-    from . import _bn_kernels
-    return _bn_kernels
+        raise ImportError('the fused path needs numba: pip install "minibn[fast]" (or use impl="reference")')
+    return importlib.import_module(f".{module}", __package__)
 
 
 #: inputs of at least this many values are split into blocks of rows, one per thread. Below

@@ -152,9 +152,15 @@ def test_track_running_stats_false_matches_torch(torch, backend_name, rng):
     np.testing.assert_allclose(to_np(ours(on_active(x))), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10)
 
 
-@pytest.mark.parametrize("normalized_shape, shape", [(5, (4, 5)), ((3, 4), (2, 3, 4)), ((2, 3, 3), (2, 2, 3, 3))])
-def test_layernorm_matches_torch(torch, backend_name, rng, normalized_shape, shape):
-    ours = nn.LayerNorm(normalized_shape).astype(np.float64)
+LN_GN_IMPLS = ["reference", pytest.param("fused", marks=needs_numba)]
+
+
+@pytest.mark.parametrize("impl", LN_GN_IMPLS)
+@pytest.mark.parametrize("normalized_shape, shape", [(5, (4, 5)), ((3, 4), (2, 3, 4)), ((2, 3, 3), (2, 2, 3, 3)),
+                                                     ((6,), (3, 2, 6))])
+def test_layernorm_matches_torch(torch, backend_name, rng, normalized_shape, shape, impl):
+    skip_fused_off_cpu(impl, backend_name)
+    ours = nn.LayerNorm(normalized_shape, impl=impl).astype(np.float64)
     theirs = torch.nn.LayerNorm(normalized_shape).double()
     g, b = rng.uniform(0.5, 1.5, ours.gamma.shape), rng.standard_normal(ours.beta.shape)
     ours.gamma.data, ours.beta.data = on_active(g), on_active(b)
@@ -164,10 +170,13 @@ def test_layernorm_matches_torch(torch, backend_name, rng, normalized_shape, sha
     _compare_affine_layer(torch, ours, theirs, 3 * rng.standard_normal(shape) + 2, rng)
 
 
-@pytest.mark.parametrize("G, shape", [(2, (3, 4, 5)), (1, (2, 6, 2, 2)), (6, (2, 6, 3, 2)), (3, (2, 6, 2, 3))])
-def test_groupnorm_matches_torch(torch, backend_name, rng, G, shape):
+@pytest.mark.parametrize("impl", LN_GN_IMPLS)
+@pytest.mark.parametrize("G, shape", [(2, (3, 4, 5)), (1, (2, 6, 2, 2)), (6, (2, 6, 3, 2)), (3, (2, 6, 2, 3)),
+                                      (2, (5, 4))])
+def test_groupnorm_matches_torch(torch, backend_name, rng, G, shape, impl):
+    skip_fused_off_cpu(impl, backend_name)
     C = shape[1]
-    ours = nn.GroupNorm(G, C).astype(np.float64)
+    ours = nn.GroupNorm(G, C, impl=impl).astype(np.float64)
     theirs = torch.nn.GroupNorm(G, C).double()
     g, b = rng.uniform(0.5, 1.5, C), rng.standard_normal(C)
     ours.gamma.data, ours.beta.data = on_active(g), on_active(b)
@@ -175,6 +184,34 @@ def test_groupnorm_matches_torch(torch, backend_name, rng, G, shape):
         theirs.weight.copy_(torch.tensor(g))
         theirs.bias.copy_(torch.tensor(b))
     _compare_affine_layer(torch, ours, theirs, 3 * rng.standard_normal(shape) + 2, rng)
+
+
+@needs_numba
+@pytest.mark.parametrize("cls, args, no_affine, shape", [(nn.LayerNorm, (64,), "elementwise_affine", (4096, 64)),
+                                                         (nn.GroupNorm, (4, 16), "affine", (64, 16, 16, 17))])
+def test_layernorm_groupnorm_fused_in_float32_blocks_affine_false(rng, monkeypatch, cls, args, no_affine, shape):
+    """Inputs past PARALLEL_MIN_SIZE (blocks of rows on threads), float32 with mean 1e4
+    against the float64 reference, and affine=False on both paths."""
+    from minibn.functional import batchnorm_fused
+    monkeypatch.setattr(batchnorm_fused, "PARALLEL_MIN_SIZE", 2 ** 16)
+    monkeypatch.setattr(batchnorm_fused, "_threads", lambda: 3)
+    x = (1e4 + rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    ours, ref = cls(*args, impl="fused"), cls(*args, impl="reference").astype(np.float64)
+    y, y_ref = ours(x), ref(x.astype(np.float64))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, y_ref, atol=1e-3)
+    dx, dx_ref = ours.backward(dy), ref.backward(dy.astype(np.float64))
+    np.testing.assert_allclose(dx, dx_ref, atol=1e-3 * np.abs(dx_ref).max())
+    np.testing.assert_allclose(ours.gamma.grad, ref.gamma.grad, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(ours.beta.grad, ref.beta.grad, rtol=1e-4, atol=1e-2)
+    plain = cls(*args, impl="fused", **{no_affine: False}).astype(np.float64)
+    plain_ref = cls(*args, impl="reference", **{no_affine: False}).astype(np.float64)
+    x64, dy64 = x.astype(np.float64) - 1e4, dy.astype(np.float64)
+    np.testing.assert_allclose(plain(x64), plain_ref(x64), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(plain.backward(dy64), plain_ref.backward(dy64), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="impl must be one of"):
+        cls(*args, impl="fast")
 
 
 def _compare_affine_layer(torch, ours, theirs, x, rng):

@@ -1,0 +1,93 @@
+"""LayerNorm and GroupNorm, the fused CPU path: one read to standardize, one to write.
+
+The same functions as :mod:`layernorm` and :mod:`groupnorm` (which share the readable
+:mod:`_standardize`), computed by the loops of :mod:`_row_kernels` (numba): x is viewed as
+rows (R, L) that are standardized one by one, and gamma, beta as a table (P, L) whose row
+r % P applies to row r:
+
+- LayerNorm over D = normalized_shape: a row per sample, L = prod(D), P = 1, the table is
+  gamma (and beta) flattened;
+- GroupNorm with G groups over (N, C, *): a row per (sample, group), L = (C / G) * S
+  (channels of a group are contiguous), P = G, table row g holds gamma of group g's
+  channels, each repeated over the S positions.
+
+Forward: per row, mean and variance in one read (float64 sums, shifted by the row's first
+value), then y in one read and one write. Backward: per row, the sums of g = dy * gamma
+and g * x_hat, then dx, with the row still in cache. Large inputs run as blocks of rows on
+threads (see :mod:`batchnorm_fused`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .batchnorm_fused import _kernels, _run_blocks
+
+
+def _tables(gamma, beta, P, L, S):
+    """gamma, beta (P * L // S,) -> (P, L) float64 tables, each value repeated S times."""
+    if gamma is None:
+        return np.ones((P, L)), np.zeros((P, L))
+    def table(v):
+        return np.ascontiguousarray(np.repeat(v.astype(np.float64).reshape(P, L // S), S, axis=1))
+    return table(gamma), table(beta)
+
+
+def _forward(x2, gtab, btab, eps):
+    k = _kernels(x2, "_row_kernels")
+    R = x2.shape[0]
+    mu, inv_std, y = np.empty(R), np.empty(R), np.empty_like(x2)
+    _run_blocks(k.row_stats, x2, x2, float(eps), mu, inv_std)
+    _run_blocks(k.row_affine, x2, x2, mu, inv_std, gtab, btab, y)
+    return y, {"x2": x2, "mu": mu, "inv_std": inv_std, "gtab": gtab}
+
+
+def _backward(dy, cache):
+    """dx (dy's shape) and the (P, L) sums of dy * x_hat and dy."""
+    k = _kernels(dy, "_row_kernels")
+    x2 = cache["x2"]
+    dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
+    dx = np.empty_like(dy2)
+    parts = _run_blocks(k.row_backward, dy2, dy2, x2, cache["mu"], cache["inv_std"], cache["gtab"], dx)
+    return dx.reshape(dy.shape), sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+def layer_norm_forward_fused(x, gamma, beta, normalized_ndim, eps=1e-5):
+    """Same contract as :func:`layer_norm_forward`: x (*, *D), gamma, beta D or None."""
+    D = x.shape[x.ndim - normalized_ndim:]
+    L = int(np.prod(D))
+    x2 = np.ascontiguousarray(x).reshape(-1, L)
+    y, cache = _forward(x2, *_tables(gamma, beta, 1, L, 1), eps)
+    cache.update(gamma=gamma, D=D)
+    return y.reshape(x.shape), cache
+
+
+def layer_norm_backward_fused(dy, cache):
+    """Same contract as :func:`layer_norm_backward`: (dx, dgamma, dbeta), the last two of shape D."""
+    dx, dg, db = _backward(dy, cache)
+    if cache["gamma"] is None:
+        return dx, None, None
+    return dx, dg.reshape(cache["D"]).astype(dy.dtype), db.reshape(cache["D"]).astype(dy.dtype)
+
+
+def group_norm_forward_fused(x, gamma, beta, num_groups, eps=1e-5):
+    """Same contract as :func:`group_norm_forward`: x (N, C, *), gamma, beta (C,) or None."""
+    N, C = x.shape[:2]
+    S = x.size // (N * C)
+    L = C // num_groups * S
+    x2 = np.ascontiguousarray(x).reshape(N * num_groups, L)
+    y, cache = _forward(x2, *_tables(gamma, beta, num_groups, L, S), eps)
+    cache.update(gamma=gamma, G=num_groups, S=S)
+    return y.reshape(x.shape), cache
+
+
+def group_norm_backward_fused(dy, cache):
+    """Same contract as :func:`group_norm_backward`: (dx, dgamma, dbeta), the last two (C,)."""
+    dx, dg, db = _backward(dy, cache)
+    if cache["gamma"] is None:
+        return dx, None, None
+    G, S = cache["G"], cache["S"]
+
+    def per_channel(t):  # (G, C/G * S) table sums -> (C,): add up each channel's S positions
+        return t.reshape(G, -1, S).sum(axis=2).reshape(-1).astype(dy.dtype)
+    return dx, per_channel(dg), per_channel(db)
