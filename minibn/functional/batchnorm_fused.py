@@ -154,11 +154,12 @@ def _backward(dy, x3, mu, inv_std, g, m):
     return dx.reshape(dy.shape), dgamma, dbeta
 
 
-def batch_norm_backward_fused(dy, cache):
-    """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta)."""
+def batch_norm_backward_fused(dy, cache, m=None):
+    """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta). ``m``: the
+    count the closed form's means are over (default the batch's, cache["m"])."""
     gamma = cache["gamma"]
     g = np.ones(dy.shape[1], dy.dtype) if gamma is None else gamma
-    dx, dgamma, dbeta = _backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g, cache["m"])
+    dx, dgamma, dbeta = _backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g, cache["m"] if m is None else m)
     if gamma is None:
         return dx, None, None
     return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
@@ -242,9 +243,4 @@ def memorized_batch_norm_forward_fused(x, gamma, beta, mem_means, mem_vars, mem_
 def memorized_batch_norm_backward_fused(dy, cache):
     """Same contract as :func:`minibn.functional.memorized_batch_norm_backward`: BN's closed
     form with the means over the pooled count W (the memory is constant)."""
-    gamma = cache["gamma"]
-    g = np.ones(dy.shape[1], dy.dtype) if gamma is None else gamma
-    dx, dgamma, dbeta = _backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g, cache["W"])
-    if gamma is None:
-        return dx, None, None
-    return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
+    return batch_norm_backward_fused(dy, cache, m=cache["W"])
