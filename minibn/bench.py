@@ -188,8 +188,8 @@ def _gpu_bn(row, torch, cls, C, x, dy, mode):  # pragma: no cover - GPU only
 
 
 def other_norm_rows(torch):
-    """LayerNorm, GroupNorm (readable versions only), BatchRenorm and MBN (default and reference
-    implementations), forward+backward at one large shape."""
+    """LayerNorm, GroupNorm, BatchRenorm and MBN, forward+backward at one large shape: the
+    default implementation (fused with numba) and the reference."""
     rows = []
     rng = np.random.default_rng(0)
     def brn(**kw):
@@ -198,8 +198,15 @@ def other_norm_rows(torch):
     def mbn(**kw):
         return lambda: nn.MemorizedBatchNorm1d(1024, lam=0.5, **kw)
 
-    cases = [("LayerNorm", (4096, 1024), {"minibn": lambda: nn.LayerNorm(1024)}, lambda: torch.nn.LayerNorm(1024)),
-             ("GroupNorm (32 groups)", (64, 64, 32, 32), {"minibn": lambda: nn.GroupNorm(32, 64)},
+    def ln(**kw):
+        return lambda: nn.LayerNorm(1024, **kw)
+
+    def gn(**kw):
+        return lambda: nn.GroupNorm(32, 64, **kw)
+
+    cases = [("LayerNorm", (4096, 1024), {"minibn": ln(), "minibn reference": ln(impl="reference")},
+              lambda: torch.nn.LayerNorm(1024)),
+             ("GroupNorm (32 groups)", (64, 64, 32, 32), {"minibn": gn(), "minibn reference": gn(impl="reference")},
               lambda: torch.nn.GroupNorm(32, 64)),
              ("BatchRenorm", (4096, 1024), {"minibn": brn(), "minibn reference": brn(impl="reference")}, None),
              ("MemorizedBN", (4096, 1024), {"minibn": mbn(), "minibn reference": mbn(impl="reference")}, None)]
