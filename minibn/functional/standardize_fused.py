@@ -2,14 +2,14 @@
 
 The same functions as :mod:`layernorm` and :mod:`groupnorm` (which share the readable
 :mod:`_standardize`), computed by the loops of :mod:`_row_kernels` (numba): x is viewed as
-rows (R, L) that are standardized one by one, and gamma, beta as a table (P, L) whose row
-r % P applies to row r:
+rows (R, L) that are standardized one by one, and gamma, beta as a table (P, Lc) whose row
+r % P applies to row r, each entry covering L / Lc consecutive values of the row:
 
-- LayerNorm over D = normalized_shape: a row per sample, L = prod(D), P = 1, the table is
-  gamma (and beta) flattened;
+- LayerNorm over D = normalized_shape: a row per sample, L = Lc = prod(D), P = 1, the
+  table is gamma (and beta) flattened;
 - GroupNorm with G groups over (N, C, *): a row per (sample, group), L = (C / G) * S
-  (channels of a group are contiguous), P = G, table row g holds gamma of group g's
-  channels, each repeated over the S positions.
+  (channels of a group are contiguous, S positions each), P = G, Lc = C / G: table row g
+  holds gamma of group g's channels.
 
 Forward: per row, mean and variance in one read (float64 sums, shifted by the row's first
 value), then y in one read and one write. Backward: per row, the sums of g = dy * gamma
@@ -24,13 +24,11 @@ import numpy as np
 from .batchnorm_fused import _kernels, _run_blocks
 
 
-def _tables(gamma, beta, P, L, S):
-    """gamma, beta (P * L // S,) -> (P, L) float64 tables, each value repeated S times."""
+def _tables(gamma, beta, P, Lc):
+    """gamma, beta (P * Lc values, or None) -> (P, Lc) float64 tables."""
     if gamma is None:
-        return np.ones((P, L)), np.zeros((P, L))
-    def table(v):
-        return np.ascontiguousarray(np.repeat(v.astype(np.float64).reshape(P, L // S), S, axis=1))
-    return table(gamma), table(beta)
+        return np.ones((P, Lc)), np.zeros((P, Lc))
+    return gamma.astype(np.float64).reshape(P, Lc), beta.astype(np.float64).reshape(P, Lc)
 
 
 def _forward(x2, gtab, btab, eps):
@@ -57,7 +55,7 @@ def layer_norm_forward_fused(x, gamma, beta, normalized_ndim, eps=1e-5):
     D = x.shape[x.ndim - normalized_ndim:]
     L = int(np.prod(D))
     x2 = np.ascontiguousarray(x).reshape(-1, L)
-    y, cache = _forward(x2, *_tables(gamma, beta, 1, L, 1), eps)
+    y, cache = _forward(x2, *_tables(gamma, beta, 1, L), eps)
     cache.update(gamma=gamma, D=D)
     return y.reshape(x.shape), cache
 
@@ -73,11 +71,9 @@ def layer_norm_backward_fused(dy, cache):
 def group_norm_forward_fused(x, gamma, beta, num_groups, eps=1e-5):
     """Same contract as :func:`group_norm_forward`: x (N, C, *), gamma, beta (C,) or None."""
     N, C = x.shape[:2]
-    S = x.size // (N * C)
-    L = C // num_groups * S
-    x2 = np.ascontiguousarray(x).reshape(N * num_groups, L)
-    y, cache = _forward(x2, *_tables(gamma, beta, num_groups, L, S), eps)
-    cache.update(gamma=gamma, G=num_groups, S=S)
+    x2 = np.ascontiguousarray(x).reshape(N * num_groups, -1)
+    y, cache = _forward(x2, *_tables(gamma, beta, num_groups, C // num_groups), eps)
+    cache.update(gamma=gamma)
     return y.reshape(x.shape), cache
 
 
@@ -86,8 +82,4 @@ def group_norm_backward_fused(dy, cache):
     dx, dg, db = _backward(dy, cache)
     if cache["gamma"] is None:
         return dx, None, None
-    G, S = cache["G"], cache["S"]
-
-    def per_channel(t):  # (G, C/G * S) table sums -> (C,): add up each channel's S positions
-        return t.reshape(G, -1, S).sum(axis=2).reshape(-1).astype(dy.dtype)
-    return dx, per_channel(dg), per_channel(db)
+    return dx, dg.reshape(-1).astype(dy.dtype), db.reshape(-1).astype(dy.dtype)  # (G, C/G) -> (C,)
