@@ -1,4 +1,5 @@
-"""Batch normalization, the fused CPU path: Algorithm 1 in two loops forward, two backward.
+"""Batch normalization (and BatchRenorm, Memorized BN), the fused CPU path: two loops forward,
+two backward.
 
 NumPy cannot fuse: every ufunc is one pass over memory, with its own output, on one
 core. :mod:`batchnorm_fast` brings BN down to four passes forward and three backward
@@ -22,6 +23,10 @@ does less without keeping x_hat. Per-channel arithmetic is in float64; arrays
 keep their dtype (float32 or float64). The loops are in :mod:`_bn_kernels`; numba is an
 optional dependency (``pip install "minibn[fast]"``), imported on first use, and the first
 call of each dtype and rank compiles the loops (a few seconds, then cached on disk).
+
+BatchRenorm (Ioffe 2017) and Memorized BN (Guo et al. 2018) differ from BN only in the
+per-channel numbers between the loops (r and d; the statistics pooled with the memory),
+so they run on the same two loops: see the last two sections.
 
 Runs on NumPy arrays only. GPU fused kernels (cupy.ElementwiseKernel / ReductionKernel)
 are not written yet: no GPU was available to test them.
@@ -111,6 +116,13 @@ def _as3(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
+def _check_axis(x, axis):
+    """The loops reduce over N and every axis after C: the only ``axis`` BN layers pass."""
+    if tuple(axis) != (0,) + tuple(range(2, x.ndim)):
+        raise ValueError(f"the fused path reduces over axes {(0,) + tuple(range(2, x.ndim))} of an input of "
+                         f"shape {tuple(x.shape)}, got axis={tuple(axis)} (use the reference functions)")
+
+
 def _parallel(a3):
     return a3.size >= PARALLEL_MIN_SIZE and min(a3.shape[0], _threads()) > 1
 
@@ -119,6 +131,7 @@ def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
     """Same contract as :func:`batch_norm_forward` (training mode) for a NumPy x of shape
     (N, C, *) reduced over N and the trailing axes: returns (y, cache)."""
     k = _kernels(x)
+    _check_axis(x, axis)
     C = x.shape[1]
     m = x.size // C
     check_batch_count(x, m)
@@ -176,6 +189,7 @@ def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max,
     the per-channel r and d (computed from the moving statistics, or passed frozen) differ.
     """
     k = _kernels(x)
+    _check_axis(x, axis)
     C = x.shape[1]
     m = x.size // C
     check_batch_count(x, m)
@@ -219,6 +233,7 @@ def memorized_batch_norm_forward_fused(x, gamma, beta, mem_means, mem_vars, mem_
     """
     from .memorized import pool_with_batch
     k = _kernels(x)
+    _check_axis(x, axis)
     C = x.shape[1]
     n = x.size // C
     if n < 2 and len(alphas) == 0:

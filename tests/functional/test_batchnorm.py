@@ -444,6 +444,12 @@ def test_fused_path_works_in_a_forked_child_after_the_parent_used_its_threads():
         assert pool.apply_async(_fused_large_bn_sum).get(timeout=60) == pytest.approx(expected)
 
 
+@needs_numba
+def test_fused_functions_refuse_an_axis_they_do_not_reduce_over():
+    with pytest.raises(ValueError, match=r"reduces over axes \(0, 2\).*got axis=\(0,\)"):
+        F.batch_norm_forward_fused(np.ones((4, 3, 5)), None, None, 1e-5, axis=(0,))
+
+
 def test_fused_path_refuses_float16_with_a_clear_error():
     with pytest.raises(TypeError, match="float32 or float64.*float16"):
         nn.BatchNorm1d(3, impl="fused")(np.arange(12, dtype=np.float16).reshape(4, 3))
