@@ -41,7 +41,7 @@ def _forward(x2, gtab, btab, eps):
 
 
 def _backward(dy, cache):
-    """dx (dy's shape) and the (P, L) sums of dy * x_hat and dy."""
+    """dx (dy's shape) and the (P, Lc) table sums of dy * x_hat and of dy (dgamma, dbeta)."""
     k = _kernels(dy, "_row_kernels")
     x2 = cache["x2"]
     dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
