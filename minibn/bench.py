@@ -294,7 +294,8 @@ def _fmt_t(t):
 def report(rows, bw, info, device="cpu"):
     ref = "PyTorch CPU" if device == "cpu" else "PyTorch CUDA"
     lines = ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
-             f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s (bytes read + written).",
+             f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s (bytes read + written; one thread, "
+             "np.copyto of 256 MiB: the fused paths use every core, so their fraction can pass 1).",
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
              f"minibn's speed relative to {ref} (> 1: minibn faster).", "",
              "| layer | shape | mode | implementation | median time | GB/s | fraction of copy bandwidth | "
