@@ -96,7 +96,7 @@ def machine():
         import torch
         info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
     except ImportError:
-        pass
+        info["torch"] = "not installed (no PyTorch column)"
     if backend.cupy is not None:  # pragma: no cover - GPU only
         import cupy
         info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
@@ -297,14 +297,15 @@ def report(rows, bw, info, device="cpu"):
              f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s (bytes read + written; one thread, "
              "np.copyto of 256 MiB: the fused paths use every core, so their fraction can pass 1).",
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
-             f"minibn's speed relative to {ref} (> 1: minibn faster).", "",
+             f"minibn's speed relative to {ref} (> 1: minibn faster; '-': {ref} has no such layer, "
+             "or is not installed).", "",
              "| layer | shape | mode | implementation | median time | GB/s | fraction of copy bandwidth | "
              f"speed vs {ref} |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         for name, t in r["t"].items():
             gbs = r["bytes"] / t / 1e9 if r["bytes"] else float("nan")
             frac = r["bytes"] / t / bw if r["bytes"] else float("nan")
-            ratio = f"{r['t'][ref] / t:.2f}x" if ref in r["t"] else f"- (no {ref} layer)"
+            ratio = f"{r['t'][ref] / t:.2f}x" if ref in r["t"] else "-"
             g = f"{gbs:.1f}" if r["bytes"] else "-"
             fr = f"{frac:.2f}" if r["bytes"] else "-"
             lines.append(f"| {r['layer']} | {r['shape']} | {r['mode']} | {name} | {_fmt_t(t)} | {g} | {fr} | "
