@@ -22,6 +22,7 @@ from .batchnorm_fused import (
                          fused_available,
                          memorized_batch_norm_backward_fused,
                          memorized_batch_norm_forward_fused,
+                         use_fused,
 )
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .dropout import dropout_backward, dropout_forward
@@ -54,4 +55,5 @@ from .transnorm import transnorm_alpha, transnorm_backward, transnorm_forward
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward", "_paper"))] + [
     "im2col", "col2im", "update_running_stats", "pooled_statistics", "pool_with_batch", "memory_weights",
-    "transnorm_alpha", "transnorm_split_point", "Workspace", "fast_applicable", "fused_applicable", "fused_available"]
+    "transnorm_alpha", "transnorm_split_point", "Workspace", "fast_applicable", "fused_applicable", "fused_available",
+    "use_fused"]

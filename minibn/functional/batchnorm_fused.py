@@ -55,6 +55,12 @@ def fused_applicable(x):
     return get_array_module(x) is np and x.dtype in (np.float32, np.float64) and fused_available()
 
 
+def use_fused(impl, x):
+    """For the layers whose ``impl`` is "auto" | "fused" | "reference": whether x goes to the
+    fused path ("fused" always: it says why if it cannot run; "auto" when it can)."""
+    return impl == "fused" or (impl == "auto" and fused_applicable(x))
+
+
 def _kernels(x, module="_bn_kernels"):
     """The compiled loops (``module`` of this package) for x, or a clear error why not."""
     if get_array_module(x) is not np:
@@ -127,6 +133,15 @@ def _parallel(a3):
     return a3.size >= PARALLEL_MIN_SIZE and min(a3.shape[0], _threads()) > 1
 
 
+def _batch_statistics(k, x3, m, eps):
+    """mu, biased var and inv_std (C,) float64 of x3 (N, C, S) by the moments loop (on threads
+    when large), shifted by the first sample."""
+    shift = x3[0, :, 0].astype(np.float64)
+    s1, s2 = _moments(k, x3, shift, x3, shift)
+    mu, var, inv_std, _ = k.forward_coefficients(s1, s2, shift, m, np.ones(x3.shape[1]), eps)
+    return mu, var, inv_std
+
+
 def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
     """Same contract as :func:`batch_norm_forward` (training mode) for a NumPy x of shape
     (N, C, *) reduced over N and the trailing axes: returns (y, cache)."""
@@ -142,10 +157,8 @@ def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
     if not _parallel(x3):
         mu, var, inv_std = k.forward(x3, g, b, eps, y)
     else:
-        shift = x3[0, :, 0].astype(np.float64)
-        s1, s2 = _moments(k, x3, shift, x3, shift)
-        mu, var, inv_std, scale = k.forward_coefficients(s1, s2, shift, m, g, eps)
-        _run_blocks(k.combine, x3, x3, mu, scale, x3, np.zeros(C), b.astype(np.float64), y)
+        mu, var, inv_std = _batch_statistics(k, x3, m, eps)
+        _run_blocks(k.combine, x3, x3, mu, g * inv_std, x3, np.zeros(C), b.astype(np.float64), y)
     cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m,
              "mu_B": mu.astype(x.dtype), "var_B": var.astype(x.dtype)}
     return y.reshape(x.shape), cache
@@ -194,9 +207,7 @@ def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max,
     m = x.size // C
     check_batch_count(x, m)
     x3 = _as3(x)
-    shift = x3[0, :, 0].astype(np.float64)
-    s1, s2 = _moments(k, x3, shift, x3, shift)
-    mu, var, inv_std, _ = k.forward_coefficients(s1, s2, shift, m, np.ones(C), eps)
+    mu, var, inv_std = _batch_statistics(k, x3, m, eps)
     sigma_B = np.sqrt(var + eps)
     sigma = running_std.astype(np.float64)
     r = np.clip(sigma_B / sigma, 1.0 / r_max, r_max) if r is None else np.asarray(r, np.float64).reshape(C)

@@ -103,7 +103,7 @@ class _MemorizedBatchNorm(_BatchNorm):
         means, variances, counts = self._memory()
         if self.training:
             alphas = F.memory_weights(self.memory_len, self.lam, self.eta, xp)
-            fused = self.impl == "fused" or (self.impl == "auto" and F.fused_applicable(x))
+            fused = F.use_fused(self.impl, x)
             forward = F.memorized_batch_norm_forward_fused if fused else F.memorized_batch_norm_forward
             y, cache = forward(x, gamma, beta, means, variances, counts, alphas, self.eps, axis)
             cache["fused"] = fused

@@ -16,10 +16,6 @@ def _check_impl(impl, where):
     return impl
 
 
-def _fused(impl, x):
-    return impl == "fused" or (impl == "auto" and F.fused_applicable(x))
-
-
 class LayerNorm(Module):
     """Normalize over the trailing ``normalized_shape`` axes of each sample (PyTorch semantics).
 
@@ -52,7 +48,7 @@ class LayerNorm(Module):
                              f"got shape {tuple(x.shape)}")
         g = None if self.gamma is None else self.gamma.data
         b = None if self.beta is None else self.beta.data
-        fused = _fused(self.impl, x)
+        fused = F.use_fused(self.impl, x)
         y, cache = (F.layer_norm_forward_fused if fused else F.layer_norm_forward)(x, g, b, k, self.eps)
         self._cache = (fused, cache)
         return y
@@ -99,7 +95,7 @@ class GroupNorm(Module):
             raise ValueError(f"GroupNorm: expected x of shape (N, {self.num_channels}, *), got shape {tuple(x.shape)}")
         g = None if self.gamma is None else self.gamma.data
         b = None if self.beta is None else self.beta.data
-        fused = _fused(self.impl, x)
+        fused = F.use_fused(self.impl, x)
         y, cache = (F.group_norm_forward_fused if fused else F.group_norm_forward)(x, g, b, self.num_groups,
                                                                                    self.eps)
         self._cache = (fused, cache)

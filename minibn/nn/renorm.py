@@ -62,7 +62,7 @@ class _BatchRenorm(_BatchNorm):
         gamma, beta = self._affine()
         axis = self._axis(x)
         if self.training:
-            fused = self.impl == "fused" or (self.impl == "auto" and F.fused_applicable(x))
+            fused = F.use_fused(self.impl, x)
             forward = F.batch_renorm_forward_fused if fused else F.batch_renorm_forward
             y, cache = forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max, self.d_max,
                                self.eps, axis)
