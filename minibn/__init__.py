@@ -4,7 +4,14 @@
     from minibn import nn, optim
 """
 
-from . import adapt, backend, functional, nn, optim
+from . import (
+           adapt,
+           backend,
+           functional,
+           nn,
+           optim,
+           registry,  # noqa: F401  (every implementation and layer check: must come after nn)
+)
 from .backend import asnumpy, get_array_module, seed
 from .checkpoint import load, save
 

@@ -25,17 +25,25 @@ from . import nn
 
 
 def bn_layers(model):
-    """Every BatchNorm1d / BatchNorm2d layer of ``model``, in forward order.
+    """Every BatchNorm layer (BatchNorm1d / BatchNorm2d) of ``model``, in forward order.
 
-    (Batch Renormalization and Memorized BN keep other statistics and are not included.)
+    The functions here act on Algorithm 1's layers and their running mean and variance;
+    BatchRenorm, Memorized BN and TransNorm keep other statistics and are not BatchNorm.
     """
-    return [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm)]
 
 
-def _require_bn(model, where):
+def _require_bn(model, where, running_stats=True):
+    """The model's BatchNorm layers; ValueError if there are none or (when
+    ``running_stats``) one keeps no running statistics, before anything is changed."""
     layers = bn_layers(model)
     if not layers:
         raise ValueError(f"{where}: the model has no BatchNorm layer")
+    if running_stats:
+        for i, bn in enumerate(layers):
+            if not bn.track_running_stats:
+                raise ValueError(f"{where}: BatchNorm layer {i} ({bn!r}) has track_running_stats=False: it keeps "
+                                 f"no running statistics to work on")
     return layers
 
 
@@ -62,28 +70,21 @@ def population_statistics(model, batches):
     Returns the model, in eval mode. On error the model is left unchanged.
     """
     layers = _require_bn(model, "population_statistics")
-    saved = copy.deepcopy(model.state_dict())
-    modes = {id(m): m.training for m in model.modules()}
-    momenta = [bn.momentum for bn in layers]
-    try:
-        model.eval()
+
+    def run():
+        momenta = [bn.momentum for bn in layers]
         for bn in layers:
-            if not bn.track_running_stats:
-                raise ValueError("population_statistics: a BatchNorm layer has track_running_stats=False")
             bn.train()
             bn.momentum = None  # cumulative average: factor 1/t for the t-th batch
             bn.num_batches_tracked = 0
-        for x in _batch_inputs(batches, "population_statistics"):
-            model(x)
-    except BaseException:
-        model.load_state_dict(saved)
-        for m in model.modules():
-            m.training = modes[id(m)]
-        raise
-    finally:
-        for bn, mom in zip(layers, momenta):
-            bn.momentum = mom
-    return model.eval()
+        try:
+            for x in _batch_inputs(batches, "population_statistics"):
+                model(x)
+        finally:
+            for bn, mom in zip(layers, momenta):
+                bn.momentum = mom
+
+    return _guarded(model, run)
 
 
 def _fold_pair(layer, bn):
@@ -125,10 +126,8 @@ def fold(model):
             if isinstance(layer, nn.Sequential):
                 visit(layer)
             follows_affine = out and isinstance(out[-1], (nn.Linear, nn.Conv2d))
-            if (isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and follows_affine
+            if (isinstance(layer, nn.BatchNorm) and follows_affine
                     and out[-1].weight.shape[0] == layer.num_features):
-                if not layer.track_running_stats:
-                    raise ValueError("fold: a BatchNorm layer with track_running_stats=False cannot be folded")
                 _fold_pair(out[-1], layer)
                 count[0] += 1
                 continue
@@ -181,24 +180,23 @@ def _reduce_axes(a):
 
 def _layer_inputs(model, layer, inputs):
     """The inputs that reach ``layer`` when ``inputs`` pass through ``model`` in eval mode."""
-    model.eval()
-    with _Capture(layer) as cap:
+    with model.mode(training=False), _Capture(layer) as cap:
         for x in inputs:
             model(x)
     return cap.inputs
 
 
-def _guarded(model, fn):
-    """Run fn(); on any error restore the model's state and modes and re-raise."""
+def _guarded(model, run):
+    """Call run() with the model in eval mode; on any error put the model back as it was
+    (parameters, buffers and every layer's mode) and re-raise. Returns the model, in eval mode."""
     saved = copy.deepcopy(model.state_dict())
-    modes = {id(m): m.training for m in model.modules()}
     try:
-        return fn()
+        with model.mode(training=False):
+            run()
     except BaseException:
         model.load_state_dict(saved)
-        for m in model.modules():
-            m.training = modes[id(m)]
         raise
+    return model.eval()
 
 
 def adabn(model, batches):
@@ -217,7 +215,6 @@ def adabn(model, batches):
             mean, var = _exact_stats(_layer_inputs(model, bn, inputs), _reduce_axes)
             bn.running_mean = mean.astype(bn.running_mean.dtype)
             bn.running_var = var.astype(bn.running_var.dtype)
-        return model.eval()
 
     return _guarded(model, run)
 
@@ -244,7 +241,6 @@ def iit(model, batches):
     inputs = list(_batch_inputs(batches, "iit"))
 
     def run():
-        model.eval()
         stats = []
         with contextlib.ExitStack() as stack:
             caps = [stack.enter_context(_Capture(bn)) for bn in layers]
@@ -260,7 +256,6 @@ def iit(model, batches):
             bn.beta.data = (g * (mu_a - bn.running_mean) / sd_base + b).astype(b.dtype)
             bn.running_mean = mu_a.astype(bn.running_mean.dtype)
             bn.running_var = var_a.astype(bn.running_var.dtype)
-        return model.eval()
 
     return _guarded(model, run)
 
@@ -308,9 +303,7 @@ def bn_mismatch(model, batches, eps=1e-12):
     inputs = list(_batch_inputs(batches, "bn_mismatch"))
     from . import functional as F
     from .backend import asnumpy
-    modes = {id(m): m.training for m in model.modules()}
-    try:
-        model.eval()
+    with model.mode(training=False):
         with contextlib.ExitStack() as stack:
             caps = [stack.enter_context(_Capture(bn)) for bn in layers]
             for x in inputs:
@@ -329,7 +322,4 @@ def bn_mismatch(model, batches, eps=1e-12):
             kl = _gaussian_kl(m1.astype("float64"), v1.astype("float64") + eps, m2.astype("float64"),
                               v2.astype("float64") + eps)
             out.append({"layer": i, "kl": float(asnumpy(kl).mean())})
-        return out
-    finally:
-        for m in model.modules():
-            m.training = modes[id(m)]
+    return out

@@ -12,7 +12,7 @@ def _cmd_gradcheck(args) -> int:
 
     if args.backend:
         backend.use(args.backend)
-    results = gradcheck_all(seed=args.seed)
+    results = [(case.name, row) for case, row in gradcheck_all(seed=args.seed)]
     width = max(len(name) for name, _ in results)
     twidth = max(len(r["tensor"]) for _, r in results)
     print(f"gradcheck on backend {backend.active()}: float64, central differences, random dy")

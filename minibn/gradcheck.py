@@ -1,6 +1,6 @@
 """Gradient checking: compare a hand-written backward with central finite differences.
 
-The rules (DESIGN.md): float64, central differences, a *random* upstream gradient dy
+The rules: float64, central differences, a *random* upstream gradient dy
 (with dy all ones the BN input gradient and dgamma are exactly zero, so a wrong backward
 would pass), elementwise on small shapes and along random directions on large ones.
 
@@ -240,148 +240,42 @@ def check_module(module, x, modes=("train", "eval"), dy=None, seed=0, h=1e-6, to
 
 # -- the library-wide table (`minibn gradcheck`) ------------------------------------------
 
-def _offset_input(shape, rng):
-    return 5.0 * rng.standard_normal(shape) + 12.0
-
-
 def layer_cases():
-    """(name, module factory, input maker[, modes]) for every layer in the library.
+    """Every row of the library-wide table, generated from :mod:`minibn.registry`: each
+    layer, each implementation installed here, each variant and input shape
+    (:class:`minibn.registry.LayerCase`)."""
+    from .registry import layer_cases as cases
+    return cases()
 
-    Later layers join here; ``minibn gradcheck`` and the test suite both use this list.
+
+def check_case(case, seed=0, raise_on_fail=False):
+    """Gradient-check one :class:`minibn.registry.LayerCase` on the active backend; returns rows.
+
+    Where the layer treats something as a constant in its backward (the spec's
+    ``frozen_for``: TransNorm's alpha), training mode is checked on the function with that
+    constant held fixed, and eval mode on the layer as it is.
     """
-    from . import functional as F
-    from . import nn
-
-    def randn(*shape):
-        return lambda rng: rng.standard_normal(shape)
-
-    def offset(*shape):
-        return lambda rng: _offset_input(shape, rng)
-
-    def with_stats(factory):
-        """A BN-like layer whose running statistics are not the trivial 0 / 1."""
-        def make():
-            layer = factory()
-            for name in ("running_mean", "running_var"):
-                if hasattr(layer, name):
-                    arr = getattr(layer, name)
-                    vals = numpy.random.default_rng(1).uniform(0.5, 2.0, arr.shape)
-                    setattr(layer, name, backend.to_device(vals.astype(arr.dtype), backend.device_of(arr)))
-            if getattr(layer, "gamma", None) is not None:
-                layer.gamma.data = layer.gamma.data * 0 + backend.to_device(
-                    numpy.random.default_rng(2).uniform(0.5, 1.5, layer.gamma.shape).astype(layer.gamma.dtype),
-                    backend.device_of(layer.gamma.data))
-                layer.beta.data = layer.beta.data * 0 + 0.3
-            return layer
-        return make
-
-    def renorm(cls, C, impl):
-        """BatchRenorm with moving statistics far from the batch ones (std 100 vs 5, mean
-        -1000 vs 12), so every r and d is clipped: locally constant, and the stop-gradient
-        backward is then the true derivative. (Unclipped r and d are checked with r and d
-        frozen in tests/functional/test_renorm.py.)"""
-        def make():
-            layer = with_stats(lambda: cls(C, r_max=1.5, d_max=0.5, impl=impl))()
-            layer.running_mean = layer.running_mean * 0 - 1000.0
-            layer.running_std = layer.running_std * 0 + 100.0
-            return layer
-        return make
-
-    def memorized(cls, C, spatial, impl):
-        """MBN with three batches (of different sizes) already in memory."""
-        def make():
-            layer = with_stats(lambda: cls(C, memory_size=4, lam=0.7, eta=0.9, impl=impl))()
-            r = numpy.random.default_rng(4)
-            for n in (5, 8, 3):
-                layer.push(backend.to_active(r.normal(12, 5, C)), backend.to_active(r.uniform(10, 40, C)), n * spatial)
-            return layer
-        return make
-
-    def transnorm(cls, C, x_shape=None):
-        """TransNorm whose source and target running statistics differ (a non-uniform alpha in
-        eval). With ``x_shape``, alpha is frozen at its training value for that input: the
-        backward treats alpha as a constant, so that is the function it differentiates."""
-        def make():
-            layer = cls(C)
-            r = numpy.random.default_rng(5)
-            for dom in ("source", "target"):
-                for stat, lo, hi in (("mean", -2.0, 14.0), ("var", 0.5, 30.0)):
-                    name = f"running_{stat}_{dom}"
-                    arr = getattr(layer, name)
-                    setattr(layer, name, backend.to_device(r.uniform(lo, hi, C).astype(arr.dtype),
-                                                           backend.device_of(arr)))
-            layer = with_stats(lambda: layer)()
-            if x_shape is not None:
-                probe = copy.deepcopy(layer).astype(numpy.float64)
-                probe(backend.to_active(_offset_input(x_shape, numpy.random.default_rng(0))))
-                layer.fixed_alpha = backend.asnumpy(probe.last_alpha)
-            return layer
-        return make
-
-    return [
-        ("Linear", lambda: nn.Linear(5, 4), randn(3, 5)),
-        ("Linear(bias=False)", lambda: nn.Linear(5, 4, bias=False), randn(3, 5)),
-        ("Conv2d", lambda: nn.Conv2d(2, 3, 3, stride=1, padding=1), randn(2, 2, 5, 5)),
-        ("Conv2d(stride=2)", lambda: nn.Conv2d(2, 3, 3, stride=2, padding=0), randn(2, 2, 6, 6)),
-        ("MaxPool2d", lambda: nn.MaxPool2d(2), randn(2, 2, 4, 4)),
-        ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), randn(2, 2, 4, 4)),
-        ("Flatten", lambda: nn.Flatten(), randn(2, 2, 3, 3)),
-        ("ReLU", lambda: nn.ReLU(), randn(4, 5)),
-        ("Sigmoid", lambda: nn.Sigmoid(), randn(4, 5)),
-        ("Tanh", lambda: nn.Tanh(), randn(4, 5)),
-        ("Dropout", lambda: nn.Dropout(0.3), randn(4, 5)),
-        ("BatchNorm1d (N, C)", with_stats(lambda: nn.BatchNorm1d(4, impl="reference")), offset(6, 4)),
-        ("BatchNorm1d (N, C, L)", with_stats(lambda: nn.BatchNorm1d(3, impl="reference")), offset(2, 3, 4)),
-        ("BatchNorm1d paper", with_stats(lambda: nn.BatchNorm1d(4, backward="paper")), offset(6, 4)),
-        ("BatchNorm1d fast", with_stats(lambda: nn.BatchNorm1d(4, impl="fast")), offset(6, 4)),
-        ("BatchNorm1d fast (N, C, L)", with_stats(lambda: nn.BatchNorm1d(3, impl="fast")), offset(2, 3, 4)),
-        ("BatchNorm2d fast", with_stats(lambda: nn.BatchNorm2d(3, impl="fast")), offset(2, 3, 3, 3)),
-        *([("BatchNorm1d fused", with_stats(lambda: nn.BatchNorm1d(4, impl="fused")), offset(6, 4)),
-           ("BatchNorm1d fused (N, C, L)", with_stats(lambda: nn.BatchNorm1d(3, impl="fused")), offset(2, 3, 4)),
-           ("BatchNorm2d fused", with_stats(lambda: nn.BatchNorm2d(3, impl="fused")), offset(2, 3, 3, 3)),
-           ("BatchNorm1d fused affine=False", lambda: nn.BatchNorm1d(4, affine=False, impl="fused"), offset(6, 4)),
-           ("BatchNorm2d fused N=1", with_stats(lambda: nn.BatchNorm2d(2, impl="fused")), offset(1, 2, 3, 3))]
-          if F.fused_available() else []),  # the CPU loops compiled by numba (optional dependency)
-        ("BatchNorm1d affine=False", lambda: nn.BatchNorm1d(4, affine=False, impl="reference"), offset(6, 4)),
-        ("BatchNorm2d", with_stats(lambda: nn.BatchNorm2d(3, impl="reference")), offset(2, 3, 3, 3)),
-        ("BatchNorm2d N=1", with_stats(lambda: nn.BatchNorm2d(2, impl="reference")), offset(1, 2, 3, 3)),
-        ("LayerNorm", with_stats(lambda: nn.LayerNorm(5, impl="reference")), offset(4, 5)),
-        ("LayerNorm (C, H, W)", with_stats(lambda: nn.LayerNorm((2, 3, 3), impl="reference")), offset(2, 2, 3, 3)),
-        ("GroupNorm", with_stats(lambda: nn.GroupNorm(2, 4, impl="reference")), offset(2, 4, 3, 3)),
-        *([("LayerNorm fused", with_stats(lambda: nn.LayerNorm(5, impl="fused")), offset(4, 5)),
-           ("LayerNorm fused (C, H, W)", with_stats(lambda: nn.LayerNorm((2, 3, 3), impl="fused")), offset(2, 2, 3, 3)),
-           ("GroupNorm fused", with_stats(lambda: nn.GroupNorm(2, 4, impl="fused")), offset(2, 4, 3, 3))]
-          if F.fused_available() else []),
-        ("BatchRenorm1d", renorm(nn.BatchRenorm1d, 4, "reference"), offset(6, 4)),
-        ("BatchRenorm2d", renorm(nn.BatchRenorm2d, 3, "reference"), offset(2, 3, 3, 3)),
-        *([("BatchRenorm1d fused", renorm(nn.BatchRenorm1d, 4, "fused"), offset(6, 4)),
-           ("BatchRenorm2d fused", renorm(nn.BatchRenorm2d, 3, "fused"), offset(2, 3, 3, 3))]
-          if F.fused_available() else []),
-        ("MemorizedBatchNorm1d", memorized(nn.MemorizedBatchNorm1d, 4, 1, "reference"), offset(6, 4)),
-        ("MemorizedBatchNorm1d (N, C, L)", memorized(nn.MemorizedBatchNorm1d, 3, 4, "reference"), offset(2, 3, 4)),
-        ("MemorizedBatchNorm2d", memorized(nn.MemorizedBatchNorm2d, 3, 9, "reference"), offset(2, 3, 3, 3)),
-        *([("MemorizedBatchNorm1d fused", memorized(nn.MemorizedBatchNorm1d, 4, 1, "fused"), offset(6, 4)),
-           ("MemorizedBatchNorm2d fused", memorized(nn.MemorizedBatchNorm2d, 3, 9, "fused"), offset(2, 3, 3, 3))]
-          if F.fused_available() else []),
-        ("TransNorm1d (alpha frozen)", transnorm(nn.TransNorm1d, 4, (8, 4)), offset(8, 4)),
-        ("TransNorm1d odd batch (alpha frozen)", transnorm(nn.TransNorm1d, 3, (7, 3)), offset(7, 3)),
-        ("TransNorm2d (alpha frozen)", transnorm(nn.TransNorm2d, 3, (4, 3, 2, 3)), offset(4, 3, 2, 3)),
-        ("TransNorm1d", transnorm(nn.TransNorm1d, 4), offset(8, 4), ("eval",)),
-        ("TransNorm2d", transnorm(nn.TransNorm2d, 3), offset(4, 3, 2, 3), ("eval",)),
-        ("GradientReversal", lambda: nn.GradientReversal(0.7), randn(4, 5)),
-    ]
+    backend.seed(seed)
+    layer = case.make_layer()
+    x = backend.to_active(case.make_input(numpy.random.default_rng(seed)))
+    rows = []
+    for m in case.modes:
+        target = layer
+        if m == "train" and case.spec.frozen_for is not None:
+            target = case.spec.frozen_for(copy.deepcopy(layer), x)
+        rows += check_module(target, x, modes=(m,), raise_on_fail=raise_on_fail, seed=seed)
+    return rows
 
 
 def gradcheck_all(seed=0):
-    """Run check_module on every layer of :func:`layer_cases`; returns (name, row) pairs."""
+    """Run :func:`check_case` on every case that runs on the active backend; returns (case, row) pairs."""
+    from . import dispatch
     results = []
-    for name, factory, make_x, *modes in layer_cases():
-        if "fused" in name and backend.active() != "numpy":
-            continue  # the fused BN loops run on NumPy arrays only
-        backend.seed(seed)
-        layer = factory()
-        x = backend.to_active(make_x(numpy.random.default_rng(seed)))
-        for row in check_module(layer, x, modes=modes[0] if modes else ("train", "eval"), raise_on_fail=False,
-                                seed=seed):
-            results.append((name, row))
+    probe = backend.xp().zeros(1)
+    for case in layer_cases():
+        if case.impl is not None:
+            if case.impl not in dispatch.available(case.spec.op, probe):
+                continue  # e.g. the fused CPU loops on the CuPy backend
+        for row in check_case(case, seed):
+            results.append((case, row))
     return results

@@ -40,19 +40,14 @@ def evaluate(model, x, y, loss_fn=None, batch_size=10000):
 
     x, y live on the model's device. The model's train/eval mode is restored afterwards.
     """
-    was_training = [m.training for m in model.modules()]
-    model.eval()
     correct, total_loss = 0, 0.0
-    try:
+    with model.mode(training=False):
         for i in range(0, len(x), batch_size):
             logits = model(x[i:i + batch_size])
             yb = y[i:i + batch_size]
             correct += int((logits.argmax(axis=1) == yb).sum())
             if loss_fn is not None:
                 total_loss += float(loss_fn(logits, yb)) * len(yb)
-    finally:
-        for m, t in zip(model.modules(), was_training):
-            m.training = t
     out = {"accuracy": correct / len(x)}
     if loss_fn is not None:
         out["loss"] = total_loss / len(x)
@@ -63,29 +58,31 @@ def second_forward(model, x):
     """Double-Forward (Guo et al. 2018, Algorithm 1, lines 10-12): after the optimizer
     step, run the same batch through the model again, without gradient, so that every
     Memorized BN layer with ``double_forward=True`` records the batch statistics under
-    the *updated* parameters. Other BN layers' running statistics are left as they were
-    (this second pass must not count as another training batch for them).
+    the *updated* parameters. Everything else is left as it was: the other layers' buffers
+    (running statistics, and the memory of a Memorized BN without double_forward: this
+    second pass must not count as another training batch for them) and every layer's
+    cache of the first forward.
     """
-    from .nn.batchnorm import _BatchNorm
-    from .nn.memorized import _MemorizedBatchNorm
+    from .nn.memorized import MemorizedBatchNorm
 
-    mbns = [m for m in model.modules() if isinstance(m, _MemorizedBatchNorm) and m.double_forward]
-    others = [m for m in model.modules() if isinstance(m, _BatchNorm) and not isinstance(m, _MemorizedBatchNorm)]
-    saved = [[(n, v.copy() if hasattr(v, "copy") else v) for n, v in m.named_buffers()] for m in others]
-    caches = [(m, getattr(m, "_cache", None)) for m in model.modules()]
-    for m in mbns:
+    recorders = [m for m in model.modules() if isinstance(m, MemorizedBatchNorm) and m.double_forward]
+    saved = []
+    for m in model.modules():
+        own = () if any(m is r for r in recorders) else m._buffers
+        buffers = {n: getattr(m, n).copy() for n in own if hasattr(getattr(m, n), "copy")}
+        saved.append((m, dict(vars(m)), buffers))
+    for m in recorders:
         m._recording = True
     try:
         model(x)
     finally:
-        for m in mbns:
-            m._recording = False
-        for m, bufs in zip(others, saved):
-            for n, v in bufs:
-                setattr(m, n, v)
-        for m, c in caches:  # the backward caches of the first forward stay as they were
-            if c is not None:
-                m._cache = c
+        for m, attrs, buffers in saved:
+            keep = set(m._buffers) if any(m is r for r in recorders) else set()
+            for name, value in attrs.items():
+                if name not in keep:
+                    setattr(m, name, value)
+            for name, value in buffers.items():
+                setattr(m, name, value)
 
 
 def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None, callbacks=(),
@@ -181,15 +178,10 @@ class ActivationRecorder:
 
     def layer_input(self):
         """(probe size, features) input of the recorded layer, on the device."""
-        modes = [m.training for m in self.model.modules()]
-        self.model.eval()
-        try:
+        with self.model.mode(training=False):
             h = self.probe
             for layer in self.model.layers[:self.layer_index]:
                 h = layer(h)
-        finally:
-            for m, t in zip(self.model.modules(), modes):
-                m.training = t
         return h
 
     def __call__(self, step, model=None):

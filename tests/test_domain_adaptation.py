@@ -5,13 +5,9 @@ import copy
 import numpy as np
 import pytest
 
-from minibn import adapt, backend, nn, optim
+from minibn import adapt, nn, optim
 from minibn.data import SHIFTS, apply_shift
-from tests.conftest import on_active
-
-
-def to_np(a):
-    return backend.asnumpy(a)
+from tests.helpers import on_active, to_np
 
 
 def trained_net(rng, conv=False):

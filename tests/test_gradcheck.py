@@ -5,27 +5,8 @@ import pytest
 
 from minibn import backend, nn
 from minibn import functional as F
-from minibn.gradcheck import GradcheckError, check_function, check_module, layer_cases, numerical_gradient, rel_error
-from tests.conftest import on_active
-
-
-@pytest.mark.parametrize("case", layer_cases(), ids=[c[0] for c in layer_cases()])
-def test_every_layer_passes_in_train_and_eval(backend_name, case):
-    name, factory, make_x, *modes = case
-    modes = modes[0] if modes else ("train", "eval")
-    if "fused" in name and backend_name != "numpy":
-        pytest.skip("the fused BN path runs on NumPy arrays only (test_gpu checks it against CuPy's fast path)")
-    x = on_active(make_x(np.random.default_rng(0)))
-    rows = check_module(factory(), x, modes=modes)  # raises GradcheckError with details on failure
-    assert {r["tensor"].split("/")[0] for r in rows} == set(modes)
-    assert all(r["passed"] for r in rows)
-
-
-def test_every_layer_is_checked_in_both_modes_somewhere():
-    seen = {}
-    for name, _, _, *modes in layer_cases():
-        seen.setdefault(name.split(" ")[0], set()).update(modes[0] if modes else ("train", "eval"))
-    assert all(m == {"train", "eval"} for m in seen.values()), seen
+from minibn.gradcheck import GradcheckError, check_function, check_module, numerical_gradient, rel_error
+from tests.helpers import on_active
 
 
 def test_directional_check_on_a_large_shape(backend_name):
@@ -54,8 +35,8 @@ class _WrongBN(nn.BatchNorm1d):
         super().__init__(C, impl="reference")  # its cache holds x_hat
 
     def backward(self, dy):
-        kind, c = self._cache
-        dx = self.gamma.data * c["inv_std"] * (dy - dy.mean(0))
+        c = self._cache
+        dx = self.gamma.data / np.sqrt(c["var_B"] + c["eps"]) * (dy - dy.mean(0))
         self.gamma.accumulate((dy * c["x_hat"]).sum(0))
         self.beta.accumulate(dy.sum(0))
         return dx

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from minibn import backend, nn, optim
-from tests.conftest import on_active
+from tests.helpers import on_active
 
 
 def _pair(torch, kind, **kw):

@@ -6,7 +6,7 @@ import pytest
 from minibn import backend, nn, optim
 from minibn.data import BatchIterator
 from minibn.train import ActivationRecorder, evaluate, fit
-from tests.conftest import on_active
+from tests.helpers import on_active
 
 
 def test_batches_are_seeded_and_cover_each_epoch(backend_name):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from minibn import backend, nn, optim
-from tests.conftest import on_active
+from tests.helpers import on_active
 
 
 def two_moons(n, rng):

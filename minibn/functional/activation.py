@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 
+__all__ = ["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward"]
+
 
 def relu_forward(x):
     y = x * (x > 0)

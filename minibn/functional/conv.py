@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
+
 
 def out_size(size, k, stride, padding):
     return (size + 2 * padding - k) // stride + 1

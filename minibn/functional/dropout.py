@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ..backend import get_array_module, random_uniform
 
+__all__ = ["dropout_forward", "dropout_backward"]
+
 
 def dropout_forward(x, p):
     """x: any shape. Returns (y, mask) with mask already scaled by 1/(1-p)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 
+__all__ = ["linear_forward", "linear_backward"]
+
 
 def linear_forward(x, W, b=None):
     """x: (N, in); W: (out, in); b: (out,) or None. Returns (y (N, out), cache)."""

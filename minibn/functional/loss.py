@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 
+__all__ = ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
+
 
 def softmax_cross_entropy_forward(logits, labels):
     """logits: (N, K) floats; labels: (N,) integer class ids in [0, K).

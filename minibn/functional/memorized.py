@@ -4,13 +4,11 @@ MBN normalizes the current batch with statistics pooled over the current batch a
 statistics (mu_i, var_i, n_i) of the k_t most recent batches kept in memory, weighted by
 alpha_i (Eq. 8: alpha_i = lam * eta^(k_t - i), so the newest memory entry gets lam)
 and 1 for the current batch. With W = sum_i alpha_i n_i + n (n values per channel in
-the current batch), Eq. 6 reads
+the current batch, whose own mean and variance are mu_B, var_B), Eq. 6 reads
 
-    mu_hat  = (sum_i alpha_i n_i mu_i + sum_j x_j) / W
-    var_hat = (sum_i alpha_i n_i ((mu_i - mu_hat)^2 + var_i) + sum_j (x_j - mu_hat)^2) / W
+    mu_hat  = (sum_i alpha_i n_i mu_i + n mu_B) / W
+    var_hat = (sum_i alpha_i n_i ((mu_i - mu_hat)^2 + var_i) + n ((mu_B - mu_hat)^2 + var_B)) / W
     x_hat   = (x - mu_hat) / sqrt(var_hat + eps),    y = gamma * x_hat + beta   (Eq. 7)
-
-(the current batch's own term n ((mu_B - mu_hat)^2 + var_B) is written per value).
 
 Backward. The memory is constant; only the current batch's values carry gradient. With
 g_j = dl/dx_hat_j = gamma * dy_j and s = (var_hat + eps)^(-1/2):
@@ -32,7 +30,11 @@ Inference: Eq. 6 over the memory alone with weights eta^(k - i) (lam cancels).
 
 from __future__ import annotations
 
-from .batchnorm import _channel_shape, _count
+from .batchnorm import batch_moments, check_axis, per_channel
+from .standardize import standardize_backward
+
+__all__ = ["pooled_statistics", "pool_with_batch", "memory_weights", "memorized_batch_norm_forward",
+           "memorized_batch_norm_backward"]
 
 
 def pooled_statistics(means, variances, counts, weights):
@@ -63,41 +65,33 @@ def memory_weights(k, lam, eta, xp):
     return lam * eta ** xp.arange(k - 1, -1, -1, dtype="float64")
 
 
-def memorized_batch_norm_forward(x, gamma, beta, mem_means, mem_vars, mem_counts, alphas, eps=1e-5, axis=(0,)):
-    """Training forward. mem_means, mem_vars: (k, C); mem_counts, alphas: (k,) (k may be 0).
+def memorized_batch_norm_forward(x, gamma, beta, mem_means, mem_vars, mem_counts, alphas, eps=1e-5, axis=None):
+    """Training forward. x: (N, C, *); mem_means, mem_vars: (k, C); mem_counts, alphas:
+    (k,) (k may be 0).
 
     Returns (y, cache); cache["mu_B"], cache["var_B"], cache["m"] are the current batch's
-    own statistics (for the memory), cache["mu_hat"], cache["var_hat"] the pooled ones.
+    own statistics (for the memory), cache["mu_hat"], cache["var_hat"] the pooled ones (C,).
     """
-    axis = tuple(axis)
-    n = _count(x, axis)
+    axis = check_axis(x, axis)
+    n = x.size // x.shape[1]
     if n < 2 and len(alphas) == 0:
         raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
                          f"{tuple(x.shape)} and an empty memory")
-    shape = _channel_shape(x, axis)
-    xs = x.astype("float32") if x.dtype.itemsize < 4 else x
-    first = xs[tuple(slice(0, 1) if a in axis else slice(None) for a in range(x.ndim))]
-    x_c = xs - first  # shifted data, as in batch_norm_forward, for an accurate batch mean
-    mu_B = (x_c.sum(axis=axis, keepdims=True) / n + first).reshape(-1)
-    x_c = xs - mu_B.reshape(shape)
-    var_B = (x_c * x_c).sum(axis=axis, keepdims=True).reshape(-1) / n
-    mu_hat, var_hat, W = pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas)
-    inv_std = (var_hat + eps) ** -0.5
-    x_hat = (xs - mu_hat.reshape(shape)) * inv_std.reshape(shape)
-    y = x_hat * gamma.reshape(shape) + beta.reshape(shape) if gamma is not None else x_hat.copy()
-    cache = {"x": x, "x_hat": x_hat, "inv_std": inv_std.reshape(shape), "gamma": gamma, "axis": axis, "W": W,
-             "mu_B": mu_B, "var_B": var_B, "m": n, "mu_hat": mu_hat, "var_hat": var_hat}
+    mu_B, var_B = batch_moments(x, axis)                                                       # Eq. 5, this batch
+    mu_hat, var_hat, W = pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas)  # Eq. 6
+    x_hat = (x - per_channel(mu_hat, x)) / per_channel((var_hat + eps) ** 0.5, x)               # Eq. 7
+    y = x_hat if gamma is None else per_channel(gamma, x) * x_hat + per_channel(beta, x)
+    cache = {"x": x, "x_hat": x_hat, "var_hat": var_hat, "mu_hat": mu_hat, "eps": eps, "gamma": gamma,
+             "axis": axis, "W": W, "mu_B": mu_B, "var_B": var_B, "m": n}
     return y.astype(x.dtype, copy=False), cache
 
 
 def memorized_batch_norm_backward(dy, cache):
     """dx = s (g - sum g / W - x_hat sum(g x_hat) / W), g = gamma dy (see the module docstring)."""
-    x_hat, inv_std, gamma, axis, W = cache["x_hat"], cache["inv_std"], cache["gamma"], cache["axis"], cache["W"]
-    g = dy if gamma is None else dy * gamma.reshape(inv_std.shape)
-    dx = g - g.sum(axis=axis, keepdims=True) / W
-    dx -= x_hat * ((g * x_hat).sum(axis=axis, keepdims=True) / W)
-    dx *= inv_std
-    dx = dx.astype(cache["x"].dtype, copy=False)
+    x, x_hat, gamma, axis = cache["x"], cache["x_hat"], cache["gamma"], cache["axis"]
+    g = dy if gamma is None else dy * per_channel(gamma, x)
+    inv_std = per_channel((cache["var_hat"] + cache["eps"]) ** -0.5, x)
+    dx = standardize_backward(g, x_hat, inv_std, axis, m=cache["W"]).astype(x.dtype, copy=False)
     if gamma is None:
         return dx, None, None
-    return dx, (dy * x_hat).sum(axis=axis), dy.sum(axis=axis)
+    return dx, (dy * x_hat).sum(axis=axis).astype(gamma.dtype), dy.sum(axis=axis).astype(gamma.dtype)

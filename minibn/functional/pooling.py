@@ -9,6 +9,8 @@ from __future__ import annotations
 from ..backend import get_array_module
 from .conv import col2im, im2col
 
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
+
 
 def max_pool2d_forward(x, kh, kw, stride, padding=0):
     """x: (N, C, H, W) -> (y (N, C, OH, OW), cache). Ties go to the first maximum."""

@@ -3,79 +3,87 @@
 Training, per channel, with the moving mean mu and moving standard deviation sigma
 *before* this step updates them:
 
-    sigma_B = sqrt(var_B + eps)
-    r = clip(sigma_B / sigma, 1/r_max, r_max)          (a constant for the backward)
-    d = clip((mu_B - mu) / sigma, -d_max, d_max)       (a constant for the backward)
+    mu_B, sigma_B^2 = the mini-batch mean and variance        (BN's Algorithm 1, lines 1-2)
+    sigma_B = sqrt(sigma_B^2 + eps)
+    r = clip(sigma_B / sigma, 1/r_max, r_max)                (a constant for the backward)
+    d = clip((mu_B - mu) / sigma, -d_max, d_max)             (a constant for the backward)
     x_hat = (x - mu_B) / sigma_B * r + d
     y = gamma * x_hat + beta
 
 With r_max = 1 and d_max = 0, r = 1 and d = 0: exactly Algorithm 1 of the BN paper.
 Inference uses the moving averages, y = gamma * (x - mu) / sigma + beta; eps is counted
-once, since it is already inside sigma (a moving average of sqrt(var_B + eps)).
+once, since it is already inside sigma (a moving average of sqrt(sigma_B^2 + eps)).
+
+Backward: r and d are constants, so with z = (x - mu_B) / sigma_B (BN's own x_hat),
+dl/dz = gamma * r * dl/dy and dl/dx is BN's closed form through z
+(:func:`standardize_backward`). All per-channel values are (C,).
 """
 
 from __future__ import annotations
 
-from .batchnorm import _channel_shape, batch_norm_backward, batch_norm_forward
+from .batchnorm import batch_moments, check_axis, check_batch_count, per_channel
+from .standardize import standardize_backward
+
+__all__ = ["batch_renorm_forward", "batch_renorm_backward", "batch_renorm_inference_forward",
+           "batch_renorm_inference_backward"]
 
 
-def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max, d_max, eps=1e-5, axis=(0,),
+def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max, d_max, eps=1e-5, axis=None,
                          r=None, d=None):
-    """x: (N, C, *); gamma, beta, running_mean, running_std: (C,).
+    """x: (N, C, *); gamma, beta (C,) or None; running_mean, running_std: (C,).
 
-    ``r``, ``d``: pass them (broadcastable to the statistics) to hold them fixed instead of
-    computing them from this batch: the function the backward differentiates, since it
-    treats r and d as constants (a finite-difference check must freeze them too).
+    ``r``, ``d``: pass them ((C,)) to hold them fixed instead of computing them from this
+    batch: the function the backward differentiates, since it treats r and d as constants
+    (a finite-difference check must freeze them too).
 
-    Returns (y, cache); cache["mu_B"], cache["sigma_B"], cache["r"], cache["d"] are
-    (C,)-broadcastable, for the caller's moving-average update and for inspection.
+    Returns (y, cache); cache["mu_B"], cache["sigma_B"] (for the caller's moving averages),
+    cache["r"], cache["d"] are (C,).
     """
-    xp_shape = _channel_shape(x, tuple(axis))
-    # z = (x - mu_B) / sigma_B: the BN transform without gamma and beta
-    z, bn_cache = batch_norm_forward(x, None, None, eps, axis)
-    sigma_B = (bn_cache["var_B"] + eps) ** 0.5
-    sigma = running_std.reshape(xp_shape)
+    axis = check_axis(x, axis)
+    m = x.size // x.shape[1]
+    check_batch_count(x, m)
+    mu_B, var_B = batch_moments(x, axis)
+    sigma_B = (var_B + eps) ** 0.5
     if r is None:
-        r = (sigma_B / sigma).clip(1.0 / r_max, r_max)
+        r = (sigma_B / running_std).clip(1.0 / r_max, r_max)
     if d is None:
-        d = ((bn_cache["mu_B"] - running_mean.reshape(xp_shape)) / sigma).clip(-d_max, d_max)
-    x_hat = z * r + d
-    y = x_hat * gamma.reshape(xp_shape) + beta.reshape(xp_shape) if gamma is not None else x_hat
-    y = y.astype(x.dtype, copy=False)
-    cache = {"bn": bn_cache, "x_hat": x_hat, "r": r, "d": d, "gamma": gamma, "axis": tuple(axis),
-             "mu_B": bn_cache["mu_B"], "sigma_B": sigma_B, "m": bn_cache["m"]}
-    return y, cache
+        d = ((mu_B - running_mean) / running_std).clip(-d_max, d_max)
+    z = (x - per_channel(mu_B, x)) / per_channel(sigma_B, x)
+    x_hat = z * per_channel(r, x) + per_channel(d, x)
+    y = x_hat if gamma is None else per_channel(gamma, x) * x_hat + per_channel(beta, x)
+    cache = {"x": x, "z": z, "x_hat": x_hat, "mu_B": mu_B, "sigma_B": sigma_B, "r": r, "d": d, "gamma": gamma,
+             "axis": axis, "m": m}
+    return y.astype(x.dtype, copy=False), cache
 
 
 def batch_renorm_backward(dy, cache):
-    """r and d are constants: dl/dz = r * gamma * dy, then BN's closed-form backward through z.
+    """dl/dz = gamma * r * dl/dy (r, d constants), then BN's closed form through z.
 
-    Returns (dx, dgamma, dbeta), with dgamma = sum dy * x_hat and dbeta = sum dy.
+    Returns (dx, dgamma, dbeta), dgamma = sum dy * x_hat and dbeta = sum dy (None without affine).
     """
-    gamma, r, axis = cache["gamma"], cache["r"], cache["axis"]
-    dz = dy * r if gamma is None else dy * (gamma.reshape(r.shape) * r)
-    dx, _, _ = batch_norm_backward(dz, cache["bn"])
+    x, gamma, r, axis = cache["x"], cache["gamma"], cache["r"], cache["axis"]
+    dz = dy * per_channel(r if gamma is None else gamma * r, x)
+    dx = standardize_backward(dz, cache["z"], per_channel(1.0 / cache["sigma_B"], x), axis)
+    dx = dx.astype(x.dtype, copy=False)
     if gamma is None:
         return dx, None, None
-    return dx, (dy * cache["x_hat"]).sum(axis=axis), dy.sum(axis=axis)
+    return dx, (dy * cache["x_hat"]).sum(axis=axis).astype(gamma.dtype), dy.sum(axis=axis).astype(gamma.dtype)
 
 
-def batch_renorm_inference_forward(x, gamma, beta, running_mean, running_std, axis=(0,)):
-    """y = gamma * (x - mu) / sigma + beta with the moving averages (eps already inside sigma)."""
-    shape = _channel_shape(x, tuple(axis))
-    inv = 1.0 / running_std.reshape(shape)
-    scale = inv if gamma is None else gamma.reshape(shape) * inv
-    y = (x - running_mean.reshape(shape)) * scale
-    if beta is not None:
-        y += beta.reshape(shape)
-    cache = {"x": x, "mean": running_mean.reshape(shape), "inv": inv, "scale": scale, "gamma": gamma,
-             "axis": tuple(axis)}
+def batch_renorm_inference_forward(x, gamma, beta, running_mean, running_std, axis=None):
+    """y = gamma * (x - mu) / sigma + beta with the moving averages (eps is already inside sigma)."""
+    axis = check_axis(x, axis)
+    x_hat = (x - per_channel(running_mean, x)) / per_channel(running_std, x)
+    y = x_hat if gamma is None else per_channel(gamma, x) * x_hat + per_channel(beta, x)
+    cache = {"x": x, "x_hat": x_hat, "running_std": running_std, "gamma": gamma, "axis": axis}
     return y.astype(x.dtype, copy=False), cache
 
 
 def batch_renorm_inference_backward(dy, cache):
-    axis = cache["axis"]
-    dx = (dy * cache["scale"]).astype(cache["x"].dtype, copy=False)
-    if cache["gamma"] is None:
+    """dx = dy * gamma / sigma; dgamma = sum dy * x_hat, dbeta = sum dy."""
+    x, gamma, axis = cache["x"], cache["gamma"], cache["axis"]
+    scale = 1.0 / cache["running_std"] if gamma is None else gamma / cache["running_std"]
+    dx = (dy * per_channel(scale, x)).astype(x.dtype, copy=False)
+    if gamma is None:
         return dx, None, None
-    return dx, (dy * (cache["x"] - cache["mean"]) * cache["inv"]).sum(axis=axis), dy.sum(axis=axis)
+    return dx, (dy * cache["x_hat"]).sum(axis=axis).astype(gamma.dtype), dy.sum(axis=axis).astype(gamma.dtype)

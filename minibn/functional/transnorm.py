@@ -28,7 +28,16 @@ Where the paper and the code differ (we follow the code):
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .batchnorm import _channel_shape, batch_norm_backward, batch_norm_forward
+from .batchnorm import (
+    batch_norm_backward,
+    batch_norm_forward,
+    batch_norm_inference_backward,
+    batch_norm_inference_forward,
+    per_channel,
+)
+
+__all__ = ["transnorm_alpha", "transnorm_split_point", "transnorm_forward", "transnorm_backward",
+           "transnorm_inference_forward", "transnorm_inference_backward"]
 
 
 def transnorm_alpha(mean_s, var_s, mean_t, var_t, eps):
@@ -38,11 +47,12 @@ def transnorm_alpha(mean_s, var_s, mean_t, var_t, eps):
     return p * (len(p) / p.sum())
 
 
-def split_point(N):
+def transnorm_split_point(N):
+    """The number of source rows in a training batch of N rows: N // 2."""
     return N // 2
 
 
-def transnorm_forward(x, gamma, beta, eps=1e-5, axis=(0,), alpha=None):
+def transnorm_forward(x, gamma, beta, eps=1e-5, axis=None, alpha=None):
     """Training forward on x = [source; target] (N, C, *). Returns (y, cache).
 
     ``alpha``: (C,) to hold alpha fixed instead of computing it from the batch (the
@@ -51,20 +61,24 @@ def transnorm_forward(x, gamma, beta, eps=1e-5, axis=(0,), alpha=None):
 
     cache["source"], cache["target"]: the BN caches of each half (with mu_B, var_B, m
     for the running statistics); cache["alpha"]: (C,).
+
+    Raises ValueError unless each half has at least 2 values per channel.
     """
     xp = get_array_module(x)
-    n_s = split_point(x.shape[0])
-    z_s, c_s = batch_norm_forward(x[:n_s], gamma, beta, eps, axis)
+    N = x.shape[0]
+    n_s = transnorm_split_point(N)
+    per_row = x.size // (N * x.shape[1]) if N else 0
+    if n_s * per_row < 2 or (N - n_s) * per_row < 2:
+        raise ValueError(f"training needs a batch [source; target] with at least 2 values per channel in each "
+                         f"half, got input of shape {tuple(x.shape)} ({n_s} source and {N - n_s} target rows)")
+    z_s, c_s = batch_norm_forward(x[:n_s], gamma, beta, eps, axis)    # Eq. 3-4 on each domain
     z_t, c_t = batch_norm_forward(x[n_s:], gamma, beta, eps, axis)
-
-    def unbiased(c):
-        return c["var_B"].reshape(-1) * (c["m"] / (c["m"] - 1))
-
     if alpha is None:
-        alpha = transnorm_alpha(c_s["mu_B"].reshape(-1), unbiased(c_s), c_t["mu_B"].reshape(-1), unbiased(c_t), eps)
-    scale = (1.0 + alpha).reshape(_channel_shape(x, tuple(axis)))
-    y = xp.concatenate([z_s, z_t]) * scale
-    return y.astype(x.dtype, copy=False), {"source": c_s, "target": c_t, "alpha": alpha, "scale": scale, "n_s": n_s}
+        unbiased_s = c_s["var_B"] * (c_s["m"] / (c_s["m"] - 1))
+        unbiased_t = c_t["var_B"] * (c_t["m"] / (c_t["m"] - 1))
+        alpha = transnorm_alpha(c_s["mu_B"], unbiased_s, c_t["mu_B"], unbiased_t, eps)   # Eq. 5-6
+    y = xp.concatenate([z_s, z_t]) * per_channel(1.0 + alpha, x)                        # Eq. 7
+    return y.astype(x.dtype, copy=False), {"source": c_s, "target": c_t, "alpha": alpha, "n_s": n_s}
 
 
 def transnorm_backward(dy, cache):
@@ -73,7 +87,7 @@ def transnorm_backward(dy, cache):
     Returns (dx, dgamma, dbeta); gamma and beta are shared, so their gradients add.
     """
     xp = get_array_module(dy)
-    dz = dy * cache["scale"]
+    dz = dy * per_channel(1.0 + cache["alpha"], dy)
     n_s = cache["n_s"]
     dx_s, dg_s, db_s = batch_norm_backward(dz[:n_s], cache["source"])
     dx_t, dg_t, db_t = batch_norm_backward(dz[n_s:], cache["target"])
@@ -81,3 +95,17 @@ def transnorm_backward(dy, cache):
     if dg_s is None:
         return dx, None, None
     return dx, dg_s + dg_t, db_s + db_t
+
+
+def transnorm_inference_forward(x, gamma, beta, running_mean_target, running_var_target, alpha, eps=1e-5):
+    """Inference on target data x (N, C, *): BN's fixed transform with the target running
+    statistics, times (1 + alpha), alpha (C,) from both domains' running statistics
+    (:func:`transnorm_alpha`) or given. Returns (y, cache)."""
+    z, cache = batch_norm_inference_forward(x, gamma, beta, running_mean_target, running_var_target, eps)
+    cache["alpha"] = alpha
+    return (z * per_channel(1.0 + alpha, x)).astype(x.dtype, copy=False), cache
+
+
+def transnorm_inference_backward(dy, cache):
+    """dz = (1 + alpha) dy, then the backward of BN's fixed transform."""
+    return batch_norm_inference_backward(dy * per_channel(1.0 + cache["alpha"], dy), cache)

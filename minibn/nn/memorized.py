@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from .. import backend, optim
 from .. import functional as F
-from .._checks import check_range
-from .batchnorm import _BatchNorm
+from .._checks import check_positive_int, check_range
 from .module import Module
+from .norm import Normalization
 
 
-class _MemorizedBatchNorm(_BatchNorm):
+class MemorizedBatchNorm(Normalization):
     """Memorized BN: normalize with statistics pooled over the current batch and the k
     most recent batches (Eq. 5-8; see :mod:`minibn.functional.memorized`).
 
@@ -29,24 +29,22 @@ class _MemorizedBatchNorm(_BatchNorm):
     ``memory_var`` (k, C), ``memory_count`` (k,) and ``memory_len`` (entries filled, at
     the end). Inference: Eq. 6 over the memory alone with weights eta^(k_t - i).
 
-    ``impl``: ``"reference"`` (:mod:`minibn.functional.memorized`, the equations as written),
-    ``"fused"`` (BN's two compiled loops per direction, :mod:`minibn.functional.batchnorm_fused`;
-    NumPy only, needs numba) or ``"auto"`` (fused when it can run, else the reference).
+    ``impl`` (the implementations of "memorized_batch_norm"): ``"reference"``
+    (:mod:`minibn.functional.memorized`, the equations as written), ``"fused"`` (BN's two
+    compiled loops per direction, :mod:`minibn.kernels.fused_bn`; NumPy only, needs
+    numba) or ``"auto"`` (fused when it can run, else the reference).
     """
 
-    _IMPLS = ("auto", "fused", "reference")
-
+    op = "memorized_batch_norm"
     _buffers = ("memory_mean", "memory_var", "memory_count", "memory_len")
 
     def __init__(self, num_features, memory_size=10, eta=0.9, lam=0.1, double_forward=False, eps=1e-5,
                  affine=True, impl="auto", dtype="float32"):
         name = type(self).__name__
-        if impl not in self._IMPLS:
-            raise ValueError(f"{name}: impl must be one of {self._IMPLS}, got {impl!r}")
-        super().__init__(num_features, eps=eps, momentum=None, affine=affine, impl=impl, dtype=dtype)
+        check_positive_int("num_features", num_features, name)
         if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
             raise ValueError(f"{name}: memory_size must be an integer >= 0, got {memory_size!r}")
-        del self.running_mean, self.running_var, self.num_batches_tracked
+        super().__init__(num_features, eps, affine, impl, dtype)
         xp = backend.xp()
         self.memory_size = memory_size
         self.eta, self.lam, self.double_forward = eta, lam, double_forward
@@ -74,8 +72,8 @@ class _MemorizedBatchNorm(_BatchNorm):
         check_range("lam", value, 0.0, 1.0, type(self).__name__)
         self._lam = float(value)
 
-    def _memory(self):
-        """(means, vars, counts) of the filled entries, oldest first."""
+    def memory(self):
+        """(means (k, C), vars (k, C), counts (k,)) of the k filled entries, oldest first."""
         k = self.memory_len
         s = slice(self.memory_size - k, self.memory_size)
         return self.memory_mean[s], self.memory_var[s], self.memory_count[s]
@@ -98,49 +96,35 @@ class _MemorizedBatchNorm(_BatchNorm):
     def forward(self, x):
         self._check(x)
         gamma, beta = self._affine()
-        axis = self._axis(x)
         xp = backend.get_array_module(x)
-        means, variances, counts = self._memory()
+        means, variances, counts = self.memory()
         if self.training:
             alphas = F.memory_weights(self.memory_len, self.lam, self.eta, xp)
-            fused = F.use_fused(self.impl, x)
-            forward = F.memorized_batch_norm_forward_fused if fused else F.memorized_batch_norm_forward
-            y, cache = forward(x, gamma, beta, means, variances, counts, alphas, self.eps, axis)
-            cache["fused"] = fused
+            y, cache = self._train_forward(x, gamma, beta, means, variances, counts, alphas, self.eps)
             if self._recording or not self.double_forward:
                 self.push(cache["mu_B"], cache["var_B"], cache["m"])
-            self._cache = ("batch", cache)
             return y
         if self.memory_len == 0:
-            raise RuntimeError(f"{type(self).__name__}: the memory is empty; train (or run a training-mode "
+            raise RuntimeError(f"{self.name}: the memory is empty; train (or run a training-mode "
                                f"forward) before using eval mode")
         mu, var = F.pooled_statistics(means, variances, counts, F.memory_weights(self.memory_len, 1.0, self.eta, xp))
-        y, cache = F.batch_norm_inference_forward(x, gamma, beta, mu, var, self.eps, axis)
-        self._cache = ("running", cache)
+        y, cache = F.batch_norm_inference_forward(x, gamma, beta, mu, var, self.eps)
+        self._remember(F.batch_norm_inference_backward, cache, y)
         return y
-
-    def backward(self, dy):
-        kind, cache = self._cache
-        if kind == "running":
-            fn = F.batch_norm_inference_backward
-        else:
-            fn = F.memorized_batch_norm_backward_fused if cache["fused"] else F.memorized_batch_norm_backward
-        dx, dgamma, dbeta = fn(dy, cache)
-        return self._accumulate(dx, dgamma, dbeta)
 
     def extra_repr(self):
         return (f"{self.num_features}, memory_size={self.memory_size}, eta={self.eta}, lam={self.lam}, "
-                f"double_forward={self.double_forward}, impl={self.impl!r}")
+                f"double_forward={self.double_forward}, eps={self.eps}, affine={self.affine}, impl={self.impl!r}")
 
 
-class MemorizedBatchNorm1d(_MemorizedBatchNorm):
+class MemorizedBatchNorm1d(MemorizedBatchNorm):
     """Memorized BN over (N, C) or (N, C, L)."""
 
     _ndims = (2, 3)
     _layout = "(N, {C}) or (N, {C}, L)"
 
 
-class MemorizedBatchNorm2d(_MemorizedBatchNorm):
+class MemorizedBatchNorm2d(MemorizedBatchNorm):
     """Memorized BN over (N, C, H, W), per channel."""
 
     _ndims = (4,)
@@ -148,7 +132,7 @@ class MemorizedBatchNorm2d(_MemorizedBatchNorm):
 
 
 def mbn_layers(model: Module):
-    return [m for m in model.modules() if isinstance(m, _MemorizedBatchNorm)]
+    return [m for m in model.modules() if isinstance(m, MemorizedBatchNorm)]
 
 
 def lambda_scheduler(layers, total_steps, values=(0.1, 0.5, 0.9), at=(0.4, 0.6)):

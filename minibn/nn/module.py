@@ -12,6 +12,7 @@ and moved but not trained, e.g. BN's running statistics).
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import numpy
@@ -110,6 +111,18 @@ class Module:
 
     def eval(self):
         return self.train(False)
+
+    @contextlib.contextmanager
+    def mode(self, training: bool):
+        """``with model.mode(training=False): ...`` runs the block with every submodule in
+        that mode, and gives each one its own mode back afterwards (also after an error)."""
+        saved = [(m, m.training) for m in self.modules()]
+        self.train(training)
+        try:
+            yield self
+        finally:
+            for m, t in saved:
+                m.training = t
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self):

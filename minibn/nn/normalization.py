@@ -1,113 +1,107 @@
-"""LayerNorm and GroupNorm: BN's relatives, which normalize each sample on its own."""
+"""LayerNorm, GroupNorm and InstanceNorm2d: BN's relatives, which normalize each sample on its own.
+
+No running statistics: training and inference compute the same function, so ``train()``
+and ``eval()`` change nothing here, and the batch size does not matter. ``impl``:
+``"reference"`` (the readable functions of :mod:`minibn.functional`), ``"fused"``
+(compiled loops, :mod:`minibn.kernels.fused_rows`; NumPy only, needs numba) or
+``"auto"`` (fused when it can run, else the reference).
+"""
 
 from __future__ import annotations
 
-from .. import backend
-from .. import functional as F
 from .._checks import check_float, check_positive_int
-from .module import Module, Parameter
+from .norm import Normalization
 
-_IMPLS = ("auto", "fused", "reference")
-
-
-def _check_impl(impl, where):
-    if impl not in _IMPLS:
-        raise ValueError(f"{where}: impl must be one of {_IMPLS}, got {impl!r}")
-    return impl
+__all__ = ["LayerNorm", "GroupNorm", "InstanceNorm2d"]
 
 
-class LayerNorm(Module):
+class LayerNorm(Normalization):
     """Normalize over the trailing ``normalized_shape`` axes of each sample (PyTorch semantics).
 
     x: (*, *normalized_shape) -> y of the same shape; gamma, beta have ``normalized_shape``.
-    ``impl``: ``"reference"`` (the readable :mod:`minibn.functional.layernorm`), ``"fused"``
-    (compiled loops, :mod:`minibn.functional.standardize_fused`; NumPy only, needs numba) or
-    ``"auto"`` (fused when it can run, else the reference).
     """
 
+    op = "layer_norm"
+
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, impl="auto", dtype="float32"):
-        super().__init__()
-        self.impl = _check_impl(impl, "LayerNorm")
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(normalized_shape)
         for s in self.normalized_shape:
             check_positive_int("normalized_shape", s, "LayerNorm")
-        if not eps >= 0:
-            raise ValueError(f"LayerNorm: eps must be >= 0, got {eps!r}")
-        self.eps = eps
-        xp = backend.xp()
-        self.gamma = Parameter(xp.ones(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
-        self.beta = Parameter(xp.zeros(self.normalized_shape, dtype=dtype)) if elementwise_affine else None
+        super().__init__(self.normalized_shape[0], eps, elementwise_affine, impl, dtype,
+                         affine_shape=self.normalized_shape)
 
-    def forward(self, x):
-        check_float("x", x, "LayerNorm")
+    def _check(self, x):
+        check_float("x", x, self.name)
         k = len(self.normalized_shape)
         if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
-            raise ValueError(f"LayerNorm: expected x of shape (*, {', '.join(map(str, self.normalized_shape))}), "
+            raise ValueError(f"{self.name}: expected x of shape (*, {', '.join(map(str, self.normalized_shape))}), "
                              f"got shape {tuple(x.shape)}")
-        g = None if self.gamma is None else self.gamma.data
-        b = None if self.beta is None else self.beta.data
-        fused = F.use_fused(self.impl, x)
-        y, cache = (F.layer_norm_forward_fused if fused else F.layer_norm_forward)(x, g, b, k, self.eps)
-        self._cache = (fused, cache)
-        return y
 
-    def backward(self, dy):
-        fused, cache = self._cache
-        dx, dgamma, dbeta = (F.layer_norm_backward_fused if fused else F.layer_norm_backward)(dy, cache)
-        if self.gamma is not None:
-            self.gamma.accumulate(dgamma)
-            self.beta.accumulate(dbeta)
-        return dx
+    def forward(self, x):
+        self._check(x)
+        return self._train_forward(x, *self._affine(), len(self.normalized_shape), self.eps)[0]
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, impl={self.impl!r}"
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.affine}, impl={self.impl!r}"
 
 
-class GroupNorm(Module):
-    """Normalize each sample over groups of C / G channels (and all positions).
+class GroupNorm(Normalization):
+    """Normalize each sample over groups of C / G consecutive channels (and all positions).
 
     x: (N, C, *) -> y of the same shape; per-channel gamma, beta (C,).
-    ``impl``: ``"reference"`` (the readable :mod:`minibn.functional.groupnorm`), ``"fused"``
-    (compiled loops, :mod:`minibn.functional.standardize_fused`; NumPy only, needs numba) or
-    ``"auto"`` (fused when it can run, else the reference).
     """
 
+    op = "group_norm"
+    _layout = "(N, {C}, *)"
+
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, impl="auto", dtype="float32"):
-        super().__init__()
-        self.impl = _check_impl(impl, "GroupNorm")
         check_positive_int("num_groups", num_groups, "GroupNorm")
         check_positive_int("num_channels", num_channels, "GroupNorm")
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
                              f"num_groups ({num_groups})")
-        if not eps >= 0:
-            raise ValueError(f"GroupNorm: eps must be >= 0, got {eps!r}")
-        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
-        xp = backend.xp()
-        self.gamma = Parameter(xp.ones(num_channels, dtype=dtype)) if affine else None
-        self.beta = Parameter(xp.zeros(num_channels, dtype=dtype)) if affine else None
+        self.num_groups = num_groups
+        super().__init__(num_channels, eps, affine, impl, dtype)
+
+    @property
+    def num_channels(self):
+        return self.num_features
+
+    def _check(self, x):
+        check_float("x", x, self.name)
+        if x.ndim < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"{self.name}: expected x of shape {self._layout.format(C=self.num_features)}, "
+                             f"got shape {tuple(x.shape)}")
 
     def forward(self, x):
-        check_float("x", x, "GroupNorm")
-        if x.ndim < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"GroupNorm: expected x of shape (N, {self.num_channels}, *), got shape {tuple(x.shape)}")
-        g = None if self.gamma is None else self.gamma.data
-        b = None if self.beta is None else self.beta.data
-        fused = F.use_fused(self.impl, x)
-        y, cache = (F.group_norm_forward_fused if fused else F.group_norm_forward)(x, g, b, self.num_groups,
-                                                                                   self.eps)
-        self._cache = (fused, cache)
-        return y
-
-    def backward(self, dy):
-        fused, cache = self._cache
-        dx, dgamma, dbeta = (F.group_norm_backward_fused if fused else F.group_norm_backward)(dy, cache)
-        if self.gamma is not None:
-            self.gamma.accumulate(dgamma)
-            self.beta.accumulate(dbeta)
-        return dx
+        self._check(x)
+        return self._train_forward(x, *self._affine(), self.num_groups, self.eps)[0]
 
     def extra_repr(self):
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, impl={self.impl!r}"
+        return f"{self.num_groups}, {self.num_features}, eps={self.eps}, affine={self.affine}, impl={self.impl!r}"
+
+
+class InstanceNorm2d(Normalization):
+    """Normalize each channel of each sample over its H * W positions (Ulyanov et al. 2016):
+    GroupNorm with one channel per group. x: (N, C, H, W); gamma, beta (C,) when ``affine``.
+
+    PyTorch's defaults: ``affine=False``, and no running statistics (its
+    ``track_running_stats=False``).
+    """
+
+    op = "instance_norm"
+    _ndims = (4,)
+    _layout = "(N, {C}, H, W)"
+
+    def __init__(self, num_features, eps=1e-5, affine=False, impl="auto", dtype="float32"):
+        check_positive_int("num_features", num_features, "InstanceNorm2d")
+        super().__init__(num_features, eps, affine, impl, dtype)
+
+    def forward(self, x):
+        self._check(x)
+        return self._train_forward(x, *self._affine(), self.eps)[0]
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}, impl={self.impl!r}"

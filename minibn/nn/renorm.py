@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from .. import backend, optim
 from .. import functional as F
-from .batchnorm import _BatchNorm
+from .._checks import check_positive_int
+from .norm import Normalization, RunningStatistics
 
 
-class _BatchRenorm(_BatchNorm):
+class BatchRenorm(RunningStatistics, Normalization):
     """Batch Renormalization: BN corrected by r and d towards the moving statistics.
 
     Keeps moving averages of the mean and of the standard deviation sqrt(var_B + eps)
@@ -18,22 +19,24 @@ class _BatchRenorm(_BatchNorm):
     r_max < 1 or d_max < 0 raises ValueError. The last step's r and d are kept in
     ``last_r``, ``last_d`` (C,) for inspection.
 
-    ``impl``: ``"reference"`` (:mod:`minibn.functional.renorm`, the formulas as written),
-    ``"fused"`` (BN's two compiled loops per direction, :mod:`minibn.functional.batchnorm_fused`;
-    NumPy only, needs numba) or ``"auto"`` (fused when it can run, else the reference).
+    ``impl`` (the implementations of "batch_renorm"): ``"reference"``
+    (:mod:`minibn.functional.renorm`, the formulas as written), ``"fused"`` (BN's two
+    compiled loops per direction, :mod:`minibn.kernels.fused_bn`; NumPy only, needs
+    numba) or ``"auto"`` (fused when it can run, else the reference).
     """
 
-    _IMPLS = ("auto", "fused", "reference")
-
+    op = "batch_renorm"
     _buffers = ("running_mean", "running_std", "num_batches_tracked")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.01, r_max=1.0, d_max=0.0, affine=True, impl="auto",
                  dtype="float32"):
-        if impl not in self._IMPLS:
-            raise ValueError(f"{type(self).__name__}: impl must be one of {self._IMPLS}, got {impl!r}")
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine, impl=impl, dtype=dtype)
-        del self.running_var
-        self.running_std = backend.xp().ones(num_features, dtype=dtype)
+        check_positive_int("num_features", num_features, type(self).__name__)
+        super().__init__(num_features, eps, affine, impl, dtype)
+        self.momentum = momentum
+        xp = backend.xp()
+        self.running_mean = xp.zeros(num_features, dtype=dtype)
+        self.running_std = xp.ones(num_features, dtype=dtype)
+        self.num_batches_tracked = 0
         self.r_max, self.d_max = r_max, d_max
         self.last_r = self.last_d = None
 
@@ -60,48 +63,33 @@ class _BatchRenorm(_BatchNorm):
     def forward(self, x):
         self._check(x)
         gamma, beta = self._affine()
-        axis = self._axis(x)
         if self.training:
-            fused = F.use_fused(self.impl, x)
-            forward = F.batch_renorm_forward_fused if fused else F.batch_renorm_forward
-            y, cache = forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max, self.d_max,
-                               self.eps, axis)
-            cache["fused"] = fused
-            self.num_batches_tracked += 1
-            f = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
+            y, cache = self._train_forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max,
+                                           self.d_max, self.eps)
+            f = self._momentum_factor()
             self.running_mean *= 1 - f
-            self.running_mean += f * cache["mu_B"].reshape(-1).astype(self.running_mean.dtype)
+            self.running_mean += (f * cache["mu_B"]).astype(self.running_mean.dtype)
             self.running_std *= 1 - f
-            self.running_std += f * cache["sigma_B"].reshape(-1).astype(self.running_std.dtype)
-            self.last_r, self.last_d = cache["r"].reshape(-1), cache["d"].reshape(-1)
-            self._cache = ("batch", cache)
+            self.running_std += (f * cache["sigma_B"]).astype(self.running_std.dtype)
+            self.last_r, self.last_d = cache["r"], cache["d"]
         else:
-            y, cache = F.batch_renorm_inference_forward(x, gamma, beta, self.running_mean, self.running_std, axis)
-            self._cache = ("running", cache)
+            y, cache = F.batch_renorm_inference_forward(x, gamma, beta, self.running_mean, self.running_std)
+            self._remember(F.batch_renorm_inference_backward, cache, y)
         return y
-
-    def backward(self, dy):
-        kind, cache = self._cache
-        if kind == "running":
-            fn = F.batch_renorm_inference_backward
-        else:
-            fn = F.batch_renorm_backward_fused if cache["fused"] else F.batch_renorm_backward
-        dx, dgamma, dbeta = fn(dy, cache)
-        return self._accumulate(dx, dgamma, dbeta)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, r_max={self.r_max}, "
-                f"d_max={self.d_max}, impl={self.impl!r}")
+                f"d_max={self.d_max}, affine={self.affine}, impl={self.impl!r}")
 
 
-class BatchRenorm1d(_BatchRenorm):
+class BatchRenorm1d(BatchRenorm):
     """Batch Renormalization over (N, C) or (N, C, L)."""
 
     _ndims = (2, 3)
     _layout = "(N, {C}) or (N, {C}, L)"
 
 
-class BatchRenorm2d(_BatchRenorm):
+class BatchRenorm2d(BatchRenorm):
     """Batch Renormalization over (N, C, H, W), per channel."""
 
     _ndims = (4,)

@@ -5,18 +5,12 @@ import copy
 import numpy as np
 import pytest
 
-from minibn import backend, nn, optim
 from minibn import functional as F
+from minibn import nn, optim
 from minibn.train import second_forward
-from tests.conftest import on_active
+from tests.helpers import impls, needs_numba, on_active, skip_unless_runs_here, to_np
 
-
-def to_np(a):
-    return backend.asnumpy(a)
-
-
-needs_numba = pytest.mark.skipif(not F.fused_available(), reason="numba (minibn[fast]) is not installed")
-IMPLS = ["reference", pytest.param("fused", marks=needs_numba)]
+IMPLS = impls("memorized_batch_norm")
 
 
 def fill(layer, batches):
@@ -30,8 +24,7 @@ def fill(layer, batches):
                                                 (nn.MemorizedBatchNorm2d, nn.BatchNorm2d, (3, 3, 2, 2))])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_lam_0_or_no_memory_is_batchnorm(backend_name, rng, kw, cls, bn_cls, shape, impl):
-    if impl == "fused" and backend_name != "numpy":
-        pytest.skip("the fused path runs on NumPy arrays only")
+    skip_unless_runs_here("memorized_batch_norm", impl)
     mbn = cls(3, impl=impl, **kw).astype(np.float64)
     bn = bn_cls(3, impl="reference").astype(np.float64)
     fill(mbn, [rng.standard_normal(shape) * 2 + 7 for _ in range(4)])  # memory is used only via lam
@@ -52,7 +45,7 @@ def test_statistics_equal_eq5_over_the_concatenated_batches(rng, impl):
     assert layer.memory_len == 3
     x = rng.standard_normal((7, 2)) * 2 + 4
     layer(x)
-    cache = layer._cache[1]
+    cache = layer._cache
     kept = old[1:]
     weights = [lam * eta ** (2 - i) for i in range(3)] + [1.0]
     vals = np.concatenate(kept + [x])
@@ -61,7 +54,7 @@ def test_statistics_equal_eq5_over_the_concatenated_batches(rng, impl):
     var = (w * (vals - mu) ** 2).sum(0) / w.sum()
     np.testing.assert_allclose(cache["mu_hat"], mu, rtol=1e-12)
     np.testing.assert_allclose(cache["var_hat"], var, rtol=1e-12)
-    np.testing.assert_allclose(layer._memory()[0][-1], x.mean(0))  # pushed after use (no double-forward)
+    np.testing.assert_allclose(layer.memory()[0][-1], x.mean(0))  # pushed after use (no double-forward)
 
 
 def test_inference_pools_the_memory_with_eta_weights(rng):
@@ -132,8 +125,8 @@ def test_double_forward_records_post_update_statistics(backend_name, rng):
     probe = copy.deepcopy(model)  # the MBN input under the updated weights, BN in training mode
     h = to_np(probe[3](probe[2](probe[1](probe[0](x)))))
     assert np.abs(h.mean(0)).min() > 1e-3  # a real test: the statistics are far from zero
-    np.testing.assert_allclose(to_np(mbn._memory()[0][-1]), h.mean(0), rtol=1e-10)
-    np.testing.assert_allclose(to_np(mbn._memory()[1][-1]), h.var(0), rtol=1e-10)
+    np.testing.assert_allclose(to_np(mbn.memory()[0][-1]), h.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(to_np(mbn.memory()[1][-1]), h.var(0), rtol=1e-10)
     np.testing.assert_array_equal(to_np(model[1].running_mean), bn_stats[0])  # untouched by the 2nd pass
     np.testing.assert_array_equal(to_np(model[1].running_var), bn_stats[1])
 
@@ -147,7 +140,7 @@ def test_without_double_forward_the_memory_holds_pre_update_statistics(rng):
     y = model(x)
     model.backward(rng.standard_normal(y.shape))
     optim.SGD(model.parameters(), lr=0.5).step()
-    np.testing.assert_allclose(mbn._memory()[0][-1], before.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(mbn.memory()[0][-1], before.mean(0), rtol=1e-12)
 
 
 @pytest.mark.parametrize("kw, match", [(dict(memory_size=-1), "memory_size must be an integer >= 0"),

@@ -3,30 +3,18 @@
 import numpy as np
 import pytest
 
-from minibn import backend, nn, optim
-from minibn import functional as F
+from minibn import dispatch, nn, optim
 from minibn.gradcheck import check_function
-from tests.conftest import on_active
+from tests.helpers import impls, needs_numba, on_active, skip_unless_runs_here, to_np
 
-
-def to_np(a):
-    return backend.asnumpy(a)
-
-
-needs_numba = pytest.mark.skipif(not F.fused_available(), reason="numba (minibn[fast]) is not installed")
-IMPLS = ["reference", pytest.param("fused", marks=needs_numba)]
-
-
-def skip_fused_off_cpu(impl, backend_name):
-    if impl == "fused" and backend_name != "numpy":
-        pytest.skip("the fused path runs on NumPy arrays only")
+IMPLS = impls("batch_renorm")
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("cls, shape", [(nn.BatchRenorm1d, (8, 3)), (nn.BatchRenorm1d, (4, 3, 5)),
                                         (nn.BatchRenorm2d, (3, 3, 4, 4))])
 def test_r_max_1_d_max_0_is_batchnorm(backend_name, rng, cls, shape, impl):
-    skip_fused_off_cpu(impl, backend_name)
+    skip_unless_runs_here("batch_renorm", impl)
     C = shape[1]
     brn = cls(C, r_max=1.0, d_max=0.0, impl=impl).astype(np.float64)
     bn = (nn.BatchNorm1d if cls is nn.BatchRenorm1d else nn.BatchNorm2d)(C, impl="reference").astype(np.float64)
@@ -62,9 +50,9 @@ def test_forward_matches_the_formula_and_uses_statistics_before_the_update(rng, 
 def test_gradcheck_with_r_and_d_frozen(backend_name, rng, shape, axis, impl):
     """Unclipped r and d depend on x; the backward treats them as constants, so the
     finite difference must hold them fixed at their values to check that function."""
-    skip_fused_off_cpu(impl, backend_name)
-    forward, backward = {"reference": (F.batch_renorm_forward, F.batch_renorm_backward),
-                         "fused": (F.batch_renorm_forward_fused, F.batch_renorm_backward_fused)}[impl]
+    skip_unless_runs_here("batch_renorm", impl)
+    implementation = dispatch.get("batch_renorm", impl)
+    forward, backward = implementation.forward, implementation.backward
     C = shape[1]
     x = on_active(rng.standard_normal(shape) * 3 + 5)
     g, b = on_active(rng.uniform(0.5, 2, C)), on_active(rng.standard_normal(C))

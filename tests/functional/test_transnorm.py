@@ -3,12 +3,8 @@
 import numpy as np
 import pytest
 
-from minibn import backend, nn
-from tests.conftest import on_active
-
-
-def to_np(a):
-    return backend.asnumpy(a)
+from minibn import nn
+from tests.helpers import on_active, to_np
 
 
 def reference(x, gamma, beta, eps):

@@ -5,7 +5,7 @@ import pytest
 
 import minibn as mb
 from minibn import backend, nn
-from tests.conftest import on_active
+from tests.helpers import on_active
 
 
 def mlp():

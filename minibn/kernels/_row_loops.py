@@ -1,4 +1,4 @@
-"""The CPU loops behind :mod:`minibn.functional.standardize_fused` (LayerNorm, GroupNorm), by numba.
+"""The CPU loops behind :mod:`minibn.kernels.fused_rows` (LayerNorm, GroupNorm, InstanceNorm), by numba.
 
 Both layers standardize each *row* of a 2-d view x (R, L) on its own (LayerNorm: a row is
 a sample; GroupNorm: a row is one group of one sample) and then apply an affine transform
@@ -6,7 +6,7 @@ that varies along the row. The affine is given as a table (P, Lc) whose row r % 
 row r, each of its Lc entries covering S = L / Lc consecutive values: LayerNorm has P = 1,
 Lc = L (gamma over the normalized shape); GroupNorm has P = G, Lc = C / G (a group's
 channels), S = the positions of a channel. Loops take a block of rows [lo, hi), as
-in :mod:`_bn_kernels`; sums are in float64, values are rounded once at the store.
+in :mod:`_bn_loops`; sums are in float64, values are rounded once at the store.
 """
 
 import numba

@@ -2,7 +2,7 @@
 two backward.
 
 NumPy cannot fuse: every ufunc is one pass over memory, with its own output, on one
-core. :mod:`batchnorm_fast` brings BN down to four passes forward and three backward
+core. :mod:`numpy_fast` brings BN down to four passes forward and three backward
 that way; this file writes the loops out by hand (compiled by numba; a large input is
 split into blocks of rows, one per core) so that each pass does all the work it can on
 the value it has loaded:
@@ -20,117 +20,39 @@ backward  1. dbeta = sum dy and sum dy * (x - mu) in one read of dy and x;
 That is 2 reads and 1 write of x-sized data forward, 4 reads and 1 write backward: the
 statistics must be complete before the first output is written, so no two-phase BN
 does less without keeping x_hat. Per-channel arithmetic is in float64; arrays
-keep their dtype (float32 or float64). The loops are in :mod:`_bn_kernels`; numba is an
-optional dependency (``pip install "minibn[fast]"``), imported on first use, and the first
-call of each dtype and rank compiles the loops (a few seconds, then cached on disk).
+keep their dtype (float32 or float64). The loops are in :mod:`_bn_loops`; numba, the
+thread pool and the input checks are in :mod:`numba_cpu`.
 
 BatchRenorm (Ioffe 2017) and Memorized BN (Guo et al. 2018) differ from BN only in the
 per-channel numbers between the loops (r and d; the statistics pooled with the memory),
 so they run on the same two loops: see the last two sections.
 
-Runs on NumPy arrays only. GPU fused kernels (cupy.ElementwiseKernel / ReductionKernel)
-are not written yet: no GPU was available to test them.
+Each function has the contract of the reference function it replaces (same arguments,
+same cache keys that callers read: mu_B, var_B, m, ...); NumPy arrays only.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
-
 import numpy as np
 
-from ..backend import get_array_module
-from .batchnorm import check_batch_count
+from ..functional.batchnorm import check_axis, check_batch_count
+from ..functional.memorized import pool_with_batch
+from . import numba_cpu
+from .numba_cpu import run_blocks
 
 
-@functools.cache  # looking for a module that is not imported yet costs 50 us: once is enough
-def fused_available():
-    """True when numba is installed (the fused path's only requirement beyond NumPy)."""
-    return importlib.util.find_spec("numba") is not None
-
-
-def fused_applicable(x):
-    """Whether the fused path can take x: a float32/float64 NumPy array, with numba installed."""
-    return get_array_module(x) is np and x.dtype in (np.float32, np.float64) and fused_available()
-
-
-def use_fused(impl, x):
-    """For the layers whose ``impl`` is "auto" | "fused" | "reference": whether x goes to the
-    fused path ("fused" always: it says why if it cannot run; "auto" when it can)."""
-    return impl == "fused" or (impl == "auto" and fused_applicable(x))
-
-
-def _kernels(x, module="_bn_kernels"):
-    """The compiled loops (``module`` of this package) for x, or a clear error why not."""
-    if get_array_module(x) is not np:
-        raise NotImplementedError("the fused path runs on NumPy arrays only: GPU fused kernels are not "
-                                  "written yet; use impl='auto' (or 'fast' for BN) on the GPU")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"the fused path takes float32 or float64 arrays, got dtype {x.dtype} "
-                        f"(use impl='reference', which computes float16 statistics in float32)")
-    if not fused_available():
-        raise ImportError('the fused path needs numba: pip install "minibn[fast]" (or use impl="reference")')
-    return importlib.import_module(f".{module}", __package__)
-
-
-#: inputs of at least this many values are split into blocks of rows, one per thread. Below
-#: it, starting the threads costs more than they save (measured on 2 cores: one thread is
-#: faster at (256, 1024), two at (512, 1024))
-PARALLEL_MIN_SIZE = 2 ** 19
-_pool, _pool_size = None, 0
-
-
-def _forget_pool():
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
-
-
-# A forked child inherits the pool object but none of its threads: work sent to it would
-# wait forever. The child starts its own pool instead.
-os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _threads():
-    import numba
-    return numba.config.NUMBA_NUM_THREADS  # the CPU count, or the NUMBA_NUM_THREADS variable
-
-
-def _run_blocks(kernel, a3, *args):
-    """[kernel(*args, lo, hi) for each block of rows [lo, hi) of a3]: one block for a small
-    a3; for a large one, a block per thread, on a thread pool (the kernels release the GIL),
-    the calling thread taking the first."""
-    global _pool, _pool_size
-    N = a3.shape[0]
-    n = min(N, _threads()) if a3.size >= PARALLEL_MIN_SIZE else 1
-    if n == 1:
-        return [kernel(*args, 0, N)]
-    if _pool is None or _pool_size < n - 1:
-        from concurrent.futures import ThreadPoolExecutor
-        _pool, _pool_size = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minibn-bn"), n - 1
-    bounds = [(i * N // n, (i + 1) * N // n) for i in range(n)]
-    futures = [_pool.submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
-    return [kernel(*args, *bounds[0])] + [f.result() for f in futures]
+def _kernels(x):
+    numba_cpu.check(x)
+    return numba_cpu.loops("_bn_loops")
 
 
 def _moments(k, a3, ka, b3, kb):
-    parts = _run_blocks(k.moments, a3, a3, ka, b3, kb)
+    parts = run_blocks(k.moments, a3, a3, ka, b3, kb)
     return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
 def _as3(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
-
-
-def _check_axis(x, axis):
-    """The loops reduce over N and every axis after C: the only ``axis`` BN layers pass."""
-    if tuple(axis) != (0,) + tuple(range(2, x.ndim)):
-        raise ValueError(f"the fused path reduces over axes {(0,) + tuple(range(2, x.ndim))} of an input of "
-                         f"shape {tuple(x.shape)}, got axis={tuple(axis)} (use the reference functions)")
-
-
-def _parallel(a3):
-    return a3.size >= PARALLEL_MIN_SIZE and min(a3.shape[0], _threads()) > 1
 
 
 def _batch_statistics(k, x3, m, eps):
@@ -142,11 +64,11 @@ def _batch_statistics(k, x3, m, eps):
     return mu, var, inv_std
 
 
-def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
+def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=None):
     """Same contract as :func:`batch_norm_forward` (training mode) for a NumPy x of shape
     (N, C, *) reduced over N and the trailing axes: returns (y, cache)."""
     k = _kernels(x)
-    _check_axis(x, axis)
+    check_axis(x, axis)
     C = x.shape[1]
     m = x.size // C
     check_batch_count(x, m)
@@ -154,13 +76,13 @@ def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=(0,)):
     g = np.ones(C, x.dtype) if gamma is None else gamma
     b = np.zeros(C, x.dtype) if beta is None else beta
     y = np.empty_like(x3)
-    if not _parallel(x3):
+    if not numba_cpu.parallel(x3):
         mu, var, inv_std = k.forward(x3, g, b, eps, y)
     else:
         mu, var, inv_std = _batch_statistics(k, x3, m, eps)
-        _run_blocks(k.combine, x3, x3, mu, g * inv_std, x3, np.zeros(C), b.astype(np.float64), y)
+        run_blocks(k.combine, x3, x3, mu, g * inv_std, x3, np.zeros(C), b.astype(np.float64), y)
     cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m,
-             "mu_B": mu.astype(x.dtype), "var_B": var.astype(x.dtype)}
+             "mu_B": mu, "var_B": var}
     return y.reshape(x.shape), cache
 
 
@@ -171,12 +93,12 @@ def _backward(dy, x3, mu, inv_std, g, m):
     dy3 = _as3(dy)
     C = dy3.shape[1]
     dx = np.empty_like(dy3)
-    if not _parallel(dy3):
+    if not numba_cpu.parallel(dy3):
         dgamma, dbeta = k.backward(dy3, x3, mu, inv_std, g, float(m), dx)
     else:
         dbeta, dy_xc = _moments(k, dy3, np.zeros(C), x3, mu)
         dgamma, A, B, K = k.backward_coefficients(dbeta, dy_xc, inv_std, g, float(m))
-        _run_blocks(k.combine, x3, x3, mu, B, dy3, A, K, dx)
+        run_blocks(k.combine, x3, x3, mu, B, dy3, A, K, dx)
     return dx.reshape(dy.shape), dgamma, dbeta
 
 
@@ -193,7 +115,7 @@ def batch_norm_backward_fused(dy, cache, m=None):
 
 # -- Batch Renormalization (Ioffe 2017) on the same two loops --------------------------------
 
-def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max, d_max, eps=1e-5, axis=(0,),
+def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max, d_max, eps=1e-5, axis=None,
                                r=None, d=None):
     """Same contract as :func:`minibn.functional.batch_renorm_forward` (NumPy x (N, C, *)).
 
@@ -202,7 +124,7 @@ def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max,
     the per-channel r and d (computed from the moving statistics, or passed frozen) differ.
     """
     k = _kernels(x)
-    _check_axis(x, axis)
+    check_axis(x, axis)
     C = x.shape[1]
     m = x.size // C
     check_batch_count(x, m)
@@ -215,7 +137,7 @@ def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max,
     g = np.ones(C) if gamma is None else gamma.astype(np.float64)
     b = np.zeros(C) if beta is None else beta.astype(np.float64)
     y = np.empty_like(x3)
-    _run_blocks(k.combine, x3, x3, mu, g * r * inv_std, x3, np.zeros(C), g * d + b, y)
+    run_blocks(k.combine, x3, x3, mu, g * r * inv_std, x3, np.zeros(C), g * d + b, y)
     cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m, "r": r, "d": d,
              "mu_B": mu, "sigma_B": sigma_B}
     return y.reshape(x.shape), cache
@@ -235,32 +157,28 @@ def batch_renorm_backward_fused(dy, cache):
 # -- Memorized BN (Guo et al. 2018) on the same two loops -------------------------------------
 
 def memorized_batch_norm_forward_fused(x, gamma, beta, mem_means, mem_vars, mem_counts, alphas, eps=1e-5,
-                                       axis=(0,)):
+                                       axis=None):
     """Same contract as :func:`minibn.functional.memorized_batch_norm_forward` (NumPy x).
 
     The batch's own mean and variance come from the moments loop, Eq. 6 pools them with
     the memory (:func:`pool_with_batch`, a few (C,) vectors), and Eq. 7 is BN's affine loop
     with mu_hat and var_hat in place of the batch statistics.
     """
-    from .memorized import pool_with_batch
     k = _kernels(x)
-    _check_axis(x, axis)
+    check_axis(x, axis)
     C = x.shape[1]
     n = x.size // C
     if n < 2 and len(alphas) == 0:
         raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
                          f"{tuple(x.shape)} and an empty memory")
     x3 = _as3(x)
-    shift = x3[0, :, 0].astype(np.float64)
-    s1, s2 = _moments(k, x3, shift, x3, shift)
-    c = s1 / n
-    mu_B, var_B = shift + c, np.maximum(s2 / n - c * c, 0.0)
+    mu_B, var_B, _ = _batch_statistics(k, x3, n, eps)
     mu_hat, var_hat, W = pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas)
     inv_std = 1.0 / np.sqrt(var_hat + eps)
     g = np.ones(C) if gamma is None else gamma.astype(np.float64)
     b = np.zeros(C) if beta is None else beta.astype(np.float64)
     y = np.empty_like(x3)
-    _run_blocks(k.combine, x3, x3, mu_hat, g * inv_std, x3, np.zeros(C), b, y)
+    run_blocks(k.combine, x3, x3, mu_hat, g * inv_std, x3, np.zeros(C), b, y)
     cache = {"x3": x3, "mu": mu_hat, "inv_std": inv_std, "gamma": gamma, "W": float(W), "m": n,
              "mu_B": mu_B, "var_B": var_B, "mu_hat": mu_hat, "var_hat": var_hat}
     return y.reshape(x.shape), cache

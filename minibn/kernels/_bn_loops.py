@@ -1,4 +1,4 @@
-"""The two CPU loops behind :mod:`minibn.functional.batchnorm_fused`, compiled by numba.
+"""The two CPU loops behind :mod:`minibn.kernels.fused_bn`, compiled by numba.
 
 Imported only when the fused path runs (importing numba takes a third of a second, so
 ``import minibn`` does not pay for it). Both loops take arrays viewed as (N, C, S),

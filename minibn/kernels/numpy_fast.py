@@ -1,9 +1,10 @@
 """Batch normalization, the fast path: the same results as batchnorm.py in fewer passes.
 
-batchnorm.py follows Algorithm 1 line by line; this file computes the same function with
-as few passes over memory as NumPy allows, for large inputs on the CPU (and it runs
-unchanged on CuPy). The two are selected by the same API (``nn.BatchNorm1d(...,
-impl="fast" | "reference")``) and tested against each other.
+:mod:`minibn.functional.batchnorm` follows Algorithm 1 line by line; this file computes
+the same function with as few passes over memory as NumPy allows, for large inputs on the
+CPU (and it runs unchanged on CuPy). It is registered as the "fast" implementation of
+the operation "batch_norm" (``nn.BatchNorm1d(..., impl="fast")``) and tested against the
+reference.
 
 x is viewed as (N, C, S) (S = 1 for (N, C), L, or H * W), reduced over N and S.
 
@@ -31,7 +32,7 @@ The cache refers to d in the workspace: it is valid until the same layer's next 
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .batchnorm import check_batch_count
+from ..functional.batchnorm import check_axis, check_batch_count
 
 
 class Workspace:
@@ -68,14 +69,22 @@ def _channel_dot(a3, b3, xp):
     return xp.einsum("ncs,ncs->c", a3, b3)
 
 
-def fast_applicable(x):
+def applies(x):
+    """float32 or float64 (float16 goes to the reference, which accumulates in float64)."""
     return x.dtype.kind == "f" and x.dtype.itemsize >= 4
 
 
-def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=(0,), work=None):
+def check(x):
+    if not applies(x):
+        raise TypeError(f"the fast path takes float32 or float64 arrays, got dtype {x.dtype} "
+                        f"(use impl='reference', which accumulates statistics in float64)")
+
+
+def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=None, work=None):
     """Same contract as :func:`batch_norm_forward` (training mode), for float32/float64
-    inputs reduced over axis 0 and all axes after 1. ``work``: a :class:`Workspace`."""
+    inputs. ``work``: a :class:`Workspace` (the layer's own), whose buffer the cache refers to."""
     xp = get_array_module(x)
+    check_axis(x, axis)
     C = x.shape[1]
     m = x.size // C
     check_batch_count(x, m)
@@ -91,7 +100,7 @@ def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=(0,), work=None):
     shift = -c * scale if beta is None else beta - c * scale
     y = d * scale[:, None]                                                   # pass 4
     y += shift[:, None]
-    cache = {"x": x, "d": d, "c": c, "inv_std": inv_std, "gamma": gamma, "m": m, "work": work,
+    cache = {"x": x, "dev": d, "c": c, "inv_std": inv_std, "gamma": gamma, "m": m, "work": work,
              "mu_B": (mu0 + c), "var_B": var}
     return y.reshape(x.shape), cache
 
@@ -99,7 +108,7 @@ def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=(0,), work=None):
 def batch_norm_backward_fast(dy, cache):
     """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta)."""
     xp = get_array_module(dy)
-    d, c, inv_std, gamma, m = cache["d"], cache["c"], cache["inv_std"], cache["gamma"], cache["m"]
+    d, c, inv_std, gamma, m = cache["dev"], cache["c"], cache["inv_std"], cache["gamma"], cache["m"]
     dy3 = _as3(dy)
     dbeta = _channel_sum(dy3, xp)
     dgamma = inv_std * (_channel_dot(dy3, d, xp) - c * dbeta)  # sum dy * x_hat

@@ -1,7 +1,8 @@
 """LayerNorm and GroupNorm, the fused CPU path: one read to standardize, one to write.
 
-The same functions as :mod:`layernorm` and :mod:`groupnorm` (which share the readable
-:mod:`_standardize`), computed by the loops of :mod:`_row_kernels` (numba): x is viewed as
+The same functions as :mod:`minibn.functional.layernorm` and :mod:`~minibn.functional.groupnorm`
+(which share the readable :mod:`~minibn.functional.standardize`), computed by the loops of
+:mod:`_row_loops` (numba): x is viewed as
 rows (R, L) that are standardized one by one, and gamma, beta as a table (P, Lc) whose row
 r % P applies to row r, each entry covering L / Lc consecutive values of the row:
 
@@ -14,14 +15,20 @@ r % P applies to row r, each entry covering L / Lc consecutive values of the row
 Forward: per row, mean and variance in one read (float64 sums, shifted by the row's first
 value), then y in one read and one write. Backward: per row, the sums of g = dy * gamma
 and g * x_hat, then dx, with the row still in cache. Large inputs run as blocks of rows on
-threads (see :mod:`batchnorm_fused`).
+threads (see :mod:`numba_cpu`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .batchnorm_fused import _kernels, _run_blocks
+from . import numba_cpu
+from .numba_cpu import run_blocks
+
+
+def _kernels(x):
+    numba_cpu.check(x)
+    return numba_cpu.loops("_row_loops")
 
 
 def _tables(gamma, beta, P, Lc):
@@ -32,21 +39,21 @@ def _tables(gamma, beta, P, Lc):
 
 
 def _forward(x2, gtab, btab, eps):
-    k = _kernels(x2, "_row_kernels")
+    k = _kernels(x2)
     R = x2.shape[0]
     mu, inv_std, y = np.empty(R), np.empty(R), np.empty_like(x2)
-    _run_blocks(k.row_stats, x2, x2, float(eps), mu, inv_std)
-    _run_blocks(k.row_affine, x2, x2, mu, inv_std, gtab, btab, y)
+    run_blocks(k.row_stats, x2, x2, float(eps), mu, inv_std)
+    run_blocks(k.row_affine, x2, x2, mu, inv_std, gtab, btab, y)
     return y, {"x2": x2, "mu": mu, "inv_std": inv_std, "gtab": gtab}
 
 
 def _backward(dy, cache):
     """dx (dy's shape) and the (P, Lc) table sums of dy * x_hat and of dy (dgamma, dbeta)."""
-    k = _kernels(dy, "_row_kernels")
+    k = _kernels(dy)
     x2 = cache["x2"]
     dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
     dx = np.empty_like(dy2)
-    parts = _run_blocks(k.row_backward, dy2, dy2, x2, cache["mu"], cache["inv_std"], cache["gtab"], dx)
+    parts = run_blocks(k.row_backward, dy2, dy2, x2, cache["mu"], cache["inv_std"], cache["gtab"], dx)
     return dx.reshape(dy.shape), sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
@@ -83,3 +90,12 @@ def group_norm_backward_fused(dy, cache):
     if cache["gamma"] is None:
         return dx, None, None
     return dx, dg.reshape(-1).astype(dy.dtype), db.reshape(-1).astype(dy.dtype)  # (G, C/G) -> (C,)
+
+
+def instance_norm_forward_fused(x, gamma, beta, eps=1e-5):
+    """Same contract as :func:`instance_norm_forward`: GroupNorm with one channel per group."""
+    return group_norm_forward_fused(x, gamma, beta, x.shape[1], eps)
+
+
+def instance_norm_backward_fused(dy, cache):
+    return group_norm_backward_fused(dy, cache)

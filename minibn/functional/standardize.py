@@ -1,0 +1,37 @@
+"""Standardize over some axes, and the closed-form backward of a standardization.
+
+LayerNorm and GroupNorm standardize each sample (or group) over its own axes (EE-559
+lecture 6.4): the same steps as lines 1-3 of BN's Algorithm 1, over other axes. The
+backward is BN's closed form (see :func:`minibn.functional.batch_norm_backward`) written
+for dl/dx_hat; Batch Renormalization and Memorized BN use it too, since their x_hat is a
+standardization with constants around it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["standardize", "standardize_backward"]
+
+
+def standardize(x, axis, eps):
+    """x_hat = (x - mean) / sqrt(var + eps) over ``axis`` (biased variance, two passes,
+    float64 sums). Returns (x_hat, inv_std); inv_std keeps the reduced axes as size 1."""
+    mu = x.mean(axis=axis, keepdims=True, dtype="float64")
+    var = ((x - mu) ** 2).mean(axis=axis, keepdims=True)
+    inv_std = (var + eps) ** -0.5
+    return (x - mu) * inv_std, inv_std
+
+
+def standardize_backward(dx_hat, x_hat, inv_std, axis, m=None):
+    """dl/dx of x_hat = (x - mean) * inv_std over ``axis``, given dl/dx_hat:
+
+        dl/dx = inv_std * (dl/dx_hat - sum(dl/dx_hat) / m - x_hat * sum(dl/dx_hat * x_hat) / m)
+
+    with the sums over ``axis``; m is the number of values they are over (the default),
+    or, for Memorized BN, the pooled count W of its statistics. ``inv_std`` broadcasts
+    against x_hat (reduced axes of size 1).
+    """
+    if m is None:
+        m = x_hat.size // inv_std.size
+    sum_dxh = dx_hat.sum(axis=axis, keepdims=True)
+    sum_dxh_xh = (dx_hat * x_hat).sum(axis=axis, keepdims=True)
+    return inv_std * (dx_hat - sum_dxh / m - x_hat * sum_dxh_xh / m)

@@ -1,0 +1,136 @@
+"""What every normalization layer shares: :class:`Normalization` and :class:`RunningStatistics`.
+
+A normalization layer (BatchNorm, BatchRenorm, Memorized BN, TransNorm, LayerNorm,
+GroupNorm, InstanceNorm) is a :class:`Normalization`: it checks its input at the
+boundary, holds gamma and beta, picks how its training forward is computed (``impl=``,
+through :func:`minibn.dispatch.select`), remembers which backward goes with the forward
+it ran, and accumulates dgamma and dbeta. Each layer owns its buffers and writes its
+own ``forward``; its ``backward`` is the one here.
+
+Layers with moving averages (BatchNorm, BatchRenorm, TransNorm) also mix in
+:class:`RunningStatistics`: the momentum (validated on every assignment) and the factor
+of each update.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+from .. import backend, dispatch
+from .._checks import check_dim, check_float, check_ndim
+from ..kernels.numpy_fast import Workspace
+from .module import Module, Parameter
+
+
+class Normalization(Module):
+    """Base of the normalization layers (see the module docstring).
+
+    A subclass sets ``op`` (the operation registered in :mod:`minibn.registry` that its
+    training forward computes), ``_ndims`` and ``_layout`` (the accepted input ranks, and
+    the expected shape as the error messages print it, with ``{C}`` for the channels),
+    and calls :meth:`_train_forward` (or :meth:`_remember`, for a fixed transform).
+    """
+
+    op: str = ""
+    _ndims: tuple = ()
+    _layout: str = ""
+    #: set by batchnorm freezing (``minibn.adapt.freeze``); only BatchNorm uses it
+    frozen = False
+
+    def __init__(self, num_features, eps, affine, impl, dtype, affine_shape=None):
+        super().__init__()
+        self.name = type(self).__name__
+        self.num_features = num_features
+        self.eps = eps
+        allowed = ("auto",) + dispatch.implementations(self.op)
+        if impl not in allowed:
+            raise ValueError(f"{self.name}: impl must be one of {allowed}, got {impl!r}")
+        self.impl = impl
+        xp = backend.xp()
+        shape = (num_features,) if affine_shape is None else affine_shape
+        self.gamma = Parameter(xp.ones(shape, dtype=dtype)) if affine else None
+        self.beta = Parameter(xp.zeros(shape, dtype=dtype)) if affine else None
+        #: the implementation the last training forward ran (a :class:`minibn.dispatch.Implementation`)
+        self.last_implementation = None
+        self._work = Workspace()
+        self._cache = None
+
+    @property
+    def eps(self):
+        return self._eps
+
+    @eps.setter
+    def eps(self, value):
+        if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0:
+            raise ValueError(f"{type(self).__name__}: eps must be a number >= 0, got {value!r}")
+        self._eps = float(value)
+
+    @property
+    def affine(self):
+        return self.gamma is not None
+
+    def _affine(self):
+        return (self.gamma.data, self.beta.data) if self.gamma is not None else (None, None)
+
+    # -- the input ---------------------------------------------------------------------
+    def _check(self, x):
+        """TypeError / ValueError naming the layer, the expected and the actual shape."""
+        check_float("x", x, self.name)
+        layout = self._layout.format(C=self.num_features)
+        check_ndim("x", x, self._ndims, self.name, layout)
+        check_dim("x", x, 1, self.num_features, self.name, layout)
+
+    # -- forward and backward ------------------------------------------------------------
+    def _choice(self):
+        """The ``impl`` passed to the selection rule (BatchNorm's paper backward overrides it)."""
+        return self.impl
+
+    def _train_forward(self, x, *args):
+        """Run the op's implementation chosen for x; returns (y, cache)."""
+        implementation = dispatch.select(self.op, self._choice(), x)
+        y, cache = implementation.forward(x, *args, work=self._work)
+        self.last_implementation = implementation
+        self._remember(implementation.backward, cache, y)
+        return y, cache
+
+    def _remember(self, backward, cache, y):
+        """Keep what :meth:`backward` needs: the function, its cache and the output shape."""
+        self._backward_fn, self._cache, self._y_shape = backward, cache, tuple(y.shape)
+
+    def backward(self, dy):
+        """dy: like the last forward's output. Returns dx; accumulates dgamma, dbeta into
+        gamma.grad, beta.grad (not when frozen)."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called before any forward (run the layer on an input first)")
+        if tuple(getattr(dy, "shape", ())) != self._y_shape:
+            raise ValueError(f"{self.name}: expected dy of shape {self._y_shape} (the output's), "
+                             f"got {tuple(getattr(dy, 'shape', ()))}")
+        dx, dgamma, dbeta = self._backward_fn(dy, self._cache)
+        if self.gamma is not None and not self.frozen:
+            self.gamma.accumulate(dgamma)
+            self.beta.accumulate(dbeta)
+        return dx
+
+
+class RunningStatistics:
+    """Mixin: ``momentum`` (validated on assignment) and the factor of each moving-average update.
+
+    PyTorch's convention: ``momentum`` is the weight of the *new* batch statistic,
+    running = (1 - momentum) * running + momentum * batch; ``momentum=None`` keeps a
+    cumulative average over all batches seen (factor 1 / t for the t-th).
+    """
+
+    @property
+    def momentum(self):
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1):
+            raise ValueError(f"{type(self).__name__}: momentum must be None or a number in [0, 1], got {value!r}")
+        self._momentum = None if value is None else float(value)
+
+    def _momentum_factor(self):
+        """Count this batch (``num_batches_tracked``) and return the weight of its statistics."""
+        self.num_batches_tracked += 1
+        return 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
