@@ -164,18 +164,15 @@ class _Capture:
         del self.layer.forward  # back to the class's method
 
 
-def _exact_stats(arrays, axis_of):
-    """Mean and unbiased variance per channel over all values of all arrays (two passes)."""
-    n = sum(int(a.size // a.shape[1]) for a in arrays)
-    total = sum(a.sum(axis=axis_of(a)) for a in arrays)
-    mean = total / n
-    shape = lambda a: (1, -1) + (1,) * (a.ndim - 2)  # noqa: E731
-    m2 = sum((((a - mean.reshape(shape(a))) ** 2).sum(axis=axis_of(a))) for a in arrays)
-    return mean, m2 / max(n - 1, 1)
-
-
-def _reduce_axes(a):
-    return (0,) + tuple(range(2, a.ndim))
+def _exact_stats(arrays):
+    """Mean and unbiased variance per channel, (C,), over all values of all arrays (N_i, C, *):
+    BN's batch moments (Algorithm 1, lines 1-2) of their concatenation, times m / (m - 1)."""
+    from .backend import get_array_module
+    from .functional import batch_moments
+    x = get_array_module(arrays[0]).concatenate(arrays)
+    mean, var = batch_moments(x)
+    m = x.size // x.shape[1]
+    return mean, var * (m / max(m - 1, 1))
 
 
 def _layer_inputs(model, layer, inputs):
@@ -212,7 +209,7 @@ def adabn(model, batches):
 
     def run():
         for bn in layers:
-            mean, var = _exact_stats(_layer_inputs(model, bn, inputs), _reduce_axes)
+            mean, var = _exact_stats(_layer_inputs(model, bn, inputs))
             bn.running_mean = mean.astype(bn.running_mean.dtype)
             bn.running_var = var.astype(bn.running_var.dtype)
 
@@ -247,7 +244,7 @@ def iit(model, batches):
             for x in inputs:
                 model(x)
         for cap in caps:
-            stats.append(_exact_stats(cap.inputs, _reduce_axes))
+            stats.append(_exact_stats(cap.inputs))
         for bn, (mu_a, var_a) in zip(layers, stats):
             sd_base = (bn.running_var + bn.eps) ** 0.5
             sd_adapt = (var_a + bn.eps) ** 0.5
@@ -313,12 +310,10 @@ def bn_mismatch(model, batches, eps=1e-12):
             g, b = (bn.gamma.data, bn.beta.data) if bn.affine else (None, None)
             train_out, infer_out = [], []
             for h in cap.inputs:
-                axis = _reduce_axes(h)
-                train_out.append(F.batch_norm_forward(h, g, b, bn.eps, axis)[0])
-                infer_out.append(F.batch_norm_inference_forward(h, g, b, bn.running_mean, bn.running_var, bn.eps,
-                                                                axis)[0])
-            m1, v1 = _exact_stats(train_out, _reduce_axes)
-            m2, v2 = _exact_stats(infer_out, _reduce_axes)
+                train_out.append(F.batch_norm_forward(h, g, b, bn.eps)[0])
+                infer_out.append(F.batch_norm_inference_forward(h, g, b, bn.running_mean, bn.running_var, bn.eps)[0])
+            m1, v1 = _exact_stats(train_out)
+            m2, v2 = _exact_stats(infer_out)
             kl = _gaussian_kl(m1.astype("float64"), v1.astype("float64") + eps, m2.astype("float64"),
                               v2.astype("float64") + eps)
             out.append({"layer": i, "kl": float(asnumpy(kl).mean())})

@@ -119,6 +119,17 @@ class LayerSpec:
         """The implementations to check here: every one installed (None: the layer has one)."""
         return available(self.op) if self.op else (None,)
 
+    def configurations(self, impl):
+        """[(label, kwargs)]: the default arguments ("") and the variants that run with ``impl``."""
+        out = []
+        for label, kwargs in {"": {}, **self.variants}.items():
+            if label.startswith("reference:"):
+                if impl not in (None, "reference"):
+                    continue
+                label = label[len("reference:"):]
+            out.append((label, kwargs))
+        return out
+
 
 @dataclass(frozen=True)
 class LayerCase:
@@ -254,7 +265,9 @@ SPECS = [
     LayerSpec(nn.Dropout, "activation", lambda s, **kw: nn.Dropout(0.3), ((4, 5),), offset=False),
     LayerSpec(nn.GradientReversal, "activation", lambda s, **kw: nn.GradientReversal(0.7), ((4, 5),), offset=False),
     LayerSpec(nn.BatchNorm1d, "batchnorm", _bn(nn.BatchNorm1d), ((6, 4), (2, 3, 4)), op="batch_norm",
-              variants={"affine=False": {"affine": False}, "reference:backward=paper": {"backward": "paper"}},
+              variants={"affine=False": {"affine": False}, "momentum=None": {"momentum": None},
+                        "track_running_stats=False": {"track_running_stats": False},
+                        "reference:backward=paper": {"backward": "paper"}},
               bad_shapes=((6, 5), (6, 4, 2, 2), (6,)), torch=_torch_bn("BatchNorm1d")),
     LayerSpec(nn.BatchNorm2d, "batchnorm", _bn(nn.BatchNorm2d), ((2, 3, 3, 3), (1, 2, 3, 3)), op="batch_norm",
               variants={"affine=False": {"affine": False}}, bad_shapes=((2, 4, 3, 3), (2, 3, 3)),
@@ -300,12 +313,7 @@ def layer_cases(specs=None):
     cases = []
     for s in SPECS if specs is None else specs:
         for impl in s.impls():
-            variants = {"": {}, **s.variants}
-            for label, kwargs in variants.items():
-                if label.startswith("reference:"):
-                    if impl not in (None, "reference"):
-                        continue
-                    label = label[len("reference:"):]
+            for label, kwargs in s.configurations(impl):
                 for shape in s.shapes:
                     cases.append(LayerCase(s, impl, label, kwargs, shape, s.modes))
     return cases

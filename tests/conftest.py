@@ -51,11 +51,6 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def on_active(a):
-    """A host array moved to the active backend."""
-    return backend.to_active(np.asarray(a))
-
-
 @pytest.fixture
 def mnist_dir():
     """The MNIST data directory ($MINIBN_DATA); skips without it, except in CI where it must be set."""

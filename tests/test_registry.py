@@ -71,16 +71,17 @@ def test_backward_before_forward_or_with_a_wrong_dy_is_a_clear_error(s):
         layer.backward(np.ones(y.shape[:-1] + (y.shape[-1] + 1,), np.float32))
 
 
-TORCH = [(s, impl) for s in SPECS if s.torch is not None for impl in s.impls()]
+TORCH = [(s, impl, label, kw) for s in SPECS if s.torch is not None for impl in s.impls()
+         for label, kw in s.configurations(impl)]
 
 
-@pytest.mark.parametrize("s, impl", TORCH, ids=[f"{s.name}-{impl}" for s, impl in TORCH])
-def test_matches_pytorch_in_float64(torch, backend_name, rng, s, impl):
+@pytest.mark.parametrize("s, impl, label, kwargs", TORCH, ids=[f"{s.name}-{i}-{lab}" for s, i, lab, _ in TORCH])
+def test_matches_pytorch_in_float64(torch, backend_name, rng, s, impl, label, kwargs):
     """Outputs, dx, the parameters' gradients and the running statistics over three
-    training steps, then eval mode; every implementation, every registered shape."""
+    training steps, then eval mode; every implementation, variant and registered shape."""
     skip_unless_runs_here(s.op, impl)
     for shape in s.shapes:
-        ours = s.make(shape, impl=impl).astype(np.float64)
+        ours = s.make(shape, impl=impl, **kwargs).astype(np.float64)
         theirs = s.torch.make(torch, ours).double()
         with torch.no_grad():
             for mine, name in {**s.torch.params, **s.torch.buffers}.items():
@@ -109,8 +110,11 @@ def test_matches_pytorch_in_float64(torch, backend_name, rng, s, impl):
                         np.testing.assert_allclose(to_np(p.grad), grad.numpy(), rtol=1e-9, atol=1e-10, err_msg=mine)
                         grad.zero_()
                 for mine, name in s.torch.buffers.items():
-                    np.testing.assert_allclose(to_np(getattr(ours, mine)), getattr(theirs, name).numpy(), rtol=1e-12,
-                                               err_msg=mine)
+                    if getattr(ours, mine) is not None:
+                        np.testing.assert_allclose(to_np(getattr(ours, mine)), getattr(theirs, name).numpy(),
+                                                   rtol=1e-12, err_msg=mine)
+            if "num_batches_tracked" in ours._buffers:
+                assert ours.num_batches_tracked == int(theirs.num_batches_tracked)
 
 
 # -- the selection rule ---------------------------------------------------------------------

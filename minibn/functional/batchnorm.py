@@ -29,7 +29,7 @@ from __future__ import annotations
 
 __all__ = ["batch_moments", "batch_norm_forward", "batch_norm_backward_paper", "batch_norm_backward",
            "batch_norm_inference_forward", "batch_norm_inference_backward", "update_running_stats",
-           "per_channel", "reduced_axes", "check_axis", "check_batch_count"]
+           "per_channel", "reduced_axes", "check_axis", "check_batch_count", "batch_count"]
 
 
 def reduced_axes(x):
@@ -58,6 +58,15 @@ def check_batch_count(x, m):
     if m < 2:
         raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
                          f"{tuple(x.shape)} (m = {m} values per channel)")
+
+
+def batch_count(x, axis=None):
+    """(axis, m): the reduced axes, checked, and the m values per channel they hold, checked
+    to be more than one (one value has no variance to normalize by)."""
+    axis = check_axis(x, axis)
+    m = x.size // x.shape[1]
+    check_batch_count(x, m)
+    return axis, m
 
 
 def batch_moments(x, axis=None):
@@ -93,9 +102,7 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, axis=None):
     Raises:
         ValueError if m == 1: one value per channel has no variance to normalize by.
     """
-    axis = check_axis(x, axis)
-    m = x.size // x.shape[1]
-    check_batch_count(x, m)
+    axis, m = batch_count(x, axis)
     mu_B, var_B = batch_moments(x, axis)                                    # lines 1-2
     x_hat = (x - per_channel(mu_B, x)) / per_channel((var_B + eps) ** 0.5, x)  # line 3: normalize
     if gamma is None:

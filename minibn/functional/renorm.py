@@ -21,7 +21,7 @@ dl/dz = gamma * r * dl/dy and dl/dx is BN's closed form through z
 
 from __future__ import annotations
 
-from .batchnorm import batch_moments, check_axis, check_batch_count, per_channel
+from .batchnorm import batch_count, batch_moments, check_axis, per_channel
 from .standardize import standardize_backward
 
 __all__ = ["batch_renorm_forward", "batch_renorm_backward", "batch_renorm_inference_forward",
@@ -39,9 +39,7 @@ def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max, d_max
     Returns (y, cache); cache["mu_B"], cache["sigma_B"] (for the caller's moving averages),
     cache["r"], cache["d"] are (C,).
     """
-    axis = check_axis(x, axis)
-    m = x.size // x.shape[1]
-    check_batch_count(x, m)
+    axis, m = batch_count(x, axis)
     mu_B, var_B = batch_moments(x, axis)
     sigma_B = (var_B + eps) ** 0.5
     if r is None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional.batchnorm import check_axis, check_batch_count
+from ..functional.batchnorm import batch_count, check_axis
 from ..functional.memorized import pool_with_batch
 from . import numba_cpu
 from .numba_cpu import run_blocks
@@ -68,10 +68,8 @@ def batch_norm_forward_fused(x, gamma, beta, eps=1e-5, axis=None):
     """Same contract as :func:`batch_norm_forward` (training mode) for a NumPy x of shape
     (N, C, *) reduced over N and the trailing axes: returns (y, cache)."""
     k = _kernels(x)
-    check_axis(x, axis)
+    _, m = batch_count(x, axis)
     C = x.shape[1]
-    m = x.size // C
-    check_batch_count(x, m)
     x3 = _as3(x)
     g = np.ones(C, x.dtype) if gamma is None else gamma
     b = np.zeros(C, x.dtype) if beta is None else beta
@@ -124,10 +122,8 @@ def batch_renorm_forward_fused(x, gamma, beta, running_mean, running_std, r_max,
     the per-channel r and d (computed from the moving statistics, or passed frozen) differ.
     """
     k = _kernels(x)
-    check_axis(x, axis)
+    _, m = batch_count(x, axis)
     C = x.shape[1]
-    m = x.size // C
-    check_batch_count(x, m)
     x3 = _as3(x)
     mu, var, inv_std = _batch_statistics(k, x3, m, eps)
     sigma_B = np.sqrt(var + eps)

@@ -32,7 +32,7 @@ The cache refers to d in the workspace: it is valid until the same layer's next 
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..functional.batchnorm import check_axis, check_batch_count
+from ..functional.batchnorm import batch_count
 
 
 class Workspace:
@@ -84,10 +84,7 @@ def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=None, work=None):
     """Same contract as :func:`batch_norm_forward` (training mode), for float32/float64
     inputs. ``work``: a :class:`Workspace` (the layer's own), whose buffer the cache refers to."""
     xp = get_array_module(x)
-    check_axis(x, axis)
-    C = x.shape[1]
-    m = x.size // C
-    check_batch_count(x, m)
+    _, m = batch_count(x, axis)
     x3 = _as3(x)
     work = work or Workspace()
     mu0 = _channel_sum(x3, xp) * (1.0 / m)                                  # pass 1

@@ -81,68 +81,7 @@ def test_gradcheck_modules_large_mean_small_std(backend_name, rng, cls, shape, f
     check_module(layer, on_active(1000 + 0.01 * rng.standard_normal(shape)), h=1e-5, tol=1e-5)
 
 
-# -- against PyTorch (float64) ------------------------------------------------------------
-
-def _torch_bn(torch, cls, C, **kw):
-    t = {nn.BatchNorm1d: torch.nn.BatchNorm1d, nn.BatchNorm2d: torch.nn.BatchNorm2d}[cls](C, **kw).double()
-    return t
-
-
-IMPLS = impls("batch_norm", reference=False)
-
-
-@pytest.mark.parametrize("impl", impls("batch_norm"))
-@pytest.mark.parametrize("momentum", [0.1, None])
-@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (8, 5)), (nn.BatchNorm1d, (4, 5, 3)),
-                                        (nn.BatchNorm2d, (3, 5, 4, 2))])
-@pytest.mark.parametrize("affine", [True, False])
-def test_batchnorm_matches_torch(torch, backend_name, rng, cls, shape, momentum, affine, impl):
-    skip_unless_runs_here("batch_norm", impl)
-    C = shape[1]
-    ours = cls(C, momentum=momentum, affine=affine, impl=impl).astype(np.float64)
-    theirs = _torch_bn(torch, cls, C, momentum=momentum, affine=affine)
-    if affine:
-        g, b = rng.uniform(0.5, 1.5, C), rng.standard_normal(C)
-        ours.gamma.data, ours.beta.data = on_active(g), on_active(b)
-        with torch.no_grad():
-            theirs.weight.copy_(torch.tensor(g))
-            theirs.bias.copy_(torch.tensor(b))
-    for _step in range(4):  # several steps: the running statistics must track PyTorch's
-        x = 3 * rng.standard_normal(shape) + rng.standard_normal((1, C) + (1,) * (len(shape) - 2)) * 4
-        dy = rng.standard_normal(shape)
-        xt = torch.tensor(x, requires_grad=True)
-        yt = theirs(xt)
-        yt.backward(torch.tensor(dy))
-        ours.zero_grad()
-        y = ours(on_active(x))
-        dx = ours.backward(on_active(dy))
-        np.testing.assert_allclose(to_np(y), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(to_np(dx), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
-        if affine:
-            np.testing.assert_allclose(to_np(ours.gamma.grad), theirs.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(to_np(ours.beta.grad), theirs.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
-            theirs.weight.grad = theirs.bias.grad = None
-        np.testing.assert_allclose(to_np(ours.running_mean), theirs.running_mean.numpy(), rtol=1e-12)
-        np.testing.assert_allclose(to_np(ours.running_var), theirs.running_var.numpy(), rtol=1e-12)
-    assert ours.num_batches_tracked == int(theirs.num_batches_tracked)
-    ours.eval()
-    theirs.eval()
-    x = rng.standard_normal((1,) + shape[1:])  # eval with running statistics: a batch of one is fine
-    dy = rng.standard_normal(x.shape)
-    xt = torch.tensor(x, requires_grad=True)
-    yt = theirs(xt)
-    yt.backward(torch.tensor(dy))
-    y = ours(on_active(x))
-    dx = ours.backward(on_active(dy))
-    np.testing.assert_allclose(to_np(y), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(to_np(dx), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
-
-
-def test_track_running_stats_false_matches_torch(torch, backend_name, rng):
-    ours = nn.BatchNorm1d(4, track_running_stats=False).astype(np.float64).eval()
-    theirs = torch.nn.BatchNorm1d(4, track_running_stats=False).double().eval()
-    x = rng.standard_normal((6, 4)) * 2 + 1
-    np.testing.assert_allclose(to_np(ours(on_active(x))), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10)
+# (the PyTorch comparison of every implementation and variant: tests/test_registry.py)
 
 
 # -- the papers' properties -----------------------------------------------------------------
@@ -258,7 +197,10 @@ def test_eps_is_added_once_in_train_and_eval(backend_name):
     np.testing.assert_allclose(y_eval, y_train, rtol=1e-12, atol=1e-12)
 
 
-# -- the fast (batchnorm_fast.py) and fused (batchnorm_fused.py) paths against the reference --
+# -- the fast (kernels/numpy_fast.py) and fused (kernels/fused_bn.py) paths against the reference --
+
+IMPLS = impls("batch_norm", reference=False)
+
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (9, 4)), (nn.BatchNorm1d, (3, 4, 5)),
