@@ -12,18 +12,21 @@ def _cmd_gradcheck(args) -> int:
 
     if args.backend:
         backend.use(args.backend)
-    results = [(case.name, row) for case, row in gradcheck_all(seed=args.seed)]
+    checked = gradcheck_all(seed=args.seed)
+    results = [(case.name, row) for case, row in checked]
     width = max(len(name) for name, _ in results)
     twidth = max(len(r["tensor"]) for _, r in results)
-    print(f"gradcheck on backend {backend.active()}: float64, central differences, random dy")
-    print(f"{'layer':<{width}}  {'tensor':<{twidth}}  {'max rel error':>13}  result")
+    print(f"gradcheck on backend {backend.active()}: float64, central differences, random dy "
+          f"(layer, input shape, implementation, variant)")
+    print(f"{'case':<{width}}  {'tensor':<{twidth}}  {'max rel error':>13}  result")
     failed = 0
     for name, r in results:
         ok = "pass" if r["passed"] else "FAIL"
         failed += not r["passed"]
         print(f"{name:<{width}}  {r['tensor']:<{twidth}}  {r['max_rel_error']:>13.2e}  {ok}")
-    layers = len({name for name, _ in results})
-    print(f"{layers} layers, {len(results)} tensors checked: {len(results) - failed} passed, {failed} failed")
+    layers, cases = len({case.layer for case, _ in checked}), len({name for name, _ in results})
+    print(f"{layers} layers in {cases} cases, {len(results)} tensors checked: {len(results) - failed} passed, "
+          f"{failed} failed")
     return 1 if failed else 0
 
 
