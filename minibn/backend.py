@@ -57,21 +57,23 @@ def use(name: str) -> None:
     Raises ValueError for an unknown name and RuntimeError (with the install hint)
     when cupy is asked for but cannot be used here.
     """
-    global _active
+    global _active, _ENV_ERROR
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "cupy" and cupy is None:
         raise RuntimeError(f"the cupy backend is not available ({_CUPY_ERROR}); {_INSTALL_HINT}")
-    _active = name
+    _active, _ENV_ERROR = name, None
 
 
 def active() -> str:
     """The name of the active backend."""
+    _check_env()
     return _active
 
 
 def xp():
     """The array module of the active backend (numpy or cupy)."""
+    _check_env()
     return cupy if _active == "cupy" else numpy
 
 
@@ -139,6 +141,21 @@ def synchronize() -> None:
         cupy.cuda.Device().synchronize()
 
 
+# MINIBN_BACKEND picks the backend at import. A value that cannot be used here (cupy on a
+# machine without a GPU) must not break `import minibn` (nor `minibn --help`): the error is
+# kept and raised, with its hint, when the backend is first asked for.
+_ENV_ERROR = None
+
+
+def _check_env():
+    if _ENV_ERROR is not None:
+        raise RuntimeError(f"MINIBN_BACKEND={os.environ.get('MINIBN_BACKEND')!r}: {_ENV_ERROR} "
+                           f"(unset it, or set it to 'numpy')")
+
+
 _env = os.environ.get("MINIBN_BACKEND")
 if _env:
-    use(_env)
+    try:
+        use(_env)
+    except (ValueError, RuntimeError) as e:
+        _ENV_ERROR = str(e)

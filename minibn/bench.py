@@ -8,8 +8,8 @@ them alike. Effective bandwidth counts the bytes of x and y in the forward and o
 and dx in the backward. GPU timings synchronise the device (cupyx.profiler.benchmark;
 CUDA events for PyTorch).
 
-Outputs (``--out``, default docs/benchmarks/): ``<device>.md`` (tables, machine, targets)
-and ``<device>.png``.
+Outputs (``--out``, default results/bench/; the committed tables in docs/benchmarks/ are
+written with ``--out docs/benchmarks``): ``cpu.md`` (tables, machine, targets) and ``cpu.png``.
 """
 
 from __future__ import annotations
@@ -347,21 +347,31 @@ def plot(rows, device="cpu"):
     return fig
 
 
-def run(out="docs/benchmarks", fast=False):
-    """Run the suite on the CPU (and the GPU rows where CuPy and a device are present)."""
+def run(out="results/bench", fast=False, progress=True):
+    """Run the suite on the CPU (and the GPU rows where CuPy and a device are present); write
+    ``cpu.md`` and ``cpu.png`` to ``out`` and return the report's text."""
+    from tqdm.auto import tqdm
+
     from .experiments import _io
     try:
         import torch
     except ImportError:
         torch = None
     info = machine()
-    bw = copy_bandwidth_cpu()
     shapes = FAST_BN_SHAPES if fast else BN_SHAPES
     cuda = backend.cupy is not None
-    rows = bn_rows(torch, shapes, cuda=cuda)
+    batches = (60,) if fast else (60, 1024)
+    parts = [lambda s=s: bn_rows(torch, [s], cuda=cuda) for s in shapes]
     if not fast:
-        rows += other_norm_rows(torch)
-    rows += step_rows(torch, batches=(60,) if fast else (60, 1024))
+        parts.append(lambda: other_norm_rows(torch))
+    parts.append(lambda: step_rows(torch, batches=batches))
+    rows = []
+    with tqdm(total=len(parts) + 1, desc="minibn bench", disable=not progress, leave=False) as bar:
+        bw = copy_bandwidth_cpu()
+        bar.update(1)
+        for part in parts:
+            rows += part()
+            bar.update(1)
     text = report(rows, bw, info)
     tg = targets(rows)
     if tg:

@@ -1,9 +1,20 @@
-"""The `minibn` command: `minibn gradcheck`, `minibn drift`, ..."""
+"""The `minibn` command (also `python -m minibn`): `minibn gradcheck`, `minibn drift`, ...
+
+Errors a user can fix (no MNIST, a bad option, no GPU for --backend cupy, a file in the
+way) are one line on stderr and exit status 2; ``--debug`` shows the traceback instead.
+Ctrl-C exits with 130 after the command has written what it had.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default. (An option whose default is computed says it in
+    its own help, which ends with ``%(default).0s``: an empty field that keeps argparse from
+    adding "(default: None)".)"""
 
 
 def _cmd_gradcheck(args) -> int:
@@ -32,29 +43,38 @@ def _cmd_gradcheck(args) -> int:
 
 def _cmd_bench(args) -> int:
     from .bench import run
+    from .experiments._io import check_out_dir
 
-    print(run(args.out, fast=args.fast))
+    check_out_dir(args.out)
+    text = run(args.out, fast=args.fast, progress=not args.quiet)
+    print(text)
+    print(f"outputs in {args.out}/ (cpu.md, cpu.png)")
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="minibn", description="minibn: batch normalization from scratch")
+def build_parser():
+    from .experiments._io import nonnegative_int
+
+    parser = argparse.ArgumentParser(prog="minibn", description="minibn: batch normalization from scratch",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("gradcheck", help="gradient-check every layer (float64, random dy)")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("gradcheck", help="gradient-check every layer (float64, random dy)",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="the array backend (default: the active one)%(default).0s")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the inputs and of dy")
     p.set_defaults(func=_cmd_gradcheck)
 
-    try:
-        from .experiments.drift import add_cli as add_drift
-        add_drift(sub)
-    except ImportError:  # pragma: no cover - the drift experiment arrives with its issue
-        pass
+    from .experiments.drift import add_cli as add_drift
+    add_drift(sub)
 
-    p = sub.add_parser("bench", help="benchmark minibn against PyTorch (and CuPy/CUDA where present)")
-    p.add_argument("--out", default="docs/benchmarks", help="where to write cpu.md and cpu.png")
+    p = sub.add_parser("bench", help="benchmark minibn against PyTorch (and CuPy/CUDA where present)",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--out", default="results/bench", help="where to write cpu.md and cpu.png")
     p.add_argument("--fast", action="store_true", help="two small shapes only (a quick check)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
 
     rep = sub.add_parser("reproduce", help="reproduce a paper's experiment (see `minibn reproduce -h`)")
@@ -63,9 +83,26 @@ def main(argv=None) -> int:
     add_small_batch(rep_sub)
     from .experiments.adaptation import add_cli as add_adaptation
     add_adaptation(rep_sub)
+    return parser
 
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .data.mnist import DataError
+
+    parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    where = " ".join(filter(None, ["minibn", args.command, getattr(args, "experiment", None)]))
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except (DataError, CheckpointError, ValueError, TypeError, RuntimeError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"{where}: error: {e} (--debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

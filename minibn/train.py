@@ -5,8 +5,9 @@ every ``eval_every`` steps, calls callbacks, and shows a tqdm progress bar. Insi
 step nothing is copied to the host: the running loss is summed on the device and read
 only at evaluation time (on a GPU, a host read would wait for the device every step).
 
-A KeyboardInterrupt (Ctrl-C) stops training cleanly: ``fit`` returns the history so far
-with ``history.interrupted = True``, so the caller can still write its outputs.
+A KeyboardInterrupt (Ctrl-C) stops training cleanly: ``fit`` evaluates once more (a second
+Ctrl-C skips that) and returns the history so far with ``history.interrupted = True``, so
+the caller can still write its outputs.
 """
 
 from __future__ import annotations
@@ -151,7 +152,15 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
         history.steps_done = steps
     except KeyboardInterrupt:
         history.interrupted = True
-        history.steps_done = step - 1
+        history.steps_done = max(step - 1, 0)
+        if history.eval_steps[-1] != history.steps_done:
+            # evaluate once more, so that the "final" metrics are those of the steps done,
+            # not of the last scheduled evaluation (step 0 in a short run)
+            history.train_seconds += time.perf_counter() - start
+            try:
+                checkpoint(history.steps_done, loss_sum, n)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now
+                pass
     finally:
         bar.close()
     return history

@@ -38,16 +38,41 @@ def test_network_matches_the_paper():
     assert abs(float(np.std(model[0].weight.data)) - 0.1) < 0.005
 
 
+def exit_status(argv):
+    """main()'s exit status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 @pytest.mark.parametrize("args, match", [
     (["--batch-size", "1"], "batch_size must be >= 2 with BN"),
-    (["--steps", "0"], "steps must be >= 1"),
-    (["--eval-every", "0"], "eval_every must be >= 1"),
+    (["--steps", "0"], "argument --steps: must be >= 1, got '0'"),
+    (["--eval-every", "0"], "argument --eval-every: must be >= 1, got '0'"),
+    (["--lr", "inf"], "argument --lr: expected a finite number, got 'inf'"),
+    (["--lr", "-0.1"], "argument --lr: must be > 0.0, got '-0.1'"),
+    (["--jobs", "0"], "argument --jobs: must be >= 1, got '0'"),
+    (["--seed", "-1"], "argument --seed: must be >= 0, got '-1'"),
 ])
 def test_invalid_options_fail_before_training(tmp_path, capsys, args, match):
     out = tmp_path / "x"
-    assert main(["drift", "--out", str(out), *args]) == 2
-    assert match in capsys.readouterr().err
+    assert exit_status(["drift", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_out_naming_a_file_fails_before_training(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    assert exit_status(["drift", "--out", str(tmp_path / "taken"), "--steps", "10"]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_eval_cadence_scales_with_the_run():
+    assert drift.DriftConfig().eval_every == 1000
+    assert drift.DriftConfig(steps=500).eval_every == 10
+    assert drift.DriftConfig(steps=20).eval_every == 1
 
 
 def test_sequential_and_parallel_runs_agree(tmp_path, mnist_dir):

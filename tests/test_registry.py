@@ -14,7 +14,6 @@ from minibn.registry import SPECS, layer_cases, spec
 from tests.helpers import impls, on_active, skip_unless_runs_here, to_np
 
 CASES = layer_cases()
-NORMALIZATION_SPECS = [s for s in SPECS if issubclass(s.cls, nn.Normalization)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -60,7 +59,7 @@ def test_wrong_shape_is_refused_naming_the_layer_and_both_shapes(s, shape):
         layer(np.ones(shape, np.float32))
 
 
-@pytest.mark.parametrize("s", NORMALIZATION_SPECS, ids=[s.name for s in NORMALIZATION_SPECS])
+@pytest.mark.parametrize("s", SPECS, ids=[s.name for s in SPECS])
 def test_backward_before_forward_or_with_a_wrong_dy_is_a_clear_error(s):
     layer = s.make(s.shapes[0])
     with pytest.raises(RuntimeError, match=f"{s.name}: backward called before any forward"):

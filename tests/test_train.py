@@ -67,6 +67,7 @@ def test_fit_records_history_and_interrupt_keeps_it(rng):
             return next(batches)
 
     h = fit(model, nn.SoftmaxCrossEntropy(), opt, Boom(), 30, eval_every=5, progress=False)
-    assert h.interrupted and h.steps_done == 6 and h.eval_steps == [0, 5]
+    # an interrupt evaluates once more: the last metrics are those of the 6 steps done
+    assert h.interrupted and h.steps_done == 6 and h.eval_steps == [0, 5, 6]
     with pytest.raises(ValueError, match="steps must be >= 1"):
         fit(model, nn.SoftmaxCrossEntropy(), opt, batches, 0)

@@ -4,37 +4,40 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from .._files import atomic_write
 
 
 def _atomic(path, write):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, write)
+
+
+def json_bytes(obj):
+    return (json.dumps(obj, indent=2) + "\n").encode()
+
+
+def csv_bytes(header, rows):
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def write_bytes(path, data):
+    _atomic(path, lambda f: f.write(data))
 
 
 def write_json(path, obj):
-    _atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    write_bytes(path, json_bytes(obj))
 
 
 def write_csv(path, header, rows):
-    def write(f):
-        import io
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-        f.write(buf.getvalue().encode())
-    _atomic(path, write)
+    write_bytes(path, csv_bytes(header, rows))
 
 
 def save_figure(fig, path, dpi=120):
@@ -53,11 +56,52 @@ def versions():
     return v
 
 
+# -- the command line: option types that say what is wrong, and one way to report errors ------
+
+def _number(kind, s, lo, lo_open):
+    import argparse
+    import math
+    try:
+        v = kind(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {s!r}") from None
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    if v < lo or (lo_open and v == lo):
+        raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo}, got {s!r}")
+    return v
+
+
+def positive_int(s):
+    """argparse type: an integer >= 1 (the error names the value)."""
+    return _number(int, s, 1, False)
+
+
+def nonnegative_int(s):
+    """argparse type: an integer >= 0."""
+    return _number(int, s, 0, False)
+
+
+def positive_float(s):
+    """argparse type: a finite number > 0 (inf and nan are refused)."""
+    return _number(float, s, 0.0, True)
+
+
+def check_out_dir(out):
+    """ValueError before any work if ``out`` cannot be the output folder (it names a file)."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"--out {out}: {p} exists and is not a folder")
+
+
 def add_common_options(p, out):
     """The options every `minibn reproduce` experiment shares."""
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core on the CPU)")
-    p.add_argument("--out", default=out)
-    p.add_argument("--data", default=None, help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="worker processes (default: one per core on the CPU, 1 on the GPU)%(default).0s")
+    p.add_argument("--out", default=out, help="the folder for the outputs")
+    p.add_argument("--data", default=None,
+                   help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)%(default).0s")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -68,10 +112,12 @@ def run_cli(name, cfg, args, run, files):
 
     try:
         cfg.validate()
-        _, text = run(cfg, args.out, args.data, args.jobs, progress=not args.quiet)
+        check_out_dir(args.out)
     except ValueError as e:
         print(f"minibn reproduce {name}: error: {e}", file=sys.stderr)
         return 2
+    try:
+        _, text = run(cfg, args.out, args.data, args.jobs, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the runs finished so far are in {args.out}", file=sys.stderr)
         return 130

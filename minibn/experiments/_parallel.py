@@ -48,13 +48,17 @@ def run_tasks(fn, tasks, jobs):
                 try:
                     results[i] = fut.result()
                 except KeyboardInterrupt:
+                    # Ctrl-C reached the workers too: each running one stops its training and
+                    # returns its partial history. Collect every one of them, not just this one.
                     interrupted = True
-                    for f in futures[i + 1:]:
-                        f.cancel()
-                    try:
-                        results[i] = fut.result(timeout=60)  # a worker returns its partial history
-                    except BaseException:
-                        pass
+                    for f in futures:
+                        f.cancel()  # those not started yet
+                    for j, f in enumerate(futures):
+                        if results[j] is None and not f.cancelled():
+                            try:
+                                results[j] = f.result(timeout=60)
+                            except BaseException:
+                                pass
                     break
     finally:
         for k, v in saved.items():

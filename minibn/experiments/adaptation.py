@@ -61,6 +61,8 @@ class AdaptationConfig:
     hidden: int = 100
 
     def validate(self):
+        if not self.seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in self.seeds):
+            raise ValueError(f"seeds must be one or more integers >= 0, got {self.seeds}")
         from ..data import SHIFTS
         bad = [s for s in list(self.shifts) + list(self.dann_shifts) if s not in SHIFTS]
         if bad:
@@ -250,6 +252,9 @@ def plot(iit_rows, cfg):
 def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, jobs=None, progress=True):
     cfg = cfg or AdaptationConfig()
     cfg.validate()
+    _io.check_out_dir(out)
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     load_mnist(root=data_root)
     iit_tasks = [(s, seed, cfg, data_root) for s in cfg.shifts for seed in cfg.seeds]
     dann_tasks = [(s, seed, norm, cfg, data_root) for s in cfg.dann_shifts for seed in cfg.seeds
@@ -284,12 +289,17 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
 
 
 def add_cli(reproduce_sub):
+    from ..cli import HelpFormatter
+    d = AdaptationConfig()
     p = reproduce_sub.add_parser("adaptation", help="AdaBN, IIT, freezing and TransNorm on shifted MNIST",
-                                 description=__doc__.split("\n\n")[0])
+                                 description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--fast", action="store_true", help=f"a quick check: {FAST}")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--shifts", nargs="+", default=None)
-    p.add_argument("--dann-shifts", nargs="+", default=None)
+    p.add_argument("--seeds", type=_io.nonnegative_int, nargs="+", default=None,
+                   help=f"seeds of the runs (default: {d.seeds})%(default).0s")
+    p.add_argument("--shifts", nargs="+", default=None,
+                   help=f"target shifts of the IIT study (default: {d.shifts})%(default).0s")
+    p.add_argument("--dann-shifts", nargs="+", default=None,
+                   help=f"target shifts of the TransNorm study (default: {d.dann_shifts})%(default).0s")
     _io.add_common_options(p, "results/adaptation")
     p.set_defaults(func=_cmd)
 

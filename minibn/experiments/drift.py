@@ -47,11 +47,16 @@ NETS = ("baseline", "bn")
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 
 
+def default_eval_every(steps):
+    """Evaluate every 1,000 steps on the full run, and about 50 times on a shorter one."""
+    return max(1, min(1000, steps // 50))
+
+
 @dataclass
 class DriftConfig:
     steps: int = 50_000
     batch_size: int = 60
-    eval_every: int = 1000
+    eval_every: int = None  # None: default_eval_every(steps)
     seed: int = 0
     lr: float = 0.5
     init_std: float = 0.1
@@ -60,7 +65,12 @@ class DriftConfig:
     unit: int = 0
     probe_size: int = 2000
 
+    def __post_init__(self):
+        if self.eval_every is None and isinstance(self.steps, int):
+            self.eval_every = default_eval_every(self.steps)
+
     def validate(self, nets):
+        import math
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.eval_every < 1:
@@ -70,8 +80,8 @@ class DriftConfig:
             raise ValueError(f"batch_size must be >= {min_batch}"
                              f"{' with BN (one value per channel has no variance)' if min_batch == 2 else ''}, "
                              f"got {self.batch_size}")
-        if not self.lr > 0 or not self.init_std > 0:
-            raise ValueError(f"lr and init_std must be > 0, got {self.lr}, {self.init_std}")
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.init_std) and self.init_std > 0):
+            raise ValueError(f"lr and init_std must be finite numbers > 0, got {self.lr}, {self.init_std}")
         if not 0 <= self.unit < self.hidden:
             raise ValueError(f"unit must be in [0, {self.hidden}), got {self.unit}")
 
@@ -160,10 +170,16 @@ def _summary(cfg, results, nets, wall_total, interrupted, jobs=1):
 
 
 def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jobs=1):
-    """Write summary.json, curves.csv and fig1.png for whatever has been trained."""
+    """Write summary.json, curves.csv and fig1.png for whatever has been trained.
+
+    Everything is made in memory first (the figure too), so an error (a plot of a diverged
+    run, say) leaves no folder that looks complete; each file then appears atomically.
+    """
+    import io
     out_dir = Path(out_dir)
     summary = _summary(cfg, results, nets, wall_total, interrupted, jobs)
     trained = [n for n in nets if n in results]
+    files = {}
     if trained:
         steps = results[trained[0]]["history"].eval_steps
         header, cols = ["step"], [steps]
@@ -174,9 +190,13 @@ def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jo
             cols += [h.metrics["accuracy"], h.metrics["train_loss"], v[:k, 0], v[:k, 1], v[:k, 2]]
         length = min(len(c) for c in cols)
         rows = [[(int(c[i]) if j == 0 else f"{float(c[i]):.6g}") for j, c in enumerate(cols)] for i in range(length)]
-        _io.write_csv(out_dir / "curves.csv", header, rows)
-        _io.save_figure(plot(results, trained, cfg), out_dir / "fig1.png")
-    _io.write_json(out_dir / "summary.json", summary)
+        files["curves.csv"] = _io.csv_bytes(header, rows)
+        figure = io.BytesIO()
+        plot(results, trained, cfg).savefig(figure, format="png", dpi=120)
+        files["fig1.png"] = figure.getvalue()
+    files["summary.json"] = _io.json_bytes(summary)
+    for name, data in files.items():
+        _io.write_bytes(out_dir / name, data)
     return summary
 
 
@@ -193,13 +213,14 @@ def plot(results, nets, cfg):
         h = results[n]["history"]
         ax.plot(h.eval_steps, h.metrics["accuracy"], color=colors[n], label=LABELS[n])
     ax.set(title="(a) Test accuracy", xlabel="training step", ylabel="test accuracy")
-    accs = [a for n in nets for a in results[n]["history"].metrics["accuracy"][1:]]
+    accs = [a for n in nets for a in results[n]["history"].metrics["accuracy"][1:] if np.isfinite(a)]
     if accs:
         ax.set_ylim(max(0.0, min(0.9, np.percentile(accs, 5)) - 0.02), 1.0)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower center")  # the curves rise to the top right: the legend below them
     ax.grid(alpha=0.3)
-    lo = min(results[n]["recorder"].values.min() for n in nets)
-    hi = max(results[n]["recorder"].values.max() for n in nets)
+    finite = [v[np.isfinite(v)] for v in (results[n]["recorder"].values for n in nets)]
+    lo = min((float(v.min()) for v in finite if v.size), default=-1.0)
+    hi = max((float(v.max()) for v in finite if v.size), default=1.0)
     for ax, n, tag in zip(axes[1:], NETS, "bc"):
         ax.set(title=f"({tag}) {LABELS[n]}: sigmoid input, unit {cfg.unit}", xlabel="training step",
                ylabel="input to the sigmoid")
@@ -212,7 +233,7 @@ def plot(results, nets, cfg):
         for j, (p, style) in enumerate(zip(r.percentiles, [":", "-", ":"])):
             ax.plot(r.steps, v[:, j], style, color=colors[n], label=f"{p}th percentile")
         ax.fill_between(r.steps, v[:, 0], v[:, 2], color=colors[n], alpha=0.12)
-        pad = 0.05 * (hi - lo)
+        pad = 0.05 * (hi - lo) or 0.5
         ax.set_ylim(lo - pad, hi + pad)  # the same scale in (b) and (c), so the drift is comparable
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"MNIST, 784-100-100-100-10 sigmoid MLP, batch {cfg.batch_size}, SGD lr {cfg.lr}, "
@@ -232,6 +253,7 @@ def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None,
     cfg = cfg or DriftConfig()
     nets = tuple(nets)
     cfg.validate(nets)
+    _io.check_out_dir(out)  # before training, not after
     jobs = _parallel.default_jobs(len(nets)) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -242,7 +264,7 @@ def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None,
         out_list, interrupted = _parallel.run_tasks(
             _worker, [(name, cfg, data_root, progress, i) for i, name in enumerate(nets)], jobs)
     else:
-        data = load_mnist(root=data_root)
+        data = load_mnist(root=data_root, progress=progress)
         out_list, interrupted = [], False
         for name in nets:
             out_list.append(train_net(name == "bn", cfg, data, progress))
@@ -262,23 +284,18 @@ def _cmd(args) -> int:
     nets = {"both": NETS, "bn": ("bn",), "no-bn": ("baseline",)}[args.nets]
     cfg = DriftConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, seed=args.seed,
                       lr=args.lr, init_std=args.init_std, unit=args.unit)
-    try:
-        cfg.validate(nets)
-    except ValueError as e:
-        print(f"minibn drift: error: {e}", file=sys.stderr)
-        return 2
+    cfg.validate(nets)  # a ValueError is one line and exit 2 (minibn.cli)
     try:
         summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, jobs=args.jobs)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the outputs so far are in {args.out}", file=sys.stderr)
+        print(f"\ninterrupted: the outputs so far (both nets, up to the interrupt) are in {args.out}/",
+              file=sys.stderr)
         return 130
-    except ValueError as e:
-        print(f"minibn drift: error: {e}", file=sys.stderr)
-        return 2
     for name, s in summary["nets"].items():
         print(f"{LABELS[name]:>10}: final test accuracy {s['final_test_accuracy']:.4f}, "
-              f"{s['steps_per_second']:.0f} steps/s, median of the sigmoid input moved by "
-              f"{s['p50_range_after_10pct']:.3f} after the first 10% of training")
+              f"{s['steps_per_second']:.0f} steps/s; median of the sigmoid input after the first 10% of "
+              f"training: net trend {s['p50_trend_after_10pct']:+.2f}, range {s['p50_range_in_spreads']:.2f} "
+              f"of the 15-85 spread")
     print(f"total wall time {summary['wall_seconds_total']:.1f} s; outputs in {args.out}/ "
           f"(fig1.png, curves.csv, summary.json)")
     print(json.dumps({n: round(s["final_test_accuracy"], 4) for n, s in summary["nets"].items()}))
@@ -286,24 +303,31 @@ def _cmd(args) -> int:
 
 
 def add_cli(sub):
+    from ..cli import HelpFormatter
+    from ._io import nonnegative_int, positive_float, positive_int
     d = DriftConfig()
     p = sub.add_parser("drift", help="reproduce Fig. 1 of the BN paper (MNIST activation drift)",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--init-std", type=float, default=d.init_std)
-    p.add_argument("--unit", type=int, default=d.unit, help="which sigmoid of the last hidden layer to record")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
-    p.add_argument("--out", default="results/drift")
-    p.add_argument("--data", default=None, help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)")
+                       description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--steps", type=positive_int, default=d.steps, help="SGD steps per net")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="mini-batch size")
+    p.add_argument("--eval-every", type=positive_int, default=None,
+                   help="evaluate every this many steps (default: 1,000, or steps / 50 on a shorter run)%(default).0s")
+    p.add_argument("--seed", type=nonnegative_int, default=d.seed, help="seed of the weights and of the batch order")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="SGD learning rate (plain SGD)")
+    p.add_argument("--init-std", type=positive_float, default=d.init_std, help="std of the Gaussian initial weights")
+    p.add_argument("--unit", type=nonnegative_int, default=d.unit,
+                   help="which sigmoid of the last hidden layer to record")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="array backend (default: the active one)%(default).0s")
+    p.add_argument("--out", default="results/drift", help="the folder for fig1.png, curves.csv and summary.json")
+    p.add_argument("--data", default=None,
+                   help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)%(default).0s")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--bn", dest="nets", action="store_const", const="bn", help="train only the BN net")
     g.add_argument("--no-bn", dest="nets", action="store_const", const="no-bn", help="train only the plain net")
     p.set_defaults(nets="both")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="train the nets in this many processes (default: 2 on the CPU with >= 2 cores, else 1)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="train the nets in this many processes "
+                        "(default: 2 on the CPU with >= 2 cores, else 1)%(default).0s")
     p.set_defaults(func=_cmd)

@@ -41,6 +41,8 @@ class SmallBatchConfig:
     memory_size: int = 10
 
     def validate(self):
+        if not self.seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in self.seeds):
+            raise ValueError(f"seeds must be one or more integers >= 0, got {self.seeds}")
         if self.steps < 10:
             raise ValueError(f"steps must be >= 10, got {self.steps}")
         bad = [v for v in self.variants if v not in VARIANTS]
@@ -156,6 +158,9 @@ def plot(table, cfg):
 def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None, jobs=None, progress=True):
     cfg = cfg or SmallBatchConfig()
     cfg.validate()
+    _io.check_out_dir(out)
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     load_mnist(root=data_root)  # fail early (and download once) before starting workers
     tasks = [(v, b, s, cfg, data_root) for b in cfg.batch_sizes for v in cfg.variants for s in cfg.seeds]
     jobs = _parallel.default_jobs(len(tasks)) if jobs is None else jobs
@@ -183,13 +188,19 @@ def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None,
 
 
 def add_cli(reproduce_sub):
+    from ..cli import HelpFormatter
+    d = SmallBatchConfig()
     p = reproduce_sub.add_parser("small-batch", help="BN vs BatchRenorm vs Memorized BN at small batch sizes",
-                                 description=__doc__.split("\n\n")[0])
+                                 description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--fast", action="store_true", help=f"a quick check: {FAST}")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=None)
-    p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS)
+    p.add_argument("--steps", type=_io.positive_int, default=None,
+                   help=f"SGD steps per run (default: {d.steps})%(default).0s")
+    p.add_argument("--seeds", type=_io.nonnegative_int, nargs="+", default=None,
+                   help=f"seeds of the runs (default: {d.seeds})%(default).0s")
+    p.add_argument("--batch-sizes", type=_io.positive_int, nargs="+", default=None,
+                   help=f"batch sizes (default: {d.batch_sizes})%(default).0s")
+    p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS,
+                   help="normalizations (default: all)%(default).0s")
     _io.add_common_options(p, "results/small_batch")
     p.set_defaults(func=_cmd)
 

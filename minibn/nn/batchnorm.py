@@ -75,9 +75,13 @@ class BatchNorm(RunningStatistics, Normalization):
         gamma, beta = self._affine()
         if (self.training and not self.frozen) or not self.track_running_stats:
             y, cache = self._train_forward(x, gamma, beta, self.eps)
-            if self.training and self.track_running_stats:
-                F.update_running_stats(self.running_mean, self.running_var, cache["mu_B"], cache["var_B"],
-                                       cache["m"], self._momentum_factor())
+            update = self.training and self.track_running_stats
+            bad = self._unusable_channels((cache["mu_B"], cache["var_B"]), cache["var_B"] + self.eps,
+                                          "running statistics were not updated" if update else "outputs are NaN")
+            if update:
+                factor = self._momentum_factor()
+                self._keep_channels((self.running_mean, self.running_var), bad, lambda: F.update_running_stats(
+                    self.running_mean, self.running_var, cache["mu_B"], cache["var_B"], cache["m"], factor))
         else:
             y, cache = F.batch_norm_inference_forward(x, gamma, beta, self.running_mean, self.running_var, self.eps)
             self._remember(F.batch_norm_inference_backward, cache, y)

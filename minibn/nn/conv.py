@@ -51,6 +51,7 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy, need_dx=True):
+        self._check_dy(dy)
         dx, dW, db = F.conv2d_backward(dy, self._cache, need_dx)
         self.weight.accumulate(dW)
         if self.bias is not None:
@@ -77,6 +78,10 @@ class _Pool2d(Module):
     def _check(self, x):
         check_float("x", x, self.name)
         check_ndim("x", x, (4,), self.name, "(N, C, H, W)")
+        kh, kw = self.kernel_size
+        if x.shape[2] + 2 * self.padding < kh or x.shape[3] + 2 * self.padding < kw:
+            raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} with padding {self.padding} "
+                             f"is smaller than the kernel {self.kernel_size}")
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -93,6 +98,7 @@ class MaxPool2d(_Pool2d):
         return y
 
     def backward(self, dy):
+        self._check_dy(dy)
         return F.max_pool2d_backward(dy, self._cache)
 
 
@@ -107,6 +113,7 @@ class AvgPool2d(_Pool2d):
         return y
 
     def backward(self, dy):
+        self._check_dy(dy)
         return F.avg_pool2d_backward(dy, self._cache)
 
 
@@ -114,8 +121,14 @@ class Flatten(Module):
     """(N, *) -> (N, prod(*))."""
 
     def forward(self, x):
+        if getattr(x, "ndim", 0) < 1:
+            raise ValueError(f"Flatten: expected x of shape (N, *), got {getattr(x, 'shape', type(x).__name__)}")
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        features = 1
+        for s in x.shape[1:]:
+            features *= s
+        return x.reshape(x.shape[0], features)  # not -1: an empty batch has no size to infer it from
 
     def backward(self, dy):
+        self._check_dy(dy)
         return dy.reshape(self._shape)

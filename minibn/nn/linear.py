@@ -42,6 +42,7 @@ class Linear(Module):
         # After zero_grad, dW is written into the array of the previous step's gradient
         # (kept in self._dW) instead of a fresh one: a new (out, in) array every step
         # costs page faults. So copy a .grad you want to keep past the next zero_grad.
+        self._check_dy(dy)
         w = self.weight
         reuse = w.grad is None and self._dW is not None and self._dW.shape == w.shape and self._dW.dtype == w.dtype
         dx, dW, db = F.linear_backward(dy, self._cache, need_dx, self._dW if reuse else None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy
+
+from .. import backend
 from .. import functional as F
 from .._checks import check_float
 from .module import Module
@@ -24,8 +27,17 @@ class SoftmaxCrossEntropy(Module):
         if labels.shape != (logits.shape[0],):
             raise ValueError(f"SoftmaxCrossEntropy: expected labels of shape ({logits.shape[0]},), "
                              f"got {tuple(labels.shape)}")
+        C = logits.shape[1]
+        if backend.get_array_module(labels) is numpy:  # on the GPU this check would wait for the device
+            bad = (labels < 0) | (labels >= C)
+            if bad.any():
+                rows = numpy.flatnonzero(bad)[:10].tolist()
+                raise ValueError(f"SoftmaxCrossEntropy: labels must be class ids in [0, {C}), got "
+                                 f"{sorted(set(labels[bad].tolist()))[:10]} at rows {rows}")
         loss, self._cache = F.softmax_cross_entropy_forward(logits, labels)
         return loss
 
     def backward(self, dloss=1.0):
+        if getattr(self, "_cache", None) is None:
+            raise RuntimeError("SoftmaxCrossEntropy: backward called before the loss was computed")
         return F.softmax_cross_entropy_backward(self._cache, dloss)

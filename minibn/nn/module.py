@@ -64,7 +64,19 @@ class Module:
         self.training = True
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        y = self.forward(*args, **kwargs)
+        self._y_shape = tuple(getattr(y, "shape", ()))  # what backward's dy must look like
+        return y
+
+    def _check_dy(self, dy):
+        """RuntimeError if no forward ran yet, ValueError unless dy has the output's shape."""
+        shape = getattr(self, "_y_shape", None)
+        if shape is None:
+            raise RuntimeError(f"{type(self).__name__}: backward called before any forward "
+                               f"(run the layer on an input first)")
+        if tuple(getattr(dy, "shape", ())) != shape:
+            raise ValueError(f"{type(self).__name__}: expected dy of shape {shape} (the output's), "
+                             f"got {tuple(getattr(dy, 'shape', ()))}")
 
     def forward(self, x):
         raise NotImplementedError
@@ -173,13 +185,15 @@ class Module:
                 raise ValueError(
                     f"load_state_dict: {name}: expected shape {cur_shape}, got {new_shape}")
             plan.append((owner, attr, is_param, current, new))
-        for owner, attr, is_param, current, new in plan:
+        values = []  # every conversion first: a bad entry leaves the module unchanged
+        for *_, current, new in plan:
             if _is_array(current):
                 xp = backend.get_array_module(current)
                 value = backend.to_device(backend.asnumpy(new), backend.device_of(current))
-                value = xp.array(value, dtype=current.dtype, copy=True)
+                values.append(xp.array(value, dtype=current.dtype, copy=True))
             else:  # a Python scalar buffer such as num_batches_tracked
-                value = type(current)(backend.asnumpy(new))
+                values.append(type(current)(backend.asnumpy(new)))
+        for (owner, attr, is_param, _, _), value in zip(plan, values):
             if is_param:
                 getattr(owner, attr).data = value
             else:
@@ -249,7 +263,8 @@ class Sequential(Module):
         return x
 
     def backward(self, dy, need_dx: bool = True):
-        """Backpropagate dy through every layer; returns dx of the first.
+        """Backpropagate dy through every layer; returns dx of the first (each layer checks
+        its dy).
 
         ``need_dx=False`` lets the first layer skip its input gradient when it can
         (a Linear or Conv2d applied to data): one matrix product fewer per step.

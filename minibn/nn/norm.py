@@ -14,12 +14,20 @@ of each update.
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
+
+import numpy
 
 from .. import backend, dispatch
 from .._checks import check_dim, check_float, check_ndim
 from ..kernels.numpy_fast import Workspace
 from .module import Module, Parameter
+
+
+class NumericalWarning(UserWarning):
+    """A normalization layer met values it cannot normalize (NaN or inf in a batch, a
+    constant channel with eps = 0); the message names the layer and the channels."""
 
 
 class Normalization(Module):
@@ -87,11 +95,49 @@ class Normalization(Module):
 
     def _train_forward(self, x, *args):
         """Run the op's implementation chosen for x; returns (y, cache)."""
-        implementation = dispatch.select(self.op, self._choice(), x)
-        y, cache = implementation.forward(x, *args, work=self._work)
+        try:
+            implementation = dispatch.select(self.op, self._choice(), x)
+            y, cache = implementation.forward(x, *args, work=self._work)
+        except (ValueError, TypeError, ImportError, NotImplementedError) as e:  # say which layer
+            raise type(e)(f"{self.name}: {e}") from None
         self.last_implementation = implementation
         self._remember(implementation.backward, cache, y)
         return y, cache
+
+    def _unusable_channels(self, finite, positive, what="running statistics were not updated"):
+        """Channels whose batch statistics cannot be used, each kind with a warning naming
+        the layer and the channels: ``finite`` (C,) values that are NaN or inf (the batch had
+        NaN or inf there), ``positive`` (C,) values (variance + eps) that are not > 0 (a
+        constant channel with eps = 0). Returns their indices, or None when all are fine.
+
+        Host arrays only: on the GPU, reading the answer would wait for the device at every
+        step (there, a NaN shows in the loss).
+        """
+        if type(positive) is not numpy.ndarray:
+            return None
+        if numpy.isfinite(sum(float(v.sum()) for v in finite)) and positive.min() > 0:
+            return None  # the usual case: two reductions, no arrays
+        nonfinite = ~numpy.logical_and.reduce([numpy.isfinite(v) for v in finite])
+        flat = ~nonfinite & ~(positive > 0)
+        if nonfinite.any():
+            warnings.warn(f"{self.name}: the batch has NaN or inf values in channel(s) "
+                          f"{numpy.flatnonzero(nonfinite).tolist()}: their outputs are NaN, and their {what}",
+                          NumericalWarning, stacklevel=4)
+        if flat.any():
+            warnings.warn(f"{self.name}: channel(s) {numpy.flatnonzero(flat).tolist()} are constant in this batch "
+                          f"and eps = {self.eps}: 0 / 0 makes their outputs NaN, and their {what} (use eps > 0)",
+                          NumericalWarning, stacklevel=4)
+        return numpy.flatnonzero(nonfinite | flat)
+
+    @staticmethod
+    def _keep_channels(buffers, bad, update):
+        """Run ``update()`` on the running buffers, except on the channels ``bad`` (None: all)."""
+        if bad is None:
+            return update()
+        old = [b[bad].copy() for b in buffers]
+        update()
+        for b, o in zip(buffers, old):
+            b[bad] = o
 
     def _remember(self, backward, cache, y):
         """Keep what :meth:`backward` needs: the function, its cache and the output shape."""
@@ -100,11 +146,7 @@ class Normalization(Module):
     def backward(self, dy):
         """dy: like the last forward's output. Returns dx; accumulates dgamma, dbeta into
         gamma.grad, beta.grad (not when frozen)."""
-        if self._cache is None:
-            raise RuntimeError(f"{self.name}: backward called before any forward (run the layer on an input first)")
-        if tuple(getattr(dy, "shape", ())) != self._y_shape:
-            raise ValueError(f"{self.name}: expected dy of shape {self._y_shape} (the output's), "
-                             f"got {tuple(getattr(dy, 'shape', ()))}")
+        self._check_dy(dy)
         dx, dgamma, dbeta = self._backward_fn(dy, self._cache)
         if self.gamma is not None and not self.frozen:
             self.gamma.accumulate(dgamma)

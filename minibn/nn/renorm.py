@@ -67,10 +67,14 @@ class BatchRenorm(RunningStatistics, Normalization):
             y, cache = self._train_forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max,
                                            self.d_max, self.eps)
             f = self._momentum_factor()
-            self.running_mean *= 1 - f
-            self.running_mean += (f * cache["mu_B"]).astype(self.running_mean.dtype)
-            self.running_std *= 1 - f
-            self.running_std += (f * cache["sigma_B"]).astype(self.running_std.dtype)
+            bad = self._unusable_channels((cache["mu_B"], cache["sigma_B"]), cache["sigma_B"])
+
+            def update():
+                self.running_mean *= 1 - f
+                self.running_mean += (f * cache["mu_B"]).astype(self.running_mean.dtype)
+                self.running_std *= 1 - f
+                self.running_std += (f * cache["sigma_B"]).astype(self.running_std.dtype)
+            self._keep_channels((self.running_mean, self.running_std), bad, update)
             self.last_r, self.last_d = cache["r"], cache["d"]
         else:
             y, cache = F.batch_renorm_inference_forward(x, gamma, beta, self.running_mean, self.running_std)

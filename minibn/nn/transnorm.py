@@ -58,8 +58,11 @@ class TransNorm(RunningStatistics, Normalization):
             f = self._momentum_factor()
             for dom in ("source", "target"):
                 c = cache[dom]
-                F.update_running_stats(getattr(self, f"running_mean_{dom}"), getattr(self, f"running_var_{dom}"),
-                                       c["mu_B"], c["var_B"], c["m"], f)
+                buffers = (getattr(self, f"running_mean_{dom}"), getattr(self, f"running_var_{dom}"))
+                bad = self._unusable_channels((c["mu_B"], c["var_B"]), c["var_B"] + self.eps,
+                                              f"{dom} running statistics were not updated")
+                self._keep_channels(buffers, bad, lambda c=c, b=buffers: F.update_running_stats(
+                    *b, c["mu_B"], c["var_B"], c["m"], f))
         else:
             if alpha is None:
                 alpha = F.transnorm_alpha(self.running_mean_source, self.running_var_source,
@@ -111,6 +114,7 @@ class GradientReversal(Module):
         return x
 
     def backward(self, dy):
+        self._check_dy(dy)
         return dy * -self.scale
 
     def extra_repr(self):
