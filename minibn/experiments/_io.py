@@ -32,6 +32,21 @@ def write_bytes(path, data):
     _atomic(path, lambda f: f.write(data))
 
 
+def figure_bytes(fig, fmt="png", dpi=120):
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi)
+    return buf.getvalue()
+
+
+def write_all(folder, files):
+    """Write {name: bytes} into ``folder``. Make every file's bytes before calling this (a
+    figure too, with :func:`figure_bytes`): an error while making them then leaves no folder
+    that looks complete."""
+    for name, data in files.items():
+        write_bytes(Path(folder) / name, data)
+
+
 def write_json(path, obj):
     write_bytes(path, json_bytes(obj))
 

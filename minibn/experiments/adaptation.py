@@ -279,10 +279,10 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
     summary.update({"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),
                     "interrupted": interrupted, "wall_seconds": round(wall, 1), "runs": iit_rows,
                     "dann_runs": dann_rows})
-    _io.write_json(out / "summary.json", summary)
-    _io._atomic(out / "tables.md", lambda f: f.write((text + "\n").encode()))
-    if complete:
-        _io.save_figure(plot(complete, cfg), out / "adaptation.png")
+    files = {"adaptation.png": _io.figure_bytes(plot(complete, cfg))} if complete else {}
+    files["tables.md"] = (text + "\n").encode()
+    files["summary.json"] = _io.json_bytes(summary)
+    _io.write_all(out, files)
     if interrupted:
         raise KeyboardInterrupt
     return summary, text

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -168,20 +167,21 @@ def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None,
     results, interrupted = _parallel.run_with_progress(train_one, tasks, jobs, "small-batch runs", progress)
     wall = time.perf_counter() - t0
     table, speed = summarize(results, cfg)
-    out = Path(out)
-    _io.write_csv(out / "runs.csv", ["variant", "batch_size", "seed", "test_error", "wall_seconds", "steps_per_second"],
-                  [[r["variant"], r["batch_size"], r["seed"], f"{r['test_error']:.4f}", f"{r['wall_seconds']:.3f}",
-                    f"{r['steps_per_second']:.1f}"] for r in results])
+    files = {"runs.csv": _io.csv_bytes(
+        ["variant", "batch_size", "seed", "test_error", "wall_seconds", "steps_per_second"],
+        [[r["variant"], r["batch_size"], r["seed"], f"{r['test_error']:.4f}", f"{r['wall_seconds']:.3f}",
+          f"{r['steps_per_second']:.1f}"] for r in results])}
     summary = {"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),
                "interrupted": interrupted, "wall_seconds": round(wall, 1),
                "test_error": {v: {str(b): {"mean": m, "std": s, "n": n} for b, (m, s, n) in t.items()}
                               for v, t in table.items()},
                "median_steps_per_second": speed}
-    _io.write_json(out / "summary.json", summary)
     text = markdown(table, speed, cfg, wall)
-    _io._atomic(out / "table.md", lambda f: f.write((text + "\n").encode()))
     if results:
-        _io.save_figure(plot(table, cfg), out / "small_batch.png")
+        files["small_batch.png"] = _io.figure_bytes(plot(table, cfg))
+    files["table.md"] = (text + "\n").encode()
+    files["summary.json"] = _io.json_bytes(summary)
+    _io.write_all(out, files)
     if interrupted:
         raise KeyboardInterrupt
     return summary, text
