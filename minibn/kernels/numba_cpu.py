@@ -29,10 +29,34 @@ from ..backend import get_array_module
 PARALLEL_MIN_SIZE = 2 ** 19
 
 
-@functools.cache  # looking for a module that is not imported yet costs 50 us: once is enough
+@functools.cache  # asked at every auto selection: once is enough
 def available():
-    """True when numba is installed (the compiled loops' only requirement beyond NumPy)."""
-    return importlib.util.find_spec("numba") is not None
+    """True when numba can be imported (the compiled loops' only requirement beyond NumPy).
+
+    numba is a dependency of minibn, but a platform without its wheels, or a NumPy newer
+    than the installed numba supports, can leave it unimportable: then minibn runs on
+    NumPy (the reference and fast paths) and says so once, with the reason.
+    """
+    try:
+        if importlib.util.find_spec("numba") is None:
+            _say_once("numba is not installed: the fused CPU loops are off, and minibn runs on NumPy "
+                      "(pip install numba to get them)")
+            return False
+        import numba  # noqa: F401
+    except Exception as e:  # an ImportError, or numba refusing this NumPy
+        _say_once(f"numba cannot be imported ({type(e).__name__}: {e}): the fused CPU loops are off, "
+                  f"and minibn runs on NumPy")
+        return False
+    return True
+
+
+class FusedLoopsWarning(UserWarning):
+    """The compiled CPU loops are not available here (the message says why)."""
+
+
+def _say_once(message):
+    import warnings
+    warnings.warn(f"minibn: {message}", FusedLoopsWarning, stacklevel=3)
 
 
 def applies(x):
@@ -49,12 +73,51 @@ def check(x):
         raise TypeError(f"the fused path takes float32 or float64 arrays, got dtype {x.dtype} "
                         f"(use impl='reference', which accumulates statistics in float64)")
     if not available():
-        raise ImportError('the fused path needs numba: pip install "minibn[fast]" (or use impl="reference")')
+        raise ImportError('the fused path needs numba, a dependency of minibn that is missing or cannot be '
+                          'imported here: pip install numba (or use impl="reference")')
 
 
 def loops(module):
     """The compiled loops of ``module`` ("_bn_loops" or "_row_loops" of this package)."""
+    _announce_compilation()
     return importlib.import_module(f".{module}", __package__)
+
+
+@functools.cache
+def _announce_compilation():
+    """Say when numba compiles our loops (the first use on a machine, or of a new input type:
+    a few seconds), rather than pause without a word. Loading them from numba's disk cache
+    compiles nothing and says nothing."""
+    import sys
+    import time
+
+    from numba.core import event
+
+    class Announce(event.Listener):
+        depth, start = 0, 0.0
+
+        def on_start(self, ev):
+            if self.depth == 0 and _ours(ev):
+                self.start = time.perf_counter()
+                print("minibn: compiling the fused CPU loops for this input type (once: they are cached on "
+                      "disk for next time)...", file=sys.stderr, flush=True)
+                self.depth = 1
+            elif self.depth:
+                self.depth += 1
+
+        def on_end(self, ev):
+            if self.depth:
+                self.depth -= 1
+                if self.depth == 0:
+                    print(f"minibn: compiled in {time.perf_counter() - self.start:.1f} s", file=sys.stderr,
+                          flush=True)
+
+    event.register("numba:compile", Announce())
+
+
+def _ours(ev):
+    dispatcher = (ev.data or {}).get("dispatcher")
+    return getattr(getattr(dispatcher, "py_func", None), "__module__", "").startswith(__package__)
 
 
 _pool, _pool_size = None, 0

@@ -323,7 +323,7 @@ def test_fused_path_refuses_float16_with_a_clear_error():
 def test_fused_path_without_numba_says_how_to_get_it(monkeypatch):
     from minibn.kernels import numba_cpu
     monkeypatch.setattr(numba_cpu, "available", lambda: False)
-    with pytest.raises(ImportError, match=r"minibn\[fast\]"):
+    with pytest.raises(ImportError, match=r"BatchNorm1d: the fused path needs numba.*pip install numba"):
         nn.BatchNorm1d(3, impl="fused")(np.ones((4, 3), np.float32) * np.arange(4, dtype=np.float32)[:, None])
     layer = nn.BatchNorm1d(256)  # auto falls back to the NumPy paths
     layer(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32))
