@@ -72,9 +72,9 @@ class Implementation:
         f = self._fns[0] if self._fns is not None else self._resolve()[0]
         return f(x, *args, work=work, **kwargs) if self.workspace else f(x, *args, **kwargs)
 
-    def backward(self, dy, cache):
+    def backward(self, dy, cache, *args):
         b = self._fns[1] if self._fns is not None else self._resolve()[1]
-        return b(dy, cache)
+        return b(dy, cache, *args)
 
 
 _REGISTRY: dict[str, dict[str, Implementation]] = {}

@@ -62,6 +62,11 @@ register("group_norm", "reference", _F + "groupnorm:group_norm_forward", _F + "g
 register("instance_norm", "fused", _K + "fused_rows:instance_norm_forward_fused",
          _K + "fused_rows:instance_norm_backward_fused", **_NUMBA)
 register("instance_norm", "reference", _F + "groupnorm:instance_norm_forward", _F + "groupnorm:instance_norm_backward")
+# MaxPool2d, Conv2d
+register("max_pool2d", "fused", _K + "fused_pool:max_pool2d_forward_fused", _K + "fused_pool:max_pool2d_backward_fused",
+         **_NUMBA)
+register("max_pool2d", "reference", _F + "pooling:max_pool2d_forward", _F + "pooling:max_pool2d_backward")
+
 
 
 # -- 2. layers ---------------------------------------------------------------------------------
@@ -254,7 +259,8 @@ SPECS = [
     LayerSpec(nn.Conv2d, "conv", lambda s, **kw: nn.Conv2d(s[1], 3, 3, **kw), ((2, 2, 5, 5),), offset=False,
               variants={"stride=2": {"stride": 2}, "padding=1": {"padding": 1}},
               bad_shapes=((2, 3, 5, 5), (2, 5, 5), (1, 2, 2, 2))),
-    LayerSpec(nn.MaxPool2d, "pooling", lambda s, **kw: nn.MaxPool2d(2, **kw), ((2, 2, 4, 4),), offset=False,
+    LayerSpec(nn.MaxPool2d, "pooling", lambda s, **kw: nn.MaxPool2d(2, **kw), ((2, 2, 4, 4),), op="max_pool2d",
+              offset=False,
               variants={"stride=1 padding=1": {"stride": 1, "padding": 1}}, bad_shapes=((2, 4),)),
     LayerSpec(nn.AvgPool2d, "pooling", lambda s, **kw: nn.AvgPool2d(2, **kw), ((2, 2, 4, 4),), offset=False,
               variants={"stride=1 padding=1": {"stride": 1, "padding": 1}}, bad_shapes=((2, 4),)),

@@ -208,6 +208,6 @@ def update_running_stats(running_mean, running_var, mu_B, var_B, m, factor):
     var_B * m / (m - 1), the estimate Algorithm 2 (step 10) uses for inference.
     """
     running_mean *= 1.0 - factor
-    running_mean += (factor * mu_B).astype(running_mean.dtype, copy=False)
+    running_mean += factor * mu_B  # (rounded to the running statistics' dtype)
     running_var *= 1.0 - factor
-    running_var += (factor * var_B * (m / (m - 1))).astype(running_var.dtype, copy=False)
+    running_var += factor * (m / (m - 1)) * var_B

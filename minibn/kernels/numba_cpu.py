@@ -71,12 +71,13 @@ def check(x):
                                   "written yet; use impl='auto' (or 'fast' for BN) on the GPU")
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"the fused path takes float32 or float64 arrays, got dtype {x.dtype} "
-                        f"(use impl='reference', which accumulates statistics in float64)")
+                        f"(use impl='reference', which takes any floating-point dtype)")
     if not available():
         raise ImportError('the fused path needs numba, a dependency of minibn that is missing or cannot be '
                           'imported here: pip install numba (or use impl="reference")')
 
 
+@functools.cache  # called at every forward and backward: import_module costs 6 us
 def loops(module):
     """The compiled loops of ``module`` ("_bn_loops" or "_row_loops" of this package)."""
     _announce_compilation()
@@ -133,6 +134,7 @@ def _forget_pool():
 os.register_at_fork(after_in_child=_forget_pool)
 
 
+@functools.cache
 def threads():
     import numba
     return numba.config.NUMBA_NUM_THREADS  # the CPU count, or the NUMBA_NUM_THREADS variable

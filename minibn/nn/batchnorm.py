@@ -76,7 +76,7 @@ class BatchNorm(RunningStatistics, Normalization):
         if (self.training and not self.frozen) or not self.track_running_stats:
             y, cache = self._train_forward(x, gamma, beta, self.eps)
             update = self.training and self.track_running_stats
-            bad = self._unusable_channels((cache["mu_B"], cache["var_B"]), cache["var_B"] + self.eps,
+            bad = self._unusable_channels(cache["var_B"], cache["var_B"] + self.eps,
                                           "running statistics were not updated" if update else "outputs are NaN")
             if update:
                 factor = self._momentum_factor()

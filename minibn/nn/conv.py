@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import dispatch
 from .. import functional as F
 from .._checks import check_dim, check_float, check_ndim, check_positive_int
 from . import init
@@ -88,18 +89,33 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """Max over (kh, kw) windows. (N, C, H, W) -> (N, C, OH, OW)."""
+    """Max over (kh, kw) windows. (N, C, H, W) -> (N, C, OH, OW).
+
+    ``impl`` (the implementations of "max_pool2d"): ``"reference"`` (im2col and argmax,
+    :mod:`minibn.functional.pooling`), ``"fused"`` (one compiled loop each way,
+    :mod:`minibn.kernels.fused_pool`; NumPy only) or ``"auto"`` (fused when it can run).
+    """
 
     name = "MaxPool2d"
 
+    def __init__(self, kernel_size, stride=None, padding=0, impl="auto"):
+        super().__init__(kernel_size, stride, padding)
+        allowed = ("auto",) + dispatch.implementations("max_pool2d")
+        if impl not in allowed:
+            raise ValueError(f"MaxPool2d: impl must be one of {allowed}, got {impl!r}")
+        self.impl = impl
+
     def forward(self, x):
         self._check(x)
-        y, self._cache = F.max_pool2d_forward(x, *self.kernel_size, self.stride, self.padding)
+        y, self._cache = self._run("max_pool2d", self.impl, x, *self.kernel_size, self.stride, self.padding)
         return y
 
     def backward(self, dy):
         self._check_dy(dy)
-        return F.max_pool2d_backward(dy, self._cache)
+        return self.last_implementation.backward(dy, self._cache)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", impl={self.impl!r}"
 
 
 class AvgPool2d(_Pool2d):

@@ -101,7 +101,7 @@ class MemorizedBatchNorm(Normalization):
         if self.training:
             alphas = F.memory_weights(self.memory_len, self.lam, self.eta, xp)
             y, cache = self._train_forward(x, gamma, beta, means, variances, counts, alphas, self.eps)
-            bad = self._unusable_channels((cache["mu_B"], cache["var_B"]), cache["var_hat"] + self.eps,
+            bad = self._unusable_channels(cache["var_B"], cache["var_hat"] + self.eps,
                                           "statistics were not memorized (the memory is left as it was)")
             if bad is None and (self._recording or not self.double_forward):
                 self.push(cache["mu_B"], cache["var_B"], cache["m"])

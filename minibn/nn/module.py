@@ -68,6 +68,19 @@ class Module:
         self._y_shape = tuple(getattr(y, "shape", ()))  # what backward's dy must look like
         return y
 
+    def _run(self, op, impl, x, *args, **kwargs):
+        """Select the implementation of ``op`` for x (:func:`minibn.dispatch.select`), run its
+        forward, and keep it as ``last_implementation`` (its backward goes with this forward).
+        An error it raises is re-raised with this layer's name in front."""
+        from .. import dispatch
+        try:
+            implementation = dispatch.select(op, impl, x)
+            out = implementation.forward(x, *args, **kwargs)
+        except (ValueError, TypeError, ImportError, NotImplementedError) as e:
+            raise type(e)(f"{type(self).__name__}: {e}") from None
+        self.last_implementation = implementation
+        return out
+
     def _check_dy(self, dy):
         """RuntimeError if no forward ran yet, ValueError unless dy has the output's shape."""
         shape = getattr(self, "_y_shape", None)

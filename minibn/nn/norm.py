@@ -14,6 +14,7 @@ of each update.
 
 from __future__ import annotations
 
+import math
 import warnings
 from numbers import Real
 
@@ -83,6 +84,8 @@ class Normalization(Module):
     # -- the input ---------------------------------------------------------------------
     def _check(self, x):
         """TypeError / ValueError naming the layer, the expected and the actual shape."""
+        if getattr(x, "ndim", None) in self._ndims and x.shape[1] == self.num_features and x.dtype.kind == "f":
+            return  # the usual case, in one line: the messages below are built only for an error
         check_float("x", x, self.name)
         layout = self._layout.format(C=self.num_features)
         check_ndim("x", x, self._ndims, self.name, layout)
@@ -95,29 +98,25 @@ class Normalization(Module):
 
     def _train_forward(self, x, *args):
         """Run the op's implementation chosen for x; returns (y, cache)."""
-        try:
-            implementation = dispatch.select(self.op, self._choice(), x)
-            y, cache = implementation.forward(x, *args, work=self._work)
-        except (ValueError, TypeError, ImportError, NotImplementedError) as e:  # say which layer
-            raise type(e)(f"{self.name}: {e}") from None
-        self.last_implementation = implementation
-        self._remember(implementation.backward, cache, y)
+        y, cache = self._run(self.op, self._choice(), x, *args, work=self._work)
+        self._remember(self.last_implementation.backward, cache, y)
         return y, cache
 
-    def _unusable_channels(self, finite, positive, what="running statistics were not updated"):
-        """Channels whose batch statistics cannot be used, each kind with a warning naming
-        the layer and the channels: ``finite`` (C,) values that are NaN or inf (the batch had
-        NaN or inf there), ``positive`` (C,) values (variance + eps) that are not > 0 (a
-        constant channel with eps = 0). Returns their indices, or None when all are fine.
+    def _unusable_channels(self, spread, positive, what="running statistics were not updated"):
+        """Channels whose batch statistics cannot be used, each kind with a warning naming the
+        layer and the channels: ``spread`` (C,) values (the batch variance, or std) that are
+        NaN or inf (the batch had NaN or inf there: a non-finite mean makes the variance NaN
+        too), ``positive`` (C,) values (variance + eps) that are not > 0 (a constant channel
+        with eps = 0). Returns their indices, or None when all are fine.
 
         Host arrays only: on the GPU, reading the answer would wait for the device at every
         step (there, a NaN shows in the loss).
         """
         if type(positive) is not numpy.ndarray:
             return None
-        if numpy.isfinite(sum(float(v.sum()) for v in finite)) and positive.min() > 0:
+        if math.isfinite(spread.sum()) and positive.min() > 0:
             return None  # the usual case: two reductions, no arrays
-        nonfinite = ~numpy.logical_and.reduce([numpy.isfinite(v) for v in finite])
+        nonfinite = ~numpy.isfinite(spread)
         flat = ~nonfinite & ~(positive > 0)
         if nonfinite.any():
             warnings.warn(f"{self.name}: the batch has NaN or inf values in channel(s) "

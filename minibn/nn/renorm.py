@@ -67,7 +67,7 @@ class BatchRenorm(RunningStatistics, Normalization):
             y, cache = self._train_forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max,
                                            self.d_max, self.eps)
             f = self._momentum_factor()
-            bad = self._unusable_channels((cache["mu_B"], cache["sigma_B"]), cache["sigma_B"])
+            bad = self._unusable_channels(cache["sigma_B"], cache["sigma_B"])
 
             def update():
                 self.running_mean *= 1 - f

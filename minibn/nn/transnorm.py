@@ -59,7 +59,7 @@ class TransNorm(RunningStatistics, Normalization):
             for dom in ("source", "target"):
                 c = cache[dom]
                 buffers = (getattr(self, f"running_mean_{dom}"), getattr(self, f"running_var_{dom}"))
-                bad = self._unusable_channels((c["mu_B"], c["var_B"]), c["var_B"] + self.eps,
+                bad = self._unusable_channels(c["var_B"], c["var_B"] + self.eps,
                                               f"{dom} running statistics were not updated")
                 self._keep_channels(buffers, bad, lambda c=c, b=buffers: F.update_running_stats(
                     *b, c["mu_B"], c["var_B"], c["m"], f))

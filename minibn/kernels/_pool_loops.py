@@ -1,0 +1,80 @@
+"""The CPU loops behind :mod:`minibn.kernels.fused_pool` (max pooling), compiled by numba.
+
+One pass over the input forward: each window's maximum and the flat index of where it is
+(the first maximum on ties, as the reference's argmax); one pass over dy backward, adding
+each gradient at its index. Padding counts as -inf (it never wins). A NaN in a window wins
+(as in the reference, whose argmax returns the first NaN).
+"""
+
+import numba
+import numpy as np
+
+_FLAGS = dict(nogil=True, cache=True)
+
+
+@numba.njit(**_FLAGS)
+def max_pool_forward(x, kh, kw, stride, padding, y, arg):
+    """x (N, C, H, W) -> y (N, C, OH, OW) and arg (the flat h * W + w index of each maximum)."""
+    if padding == 0:
+        return _max_pool_unpadded(x, kh, kw, stride, y, arg)
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    best = -np.inf
+                    where = -1
+                    for i in range(kh):
+                        h = oh * stride - padding + i
+                        if h < 0 or h >= H:
+                            continue
+                        for j in range(kw):
+                            w = ow * stride - padding + j
+                            if w < 0 or w >= W:
+                                continue
+                            v = x[n, c, h, w]
+                            if where < 0 or v > best or (np.isnan(v) and not np.isnan(best)):
+                                best = v
+                                where = h * W + w
+                    y[n, c, oh, ow] = best
+                    arg[n, c, oh, ow] = where
+
+
+@numba.njit(**_FLAGS)
+def _max_pool_unpadded(x, kh, kw, stride, y, arg):
+    """No padding (the usual case): every window lies inside x, so no bounds to test."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                h0 = oh * stride
+                for ow in range(OW):
+                    w0 = ow * stride
+                    best = x[n, c, h0, w0]
+                    where = h0 * W + w0
+                    for i in range(kh):
+                        for j in range(kw):
+                            v = x[n, c, h0 + i, w0 + j]
+                            # v wins if larger, or if it is the window's first NaN; selects, not
+                            # branches (random data mispredicts a branch half the time: 2x slower)
+                            take = (v > best) | ((v != v) & (best == best))
+                            best = v if take else best
+                            where = (h0 + i) * W + w0 + j if take else where
+                    y[n, c, oh, ow] = best
+                    arg[n, c, oh, ow] = where
+
+
+@numba.njit(**_FLAGS)
+def max_pool_backward(dy, arg, dx):
+    """dx (N, C, H, W), zeroed by the caller: dx[n, c] at arg += dy[n, c] (windows may overlap)."""
+    N, C, OH, OW = dy.shape
+    W = dx.shape[3]
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    a = arg[n, c, oh, ow]
+                    dx[n, c, a // W, a % W] += dy[n, c, oh, ow]
+
