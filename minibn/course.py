@@ -1,0 +1,388 @@
+"""Checkers for the course's graded exercises.
+
+Each checker takes the student's function, runs it on inputs it draws itself (offsets,
+edge cases, float64) against minibn's reference implementation, and either returns True
+or raises :class:`ExerciseError` saying what differs (which output, the worst index, the
+expected and the actual value) and, where the wrong answer matches a typical mistake, which
+one. A checker never trusts the student's own test: backward passes are also
+gradient-checked in float64 with a *random* upstream gradient.
+
+The exercises and the signatures the checkers expect (x is (N, C) unless said otherwise):
+
+=============================  ==================================================================
+``check_batchnorm_forward``    ``f(x, gamma, beta, eps) -> y``                  (Algorithm 1)
+``check_batchnorm_backward``   ``f(dy, x, gamma, eps) -> (dx, dgamma, dbeta)``  (chain rule or closed form)
+``check_inference_transform``  ``f(x, gamma, beta, running_mean, running_var, eps) -> y``  (Alg. 2)
+``check_fold``                 ``f(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
+``check_running_stats``        ``f(running_mean, running_var, mu_B, var_B, m, momentum) -> (mean, var)``
+``check_layernorm_forward``    ``f(x, gamma, beta, eps) -> y``, x (N, D), statistics per sample
+``check_groupnorm_forward``    ``f(x, gamma, beta, num_groups, eps) -> y``, x (N, C, H, W)
+``check_renorm_r_d``           ``f(mu_B, sigma_B, running_mean, running_std, r_max, d_max) -> (r, d)``
+``check_pooled_statistics``    ``f(means, variances, counts, weights) -> (mu, var)``  (MBN, Eq. 5-6)
+``check_iit``                  ``f(gamma, beta, mean_base, var_base, mean_adapt, var_adapt, eps)``
+                               ``-> (gamma_hat, beta_hat)``
+``check_numerical_gradient``   ``f(fun, x, h) -> gradient`` (central differences)
+``check_gradient_checker``     ``f(forward, backward, x) -> max relative error``
+=============================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+
+__all__ = ["ExerciseError", "check_batchnorm_forward", "check_batchnorm_backward", "check_inference_transform",
+           "check_fold", "check_running_stats", "check_layernorm_forward", "check_groupnorm_forward",
+           "check_renorm_r_d", "check_pooled_statistics", "check_iit", "check_numerical_gradient",
+           "check_gradient_checker"]
+
+
+class ExerciseError(AssertionError):
+    """The student's function gives a wrong answer; the message says where and, when it can, why."""
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _as64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+def _compare(exercise, what, got, expected, mistakes=(), rtol=1e-7, atol=1e-9):
+    """ExerciseError unless got == expected (to the tolerance); ``mistakes`` are (label, the
+    value that mistake gives): a match names the mistake."""
+    try:
+        got = _as64(got)
+    except (TypeError, ValueError) as e:
+        raise ExerciseError(f"{exercise}: {what} is not an array of numbers ({e})") from None
+    expected = _as64(expected)
+    hint = ""
+    for label, value in mistakes:
+        value = _as64(value)
+        if value.shape == got.shape and np.allclose(got, value, rtol=1e-6, atol=1e-8, equal_nan=True):
+            hint = f"\n  Likely mistake: {label}."
+            break
+    if got.shape != expected.shape:
+        if got.shape == expected.shape[::-1]:
+            hint = hint or "\n  Likely mistake: a transposed axis (the statistics are per column, over the rows)."
+        raise ExerciseError(f"{exercise}: {what} has shape {got.shape}, expected {expected.shape}.{hint}")
+    bad = ~np.isclose(got, expected, rtol=rtol, atol=atol * max(1.0, float(np.abs(expected).max(initial=0))))
+    if bad.any():
+        err = np.where(bad, np.abs(got - expected), -1.0)
+        worst = np.unravel_index(int(np.argmax(err)), err.shape)
+        raise ExerciseError(f"{exercise}: {what} differs from the reference at {int(bad.sum())} of {bad.size} "
+                            f"entries; worst at index {tuple(int(i) for i in worst)}: expected "
+                            f"{expected[worst]:.10g}, got {got[worst]:.10g}.{hint}")
+
+
+def _cases(seed=0):
+    """(label, x, gamma, beta, eps): offsets, a large mean with a small std, two rows, one channel."""
+    r = np.random.default_rng(seed)
+    return [("x = 5 * randn + 12, (8, 5)", 5 * r.standard_normal((8, 5)) + 12, r.uniform(0.5, 2, 5),
+             r.standard_normal(5), 1e-5),
+            ("large mean, small std, (16, 3)", 1000 + 0.01 * r.standard_normal((16, 3)), r.uniform(0.5, 2, 3),
+             r.standard_normal(3), 1e-5),
+            ("two rows, (2, 4), eps = 0.1", 3 * r.standard_normal((2, 4)) - 1, r.uniform(0.5, 2, 4),
+             r.standard_normal(4), 0.1),
+            ("one channel, (7, 1)", 2 * r.standard_normal((7, 1)) + 4, np.array([1.5]), np.array([-0.5]), 1e-5)]
+
+
+def _passed(name):
+    print(f"{name}: all checks passed")
+    return True
+
+
+# -- BN forward and backward ------------------------------------------------------------------
+
+def check_batchnorm_forward(f):
+    """Algorithm 1 in training mode: ``f(x, gamma, beta, eps) -> y`` for x (N, C)."""
+    name = "batchnorm_forward"
+    for label, x, g, b, eps in _cases():
+        expected = F.batch_norm_forward(x, g, b, eps)[0]
+        mu, var = x.mean(0), x.var(0)
+        mistakes = [("the unbiased variance (divide by m - 1): normalization uses the biased one, 1/m",
+                     g * (x - mu) / np.sqrt(x.var(0, ddof=1) + eps) + b) if len(x) > 1 else ("", np.nan),
+                    ("eps outside the square root: x_hat = (x - mu) / sqrt(var + eps)",
+                     g * (x - mu) / (np.sqrt(var) + eps) + b),
+                    ("no square root: divide by the standard deviation sqrt(var + eps), not the variance",
+                     g * (x - mu) / (var + eps) + b),
+                    ("gamma and beta swapped", b * (x - mu) / np.sqrt(var + eps) + g),
+                    ("statistics over the wrong axis: BN averages each channel (column) over the batch (rows)",
+                     g * (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + eps) + b),
+                    ("gamma and beta not applied (y = x_hat)", (x - mu) / np.sqrt(var + eps))]
+        _compare(name, f"y for {label}", _first(f(x.copy(), g.copy(), b.copy(), eps)), expected, mistakes)
+    return _passed(name)
+
+
+def _random_dy(shape, seed=11):
+    return np.random.default_rng([seed, 0x6AD]).standard_normal(shape)
+
+
+def check_batchnorm_backward(f, exercise="batchnorm_backward"):
+    """``f(dy, x, gamma, eps) -> (dx, dgamma, dbeta)`` for x (N, C), compared with the
+    reference and gradient-checked in float64 with a random dy."""
+    from .gradcheck import check_function
+    for label, x, g, b, eps in _cases():
+        dy = _random_dy(x.shape)
+        y, cache = F.batch_norm_forward(x, g, b, eps)
+        dx_ref, dg_ref, db_ref = F.batch_norm_backward(dy, cache)
+        out = f(dy.copy(), x.copy(), g.copy(), eps)
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise ExerciseError(f"{exercise}: return (dx, dgamma, dbeta), got {type(out).__name__}")
+        dx, dg, db = out
+        x_hat, inv = cache["x_hat"], 1 / np.sqrt(cache["var_B"] + eps)
+        m, dxh = len(x), dy * g
+        dvar = (dxh * (x - cache["mu_B"])).sum(0) * -0.5 * inv ** 3
+        mistakes = [("the dl/dmu_B term is missing from dl/dx (the path through the mean)",
+                     dxh * inv + dvar * 2 * (x - cache["mu_B"]) / m),
+                    ("the path through the variance is missing (dx = gamma / std * (dy - mean(dy)))",
+                     g * inv * (dy - dy.mean(0))),
+                    ("gamma is missing from dl/dx_hat = dl/dy * gamma",
+                     inv * (dy - dy.mean(0) - x_hat * (dy * x_hat).mean(0)))]
+        _compare(exercise, f"dx for {label}", dx, dx_ref, mistakes, rtol=1e-6)
+        _compare(exercise, f"dgamma for {label}", dg, dg_ref,
+                 [("dgamma uses x instead of x_hat: dl/dgamma = sum dl/dy * x_hat", (dy * x).sum(0))], rtol=1e-6)
+        _compare(exercise, f"dbeta for {label}", db, db_ref, [("dbeta is the mean of dy, not its sum", dy.mean(0))],
+                 rtol=1e-6)
+    # the gradient check itself: finite differences of sum(y * dy), float64, random dy
+    x, g, b, eps = _cases(1)[0][1:]
+    rows = check_function(lambda x, g, b: F.batch_norm_forward(x, g, b, eps),
+                          lambda dy, c: tuple(f(dy, c["x"], c["gamma"], eps)), {"x": x, "gamma": g, "beta": b},
+                          raise_on_fail=False)
+    bad = [r for r in rows if not r["passed"]]
+    if bad:
+        r = bad[0]
+        raise ExerciseError(f"{exercise}: the finite-difference check fails for {r['tensor']}: max relative error "
+                            f"{r['max_rel_error']:.2e} at {r['worst_index']} (analytic {r['analytic']:.8g}, "
+                            f"numeric {r['numeric']:.8g})")
+    return _passed(exercise)
+
+
+# -- inference, folding, running statistics ---------------------------------------------------
+
+def check_inference_transform(f):
+    """Algorithm 2, step 11: ``f(x, gamma, beta, running_mean, running_var, eps) -> y``."""
+    name = "inference_transform"
+    r = np.random.default_rng(3)
+    for label, x, g, b, eps in _cases():
+        mean, var = r.standard_normal(x.shape[1]) + 5, r.uniform(0.1, 3, x.shape[1])
+        expected = F.batch_norm_inference_forward(x, g, b, mean, var, eps)[0]
+        mistakes = [("eps outside the square root", g * (x - mean) / (np.sqrt(var) + eps) + b),
+                    ("the batch statistics used instead of the running ones", F.batch_norm_forward(x, g, b, eps)[0]),
+                    ("no square root: divide by sqrt(Var[x] + eps)", g * (x - mean) / (var + eps) + b)]
+        _compare(name, f"y for {label}", _first(f(x.copy(), g.copy(), b.copy(), mean, var, eps)), expected, mistakes)
+    x = np.random.default_rng(4).standard_normal((1, 3))
+    _compare(name, "y for a batch of one", _first(f(x, np.ones(3), np.zeros(3), np.zeros(3), np.full(3, 4.0), 0.0)),
+             x / 2)
+    return _passed(name)
+
+
+def check_fold(f):
+    """BN folded into the Linear before it: ``f(W, b, gamma, beta, running_mean, running_var,
+    eps) -> (W', b')`` with W (out, in), such that x @ W'.T + b' equals BN(x @ W.T + b) in eval."""
+    name = "fold"
+    r = np.random.default_rng(5)
+    W, b = r.standard_normal((4, 6)), r.standard_normal(4)
+    g, beta, mean, var = r.uniform(0.5, 2, 4), r.standard_normal(4), r.standard_normal(4), r.uniform(.5, 2, 4)
+    eps = 1e-3
+    out = f(W.copy(), b.copy(), g, beta, mean, var, eps)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise ExerciseError(f"{name}: return (W_new, b_new), got {type(out).__name__}")
+    scale = g / np.sqrt(var + eps)
+    _compare(name, "W_new", out[0], W * scale[:, None],
+             [("the scale multiplies the input axis of W (columns) instead of the output axis (rows)",
+               W * np.resize(scale, W.shape[1])[None, :]) if W.shape[0] != W.shape[1] else ("", np.nan)])
+    _compare(name, "b_new", out[1], (b - mean) * scale + beta,
+             [("the old bias is not scaled: b_new = scale * (b - mean) + beta", b - mean * scale + beta),
+              ("the old bias is dropped", beta - mean * scale)])
+    x = r.standard_normal((5, 6))
+    bn_eval = F.batch_norm_inference_forward(x @ W.T + b, g, beta, mean, var, eps)[0]
+    _compare(name, "x @ W_new.T + b_new against BN(x @ W.T + b)", x @ _as64(out[0]).T + _as64(out[1]), bn_eval)
+    return _passed(name)
+
+
+def check_running_stats(f):
+    """PyTorch's moving averages: ``f(running_mean, running_var, mu_B, var_B, m, momentum) ->
+    (new_mean, new_var)``; momentum weighs the *new* statistic; the variance is made unbiased."""
+    name = "running_stats"
+    r = np.random.default_rng(6)
+    rm, rv, mu, var = r.standard_normal(4), r.uniform(.5, 2, 4), r.standard_normal(4) + 3, r.uniform(.5, 2, 4)
+    for m, mom in ((8, 0.1), (2, 0.3)):
+        out = f(rm.copy(), rv.copy(), mu.copy(), var.copy(), m, mom)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise ExerciseError(f"{name}: return (new_mean, new_var), got {type(out).__name__}")
+        _compare(name, f"new_mean (m = {m}, momentum = {mom})", out[0], (1 - mom) * rm + mom * mu,
+                 [("momentum reversed: it is the weight of the NEW statistic, running = (1 - m) running + m batch",
+                   mom * rm + (1 - mom) * mu)])
+        unbiased = var * m / (m - 1)
+        _compare(name, f"new_var (m = {m}, momentum = {mom})", out[1], (1 - mom) * rv + mom * unbiased,
+                 [("the biased batch variance: the running variance uses the unbiased one, var_B * m / (m - 1)",
+                   (1 - mom) * rv + mom * var),
+                  ("momentum reversed: it is the weight of the NEW statistic", mom * rv + (1 - mom) * unbiased)])
+    return _passed(name)
+
+
+# -- the relatives ------------------------------------------------------------------------------
+
+def check_layernorm_forward(f):
+    """``f(x, gamma, beta, eps) -> y`` for x (N, D): each sample over its D features."""
+    name = "layernorm_forward"
+    for label, x, _, _, eps in _cases()[:3]:
+        D = x.shape[1]
+        r = np.random.default_rng(7)
+        g, b = r.uniform(0.5, 2, D), r.standard_normal(D)
+        expected = F.layer_norm_forward(x, g, b, 1, eps)[0]
+        mistakes = [("statistics over the batch (that is BatchNorm): LayerNorm averages each row",
+                     F.batch_norm_forward(x, g, b, eps)[0]),
+                    ("the unbiased variance: normalization uses the biased one",
+                     g * (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, ddof=1, keepdims=True) + eps) + b)]
+        _compare(name, f"y for {label}", _first(f(x.copy(), g, b, eps)), expected, mistakes)
+    return _passed(name)
+
+
+def check_groupnorm_forward(f):
+    """``f(x, gamma, beta, num_groups, eps) -> y`` for x (N, C, H, W): each sample's groups of
+    C / G consecutive channels, over the channels and positions of the group."""
+    name = "groupnorm_forward"
+    r = np.random.default_rng(8)
+    x = r.standard_normal((3, 6, 2, 3)) * np.arange(1, 7).reshape(1, 6, 1, 1) + 4
+    g, b = r.uniform(0.5, 2, 6), r.standard_normal(6)
+    for G in (2, 3):
+        expected = F.group_norm_forward(x, g, b, G, 1e-5)[0]
+        perm = np.argsort(np.arange(6) % G, kind="stable")  # channel c in group c % G: strided groups
+        strided = np.empty_like(x)
+        strided[:, perm] = F.group_norm_forward(x[:, perm], g[perm], b[perm], G, 1e-5)[0]
+        mistakes = [("groups of strided channels (c % G): a group is C / G *consecutive* channels", strided),
+                    ("one channel per group (that is InstanceNorm)", F.instance_norm_forward(x, g, b, 1e-5)[0]),
+                    ("statistics over the batch as well (BatchNorm-like)", F.batch_norm_forward(x, g, b, 1e-5)[0])]
+        _compare(name, f"y with {G} groups", _first(f(x.copy(), g, b, G, 1e-5)), expected, mistakes)
+    return _passed(name)
+
+
+# -- Batch Renormalization, Memorized BN, IIT ---------------------------------------------------
+
+def check_renorm_r_d(f):
+    """Batch Renormalization's corrections: ``f(mu_B, sigma_B, running_mean, running_std,
+    r_max, d_max) -> (r, d)``, r = clip(sigma_B / sigma, 1/r_max, r_max) and
+    d = clip((mu_B - mu) / sigma, -d_max, d_max)."""
+    name = "renorm_r_d"
+    r = np.random.default_rng(9)
+    mu_B, sigma_B = r.standard_normal(6) * 3, r.uniform(0.2, 5, 6)
+    mu, sigma = r.standard_normal(6), r.uniform(0.5, 2, 6)
+    for r_max, d_max in ((3.0, 5.0), (1.5, 0.5), (1.0, 0.0)):
+        out = f(mu_B.copy(), sigma_B.copy(), mu.copy(), sigma.copy(), r_max, d_max)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise ExerciseError(f"{name}: return (r, d), got {type(out).__name__}")
+        _compare(name, f"r (r_max = {r_max})", out[0], np.clip(sigma_B / sigma, 1 / r_max, r_max),
+                 [("r is not clipped to [1/r_max, r_max]", sigma_B / sigma),
+                  ("r inverted: r = sigma_B / sigma", np.clip(sigma / sigma_B, 1 / r_max, r_max)),
+                  ("r clipped to [0, r_max] instead of [1/r_max, r_max]", np.clip(sigma_B / sigma, 0, r_max))])
+        _compare(name, f"d (d_max = {d_max})", out[1], np.clip((mu_B - mu) / sigma, -d_max, d_max),
+                 [("d is not clipped to [-d_max, d_max]", (mu_B - mu) / sigma),
+                  ("d is not divided by the moving sigma", np.clip(mu_B - mu, -d_max, d_max))])
+    return _passed(name)
+
+
+def check_pooled_statistics(f):
+    """Memorized BN's pooled statistics (Eq. 5-6): ``f(means (B, C), variances (B, C),
+    counts (B,), weights (B,)) -> (mu, var)``, each (C,): the mean and variance of all the
+    values of the B batches, batch i's values weighted weights[i]."""
+    name = "pooled_statistics"
+    r = np.random.default_rng(10)
+    sizes, weights = np.array([5, 9, 4, 6]), np.array([0.3, 0.6, 0.8, 1.0])
+    batches = [r.standard_normal((n, 3)) * (i + 1) + 2 * i for i, n in enumerate(sizes)]
+    means = np.array([x.mean(0) for x in batches])
+    variances = np.array([x.var(0) for x in batches])
+    out = f(means.copy(), variances.copy(), sizes.astype(float), weights.copy())
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise ExerciseError(f"{name}: return (mu, var), got {type(out).__name__}")
+    mu, var = F.pooled_statistics(means, variances, sizes.astype(float), weights)
+    w = (weights * sizes)[:, None]
+    _compare(name, "mu", out[0], mu, [("the batch means are not weighted by their counts",
+                                        (weights[:, None] * means).sum(0) / weights.sum())])
+    _compare(name, "var", out[1], var,
+             [("the spread of the batch means is missing: var = sum w (var_i + (mu_i - mu)^2) / sum w",
+               (w * variances).sum(0) / w.sum())])
+    return _passed(name)
+
+
+def check_iit(f):
+    """The inference-invariant transformation (Suzuki et al. 2020, Eq. 4-5): ``f(gamma, beta,
+    mean_base, var_base, mean_adapt, var_adapt, eps) -> (gamma_hat, beta_hat)`` such that BN's
+    inference output is unchanged when its statistics move to the adaptation data."""
+    name = "iit"
+    r = np.random.default_rng(12)
+    g, b = r.uniform(0.5, 2, 5), r.standard_normal(5)
+    mb_, vb, ma, va = r.standard_normal(5), r.uniform(.5, 2, 5), r.standard_normal(5) + 1, r.uniform(.2, 4, 5)
+    eps = 1e-3
+    out = f(g.copy(), b.copy(), mb_, vb, ma, va, eps)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise ExerciseError(f"{name}: return (gamma_hat, beta_hat), got {type(out).__name__}")
+    sb, sa = np.sqrt(vb + eps), np.sqrt(va + eps)
+    _compare(name, "gamma_hat", out[0], g * sa / sb,
+             [("the ratio inverted: gamma_hat = gamma * sigma_adapt / sigma_base", g * sb / sa)])
+    _compare(name, "beta_hat", out[1], g * (ma - mb_) / sb + b,
+             [("beta_hat without the factor gamma / sigma_base", (ma - mb_) + b),
+              ("the means subtracted the other way", g * (mb_ - ma) / sb + b)])
+    x = r.standard_normal((6, 5)) * 2 + 1
+    before = F.batch_norm_inference_forward(x, g, b, mb_, vb, eps)[0]
+    after = F.batch_norm_inference_forward(x, _as64(out[0]), _as64(out[1]), ma, va, eps)[0]
+    _compare(name, "the inference output after the transformation (it must not change)", after, before)
+    return _passed(name)
+
+
+# -- finite differences --------------------------------------------------------------------------
+
+def check_numerical_gradient(f):
+    """``f(fun, x, h) -> gradient`` by central differences of a scalar ``fun(x)``; x must be
+    left as it was."""
+    name = "numerical_gradient"
+    from .gradcheck import numerical_gradient
+    r = np.random.default_rng(13)
+    x = r.standard_normal((3, 4))
+    fun = lambda v: float((np.sin(v) * v ** 2).sum())  # noqa: E731
+    keep = x.copy()
+    got = f(fun, x, 1e-5)
+    if not np.array_equal(x, keep):
+        raise ExerciseError(f"{name}: x was changed by the call: restore each entry after perturbing it")
+    forward = np.zeros_like(x)
+    for i in range(x.size):
+        xp = x.copy().reshape(-1)
+        xp[i] += 1e-5
+        forward.reshape(-1)[i] = (fun(xp.reshape(x.shape)) - fun(x)) / 1e-5
+    _compare(name, "the gradient of sum(sin(x) x^2)", got, numerical_gradient(fun, x.copy(), 1e-5),
+             [("a one-sided difference (f(x + h) - f(x)) / h: use (f(x + h) - f(x - h)) / 2h", forward)], rtol=1e-8)
+    return _passed(name)
+
+
+def check_gradient_checker(f):
+    """``f(forward, backward, x) -> max relative error``: the student's gradient checker for a
+    function ``forward(x) -> (y, cache)`` and ``backward(dy, cache) -> dx``. It must pass a
+    correct backward and fail a wrong one (BN's backward without the path through the
+    variance, which an all-ones upstream gradient cannot tell from the right one)."""
+    name = "gradient_checker"
+    x = 5 * np.random.default_rng(14).standard_normal((6, 4)) + 12
+    g, b = np.linspace(0.5, 2, 4), np.linspace(-1, 1, 4)
+    forward = lambda v: F.batch_norm_forward(v, g, b, 1e-5)  # noqa: E731
+
+    def right(dy, cache):
+        return F.batch_norm_backward(dy, cache)[0]
+
+    def wrong(dy, cache):
+        return g / np.sqrt(cache["var_B"] + 1e-5) * (dy - dy.mean(0))
+
+    e_right = float(f(forward, right, x.copy()))
+    if not e_right < 1e-5:
+        raise ExerciseError(f"{name}: a correct backward gets a relative error of {e_right:.2e} (expected < 1e-5).\n"
+                            f"  Likely mistakes: a one-sided difference, float32, an h far from 1e-6, or an all-ones "
+                            f"upstream gradient dy (BN's true input gradient is then exactly zero, and the relative "
+                            f"error of two numbers near zero is noise): use a random dy.")
+    e_wrong = float(f(forward, wrong, x.copy()))
+    if not e_wrong > 1e-3:
+        raise ExerciseError(f"{name}: a WRONG backward (the path through the variance left out) gets a relative "
+                            f"error of {e_wrong:.2e}, so your check passes it.\n  Likely mistake: an all-ones "
+                            f"upstream gradient dy: with dy = 1, BN's input gradient is exactly zero, right or "
+                            f"wrong. Use a random dy.")
+    return _passed(name)
