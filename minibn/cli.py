@@ -83,6 +83,8 @@ def build_parser():
     add_small_batch(rep_sub)
     from .experiments.adaptation import add_cli as add_adaptation
     add_adaptation(rep_sub)
+    from .release import add_cli as add_course
+    add_course(sub)
     return parser
 
 
