@@ -22,3 +22,21 @@ def test_init_sweep_runs_and_bn_trains_where_plain_does_not():
     by = {r["batchnorm"]: r for r in rows}
     assert not np.isfinite(by[False]["train_loss"]) or by[False]["test_accuracy"] < 0.6  # std 1: diverges
     assert by[True]["test_accuracy"] > 0.8
+
+
+def test_init_sweep_takes_a_model_factory_and_an_initializer():
+    from minibn import nn
+    built, inits = [], []
+
+    def make(bn):
+        built.append(bn)
+        return nn.Sequential(nn.Linear(2, 8), *([nn.LayerNorm(8)] if bn else []), nn.ReLU(), nn.Linear(8, 2))
+
+    def init(model, std):
+        inits.append(std)
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=std)  # the weights only: gamma stays 1, beta 0
+
+    rows = init_sweep(stds=(0.5,), steps=5, n_train=100, n_test=100, make_model=make, init=init)
+    assert built == [False, True] and inits == [0.5, 0.5] and len(rows) == 2

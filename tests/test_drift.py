@@ -111,3 +111,21 @@ def test_interrupt_leaves_readable_outputs(tmp_path, mnist_dir, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and list(summary["nets"]) == ["baseline"]
     assert (out / "fig1.png").exists() and (out / "curves.csv").exists()
+
+
+@pytest.mark.parametrize("norm, kind, bias", [("layernorm", "LayerNorm", True), ("groupnorm", "GroupNorm", True),
+                                              ("renorm", "BatchRenorm1d", False),
+                                              ("memorized", "MemorizedBatchNorm1d", False)])
+def test_the_normalized_net_takes_any_normalization(norm, kind, bias):
+    model, sig = drift.build_net(True, norm=norm)
+    assert [type(m).__name__ for m in model][:3] == ["Linear", kind, "Sigmoid"]
+    assert (model[0].bias is not None) == bias and sig == 8
+    custom, _ = drift.build_net(True, norm=lambda C: drift.nn.GroupNorm(2, C))
+    assert type(custom[1]).__name__ == "GroupNorm"
+
+
+def test_drift_with_layernorm_runs_at_batch_one(tmp_path, mnist_dir):
+    summary = drift.run(drift.DriftConfig(steps=6, batch_size=1, norm="layernorm"), tmp_path / "ln", nets=("bn",),
+                        progress=False, jobs=1)
+    assert summary["config"]["norm"] == "layernorm" and summary["nets"]["bn"]["steps"] == 6
+    assert exit_status(["drift", "--norm", "weightnorm"]) == 2

@@ -59,6 +59,11 @@ def save_figure(fig, path, dpi=120):
     _atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi))
 
 
+def mean_std(mean, std, n):
+    """A table cell: "mean +- std", or the mean alone with "(1 seed)" where one run has no spread."""
+    return f"{mean:.2f} +- {std:.2f}" if n > 1 else f"{mean:.2f} (1 seed)"
+
+
 def versions():
     import platform
 

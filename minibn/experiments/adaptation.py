@@ -183,9 +183,10 @@ def tables(iit_rows, dann_rows, cfg):
     for m in METHODS:
         cells = []
         for s in cfg.shifts:
-            mu, sd = _mean_std([r["error"][m] for r in iit_rows if r["shift"] == s])
+            vals = [r["error"][m] for r in iit_rows if r["shift"] == s]
+            mu, sd = _mean_std(vals)
             summary["error"].setdefault(m, {})[s] = {"mean": mu, "std": sd}
-            cells.append(f"{mu:.2f} +- {sd:.2f}")
+            cells.append(_io.mean_std(mu, sd, len(vals)))
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     src = _mean_std([r["source_error"] for r in iit_rows])
     lines += ["", f"(The base networks' error on the source test set: {src[0]:.2f} +- {src[1]:.2f}%.)", "",
@@ -209,7 +210,7 @@ def tables(iit_rows, dann_rows, cfg):
                 vals = [r["accuracy"][v] for r in dann_rows if r["shift"] == s and v in r["accuracy"]]
                 mu, sd = _mean_std(vals)
                 summary["dann"].setdefault(v, {})[s] = {"mean": mu, "std": sd}
-                cells.append(f"{mu:.2f} +- {sd:.2f}")
+                cells.append(_io.mean_std(mu, sd, len(vals)) if vals else "-")
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
     return "\n".join(lines), summary
 
@@ -241,7 +242,8 @@ def plot(iit_rows, cfg):
         ax.bar(np.arange(len(cfg.shifts)) + (j - 2) * width, means, width, yerr=sds, capsize=2, label=LABELS[m],
                color=COLORS[m])
     ax.set_xticks(np.arange(len(cfg.shifts)), cfg.shifts)
-    ax.set_yscale("log")
+    # a linear axis from zero: bars on a log axis have no baseline, so their lengths mislead
+    ax.set_ylim(0, None)
     ax.set(title="(b) Target test error after adaptation", ylabel="test error (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)

@@ -26,10 +26,21 @@ def create_model(with_batchnorm, dimh=32, nb_layers=16):
     return nn.Sequential(*layers)
 
 
+def normal_init(model, std):
+    """The lecture's initialization: *every* parameter (weights, biases, gamma, beta) from N(0, std^2)."""
+    for p in model.parameters():
+        nn.init.normal_(p, std=std)
+
+
 def init_sweep(stds=(1e-3, 1e-2, 1e-1, 1.0, 10.0), steps=1000, batch_size=100, lr=0.1, n_train=1000,
-               n_test=1000, seed=0):
+               n_test=1000, seed=0, make_model=create_model, init=normal_init):
     """Train with and without BN for each init std. Returns a list of dicts
-    {std, batchnorm, train_loss, test_accuracy} (final values; loss NaN if it diverged)."""
+    {std, batchnorm, train_loss, test_accuracy} (final values; loss NaN if it diverged).
+
+    ``make_model(with_batchnorm) -> model`` builds each network (default: the lecture's
+    :func:`create_model`; pass your own, e.g. with BN after the ReLU or LayerNorm instead);
+    ``init(model, std)`` initializes it (default: :func:`normal_init`, every parameter).
+    """
     x, y = disc(n_train, seed)
     xt, yt = disc(n_test, seed + 1)
     xt_d, yt_d = backend.to_active(xt), backend.to_active(yt)
@@ -37,9 +48,8 @@ def init_sweep(stds=(1e-3, 1e-2, 1e-1, 1.0, 10.0), steps=1000, batch_size=100, l
     for bn in (False, True):
         for std in stds:
             backend.seed(seed)
-            model = create_model(bn)
-            for p in model.parameters():
-                nn.init.normal_(p, std=std)
+            model = make_model(bn)
+            init(model, std)
             loss_fn = nn.SoftmaxCrossEntropy()
             opt = optim.SGD(model.parameters(), lr=lr)
             with np.errstate(all="ignore"):  # an exploding run is a result here, not an error

@@ -46,6 +46,24 @@ from . import _io, _parallel
 NETS = ("baseline", "bn")
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 
+#: the normalization layers the "bn" net can use (``--norm``): name -> (factory of a layer
+#: for ``hidden`` features, its label, whether it makes the Linear's bias redundant). BN and
+#: its batch-statistics variants subtract each feature's mean over the batch, so a bias
+#: before them cancels (Sec. 3.2); LayerNorm and GroupNorm subtract a per-sample mean over
+#: the features, which leaves a bias's differences between features in place.
+NORMS = {
+    "batchnorm": (lambda C: nn.BatchNorm1d(C), "BN", True),
+    "renorm": (lambda C: nn.BatchRenorm1d(C, r_max=3.0, d_max=5.0), "Batch Renorm", True),
+    "memorized": (lambda C: nn.MemorizedBatchNorm1d(C), "Memorized BN", True),
+    "layernorm": (lambda C: nn.LayerNorm(C), "LayerNorm", False),
+    "groupnorm": (lambda C: nn.GroupNorm(10, C), "GroupNorm (10 groups)", False),
+}
+
+
+def label(name, norm="batchnorm"):
+    """The legend of a net: "Without BN", or "With <the normalization>"."""
+    return LABELS["baseline"] if name == "baseline" else f"With {NORMS[norm][1]}"
+
 
 def default_eval_every(steps):
     """Evaluate every 1,000 steps on the full run, and about 50 times on a shorter one."""
@@ -64,6 +82,7 @@ class DriftConfig:
     depth: int = 3
     unit: int = 0
     probe_size: int = 2000
+    norm: str = "batchnorm"  # the normalization of the "bn" net (a key of NORMS)
 
     def __post_init__(self):
         if self.eval_every is None and isinstance(self.steps, int):
@@ -75,7 +94,8 @@ class DriftConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
-        min_batch = 2 if "bn" in nets else 1
+        batch_statistics = NORMS.get(self.norm, (None, None, True))[2]  # one sample has no batch variance
+        min_batch = 2 if "bn" in nets and batch_statistics else 1
         if self.batch_size < min_batch:
             raise ValueError(f"batch_size must be >= {min_batch}"
                              f"{' with BN (one value per channel has no variance)' if min_batch == 2 else ''}, "
@@ -84,17 +104,25 @@ class DriftConfig:
             raise ValueError(f"lr and init_std must be finite numbers > 0, got {self.lr}, {self.init_std}")
         if not 0 <= self.unit < self.hidden:
             raise ValueError(f"unit must be in [0, {self.hidden}), got {self.unit}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
 
 
-def build_net(bn: bool, init_std=0.1, hidden=100, depth=3, in_features=784, classes=10):
-    """The Sec. 4.1 MLP. Returns (model, index of the last hidden sigmoid)."""
+def build_net(bn: bool, init_std=0.1, hidden=100, depth=3, in_features=784, classes=10, norm="batchnorm"):
+    """The Sec. 4.1 MLP. Returns (model, index of the last hidden sigmoid).
+
+    ``bn``: a normalization layer before each sigmoid. ``norm``: which one, a key of
+    :data:`NORMS` (BN by default), or a callable ``norm(num_features) -> layer`` (the Linear
+    before it then keeps its bias).
+    """
+    make, drop_bias = (norm, False) if callable(norm) else (NORMS[norm][0], NORMS[norm][2])
     layers, width = [], in_features
     for _ in range(depth):
-        lin = nn.Linear(width, hidden, bias=not bn)
+        lin = nn.Linear(width, hidden, bias=not (bn and drop_bias))
         nn.init.normal_(lin.weight, std=init_std)
         if lin.bias is not None:
             nn.init.zeros_(lin.bias)
-        layers += [lin, nn.BatchNorm1d(hidden), nn.Sigmoid()] if bn else [lin, nn.Sigmoid()]
+        layers += [lin, make(hidden), nn.Sigmoid()] if bn else [lin, nn.Sigmoid()]
         width = hidden
     head = nn.Linear(width, classes)
     nn.init.normal_(head.weight, std=init_std)
@@ -107,7 +135,7 @@ def train_net(bn, cfg: DriftConfig, data, progress=True, position=0):
     """Train one net; returns a dict with its History, percentile trace and timing."""
     (x_train, y_train), (x_test, y_test) = data
     backend.seed(cfg.seed)
-    model, sig = build_net(bn, cfg.init_std, cfg.hidden, cfg.depth)
+    model, sig = build_net(bn, cfg.init_std, cfg.hidden, cfg.depth, norm=cfg.norm)
     batches = BatchIterator(x_train, y_train, cfg.batch_size, seed=cfg.seed)
     xt, yt = backend.to_active(x_test), backend.to_active(y_test)
     probe = xt[:cfg.probe_size]
@@ -117,7 +145,7 @@ def train_net(bn, cfg: DriftConfig, data, progress=True, position=0):
     t0 = time.perf_counter()
     hist = fit(model, loss_fn, opt, batches, cfg.steps, eval_fn=lambda: evaluate(model, xt, yt),
                eval_every=cfg.eval_every, callbacks=[recorder], progress=progress,
-               desc=LABELS["bn" if bn else "baseline"], position=position)
+               desc=label("bn" if bn else "baseline", cfg.norm), position=position)
     wall = time.perf_counter() - t0
     trace = Trace(list(recorder.steps), recorder.values, recorder.percentiles)
     return {"history": hist, "recorder": trace, "wall_seconds": wall}
@@ -211,7 +239,7 @@ def plot(results, nets, cfg):
     ax = axes[0]
     for n in nets:
         h = results[n]["history"]
-        ax.plot(h.eval_steps, h.metrics["accuracy"], color=colors[n], label=LABELS[n])
+        ax.plot(h.eval_steps, h.metrics["accuracy"], color=colors[n], label=label(n, cfg.norm))
     ax.set(title="(a) Test accuracy", xlabel="training step", ylabel="test accuracy")
     accs = [a for n in nets for a in results[n]["history"].metrics["accuracy"][1:] if np.isfinite(a)]
     if accs:
@@ -222,7 +250,7 @@ def plot(results, nets, cfg):
     lo = min((float(v.min()) for v in finite if v.size), default=-1.0)
     hi = max((float(v.max()) for v in finite if v.size), default=1.0)
     for ax, n, tag in zip(axes[1:], NETS, "bc"):
-        ax.set(title=f"({tag}) {LABELS[n]}: sigmoid input, unit {cfg.unit}", xlabel="training step",
+        ax.set(title=f"({tag}) {label(n, cfg.norm)}: sigmoid input, unit {cfg.unit}", xlabel="training step",
                ylabel="input to the sigmoid")
         ax.grid(alpha=0.3)
         if n not in nets:
@@ -283,7 +311,7 @@ def _cmd(args) -> int:
         backend.use(args.backend)
     nets = {"both": NETS, "bn": ("bn",), "no-bn": ("baseline",)}[args.nets]
     cfg = DriftConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, seed=args.seed,
-                      lr=args.lr, init_std=args.init_std, unit=args.unit)
+                      lr=args.lr, init_std=args.init_std, unit=args.unit, norm=args.norm)
     cfg.validate(nets)  # a ValueError is one line and exit 2 (minibn.cli)
     try:
         summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, jobs=args.jobs)
@@ -292,7 +320,7 @@ def _cmd(args) -> int:
               file=sys.stderr)
         return 130
     for name, s in summary["nets"].items():
-        print(f"{LABELS[name]:>10}: final test accuracy {s['final_test_accuracy']:.4f}, "
+        print(f"{label(name, cfg.norm):>10}: final test accuracy {s['final_test_accuracy']:.4f}, "
               f"{s['steps_per_second']:.0f} steps/s; median of the sigmoid input after the first 10% of "
               f"training: net trend {s['p50_trend_after_10pct']:+.2f}, range {s['p50_range_in_spreads']:.2f} "
               f"of the 15-85 spread")
@@ -317,6 +345,8 @@ def add_cli(sub):
     p.add_argument("--init-std", type=positive_float, default=d.init_std, help="std of the Gaussian initial weights")
     p.add_argument("--unit", type=nonnegative_int, default=d.unit,
                    help="which sigmoid of the last hidden layer to record")
+    p.add_argument("--norm", choices=sorted(NORMS), default=d.norm,
+                   help="the normalization layer of the normalized net (the paper's is batchnorm)")
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: the active one)%(default).0s")
     p.add_argument("--out", default="results/drift", help="the folder for fig1.png, curves.csv and summary.json")

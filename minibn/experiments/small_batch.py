@@ -115,7 +115,7 @@ def markdown(table, speed, cfg, wall):
              "| variant | " + " | ".join(f"batch {b}" for b in cfg.batch_sizes) + " | median steps/s |",
              "| --- | " + " | ".join("---:" for _ in cfg.batch_sizes) + " | ---: |"]
     for v in cfg.variants:
-        cells = [f"{table[v][b][0]:.2f} +- {table[v][b][1]:.2f}" if b in table[v] else "-" for b in cfg.batch_sizes]
+        cells = [_io.mean_std(*table[v][b]) if b in table[v] else "-" for b in cfg.batch_sizes]
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {speed[v]:.0f} |")
     if "MBN" in speed and "MBN+DF" in speed:
         lines += ["", f"Double-Forward costs {100 * (speed['MBN'] / speed['MBN+DF'] - 1):.0f}% more wall time per "
