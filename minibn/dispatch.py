@@ -77,65 +77,79 @@ class Implementation:
         return b(dy, cache, *args)
 
 
-_REGISTRY: dict[str, dict[str, Implementation]] = {}
+_REGISTRY: dict[str, list[Implementation]] = {}
 
 
 def register(op, name, forward, backward, applies=_always, check=_never_raises, min_size=0, workspace=False,
              installed=_always):
     """Register an implementation ``name`` of operation ``op`` (see :class:`Implementation`).
 
-    Register the fastest first: ``impl="auto"`` tries them in the order of registration.
+    Register the fastest first: ``impl="auto"`` tries them in the order of registration. One
+    name may be registered for arrays of different devices (the "fused" CPU loops for NumPy
+    arrays, the "fused" CUDA kernels for CuPy arrays): ``applies`` tells them apart.
     """
-    impls = _REGISTRY.setdefault(op, {})
-    if name in impls:
-        raise ValueError(f"{op}: an implementation named {name!r} is already registered")
-    impls[name] = Implementation(op, name, forward, backward, applies, check, min_size, workspace,
-                                 installed)
-    return impls[name]
+    impl = Implementation(op, name, forward, backward, applies, check, min_size, workspace, installed)
+    _REGISTRY.setdefault(op, []).append(impl)
+    return impl
 
 
 def implementations(op):
     """The names registered for ``op``, in the order ``impl="auto"`` tries them."""
     if op not in _REGISTRY:
         raise KeyError(f"no operation {op!r} is registered (known: {sorted(_REGISTRY)})")
-    return tuple(_REGISTRY[op])
+    return tuple(dict.fromkeys(i.name for i in _REGISTRY[op]))
 
 
-def get(op, name):
-    """The implementation ``name`` of ``op`` (KeyError naming the registered ones)."""
-    impls = _REGISTRY.get(op, {})
-    if name not in impls:
-        raise KeyError(f"{op}: no implementation {name!r} (registered: {tuple(impls)})")
-    return impls[name]
+def get(op, name, x=None):
+    """The implementation ``name`` of ``op`` (for x's device, when given); KeyError naming the
+    registered ones."""
+    candidates = [i for i in _REGISTRY.get(op, []) if i.name == name]
+    if not candidates:
+        raise KeyError(f"{op}: no implementation {name!r} (registered: {implementations(op)})")
+    if x is not None:
+        return next((i for i in candidates if i.applies(x)), candidates[0])
+    return candidates[0]
 
 
 def select(op, impl, x):
     """The implementation of ``op`` that computes x for the choice ``impl``.
 
     "auto": the first registered one that applies to x (the reference always does);
-    a name: that one, after its ``check(x)`` (which raises why it cannot run here).
+    a name: the first of that name that applies to x; when none does, the reason (the
+    ``check(x)`` of the first whose objection is not merely the device).
     """
     impls = _REGISTRY[op]
     if impl == "auto":
-        for candidate in impls.values():
+        for candidate in impls:
             if x.size >= candidate.min_size and candidate.applies(x):
                 return candidate
-        return impls["reference"]
-    chosen = impls[impl]
-    chosen.check(x)
-    return chosen
+        return get(op, "reference")
+    candidates = [i for i in impls if i.name == impl]
+    for candidate in candidates:
+        if candidate.applies(x):
+            return candidate
+    errors = []
+    for candidate in candidates:
+        try:
+            candidate.check(x)
+        except (TypeError, ValueError, ImportError, NotImplementedError) as e:
+            errors.append(e)
+    if not errors:
+        raise ValueError(f"{op}: the {impl!r} implementation does not apply to a {type(x).__name__} of dtype "
+                         f"{getattr(x, 'dtype', '?')}")
+    raise next((e for e in errors if not isinstance(e, NotImplementedError)), errors[0])
 
 
 def available(op, x=None):
     """The names of ``op``'s implementations installed here (and able to run on x, when given)."""
     out = []
-    for name, candidate in _REGISTRY[op].items():
-        if not candidate.installed():
+    for candidate in _REGISTRY[op]:
+        if candidate.name in out or not candidate.installed():
             continue
         if x is not None:
             try:
-                candidate.check(x)
+                select(op, candidate.name, x)  # exactly what a layer asking for this name would get
             except (TypeError, ValueError, ImportError, NotImplementedError):
                 continue
-        out.append(name)
+        out.append(candidate.name)
     return tuple(out)

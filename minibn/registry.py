@@ -24,17 +24,24 @@ import numpy
 
 from . import backend, nn
 from .dispatch import available, register
-from .kernels import numba_cpu, numpy_fast
+from .kernels import cuda_bn, numba_cpu, numpy_fast
 
 _F = "minibn.functional."
 _K = "minibn.kernels."
 _NUMBA = dict(applies=numba_cpu.applies, check=numba_cpu.check, installed=numba_cpu.available)
+_CUDA = dict(applies=cuda_bn.applies, check=cuda_bn.check, installed=cuda_bn.installed)
+
+
+def _gpu(op, name):
+    """The numba-cuda kernels of ``op``, registered as "fused" for CuPy arrays."""
+    register(op, "fused", f"{_K}cuda_bn:{name}_forward_cuda", f"{_K}cuda_bn:{name}_backward_cuda", **_CUDA)
 
 # -- 1. implementations ----------------------------------------------------------------------
 
 # BatchNorm1d / BatchNorm2d (Algorithm 1)
 register("batch_norm", "fused", _K + "fused_bn:batch_norm_forward_fused", _K + "fused_bn:batch_norm_backward_fused",
          **_NUMBA)
+_gpu("batch_norm", "batch_norm")
 register("batch_norm", "fast", _K + "numpy_fast:batch_norm_forward_fast", _K + "numpy_fast:batch_norm_backward_fast",
          applies=numpy_fast.applies, check=numpy_fast.check, min_size=65536, workspace=True)
 register("batch_norm", "reference", _F + "batchnorm:batch_norm_forward", _F + "batchnorm:batch_norm_backward")
@@ -44,10 +51,12 @@ register("batch_norm_paper", "reference", _F + "batchnorm:batch_norm_forward",
 # BatchRenorm1d / 2d
 register("batch_renorm", "fused", _K + "fused_bn:batch_renorm_forward_fused",
          _K + "fused_bn:batch_renorm_backward_fused", **_NUMBA)
+_gpu("batch_renorm", "batch_renorm")
 register("batch_renorm", "reference", _F + "renorm:batch_renorm_forward", _F + "renorm:batch_renorm_backward")
 # MemorizedBatchNorm1d / 2d
 register("memorized_batch_norm", "fused", _K + "fused_bn:memorized_batch_norm_forward_fused",
          _K + "fused_bn:memorized_batch_norm_backward_fused", **_NUMBA)
+_gpu("memorized_batch_norm", "memorized_batch_norm")
 register("memorized_batch_norm", "reference", _F + "memorized:memorized_batch_norm_forward",
          _F + "memorized:memorized_batch_norm_backward")
 # TransNorm1d / 2d
@@ -55,12 +64,15 @@ register("transnorm", "reference", _F + "transnorm:transnorm_forward", _F + "tra
 # LayerNorm, GroupNorm, InstanceNorm2d
 register("layer_norm", "fused", _K + "fused_rows:layer_norm_forward_fused", _K + "fused_rows:layer_norm_backward_fused",
          **_NUMBA)
+_gpu("layer_norm", "layer_norm")
 register("layer_norm", "reference", _F + "layernorm:layer_norm_forward", _F + "layernorm:layer_norm_backward")
 register("group_norm", "fused", _K + "fused_rows:group_norm_forward_fused", _K + "fused_rows:group_norm_backward_fused",
          **_NUMBA)
+_gpu("group_norm", "group_norm")
 register("group_norm", "reference", _F + "groupnorm:group_norm_forward", _F + "groupnorm:group_norm_backward")
 register("instance_norm", "fused", _K + "fused_rows:instance_norm_forward_fused",
          _K + "fused_rows:instance_norm_backward_fused", **_NUMBA)
+_gpu("instance_norm", "instance_norm")
 register("instance_norm", "reference", _F + "groupnorm:instance_norm_forward", _F + "groupnorm:instance_norm_backward")
 # MaxPool2d, Conv2d
 register("max_pool2d", "fused", _K + "fused_pool:max_pool2d_forward_fused", _K + "fused_pool:max_pool2d_backward_fused",

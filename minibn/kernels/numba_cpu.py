@@ -67,8 +67,8 @@ def applies(x):
 def check(x):
     """Raise the reason the compiled loops cannot take x (nothing when they can)."""
     if get_array_module(x) is not np:
-        raise NotImplementedError("the fused path runs on NumPy arrays only: GPU fused kernels are not "
-                                  "written yet; use impl='auto' (or 'fast' for BN) on the GPU")
+        raise NotImplementedError("the fused CPU loops take NumPy arrays (for CuPy arrays, the fused GPU "
+                                  "kernels need numba-cuda)")
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"the fused path takes float32 or float64 arrays, got dtype {x.dtype} "
                         f"(use impl='reference', which takes any floating-point dtype)")
