@@ -83,6 +83,10 @@ def build_parser():
     add_small_batch(rep_sub)
     from .experiments.adaptation import add_cli as add_adaptation
     add_adaptation(rep_sub)
+    from .experiments.lr_sweep import add_cli as add_lr_sweep
+    add_lr_sweep(rep_sub)
+    from .experiments.everything import add_cli as add_all
+    add_all(rep_sub)
     from .release import add_cli as add_course
     add_course(sub)
     return parser

@@ -33,7 +33,7 @@ from .. import adapt, backend, nn, optim
 from ..dann import DANN, train_dann
 from ..data import BatchIterator, apply_shift, load_mnist
 from ..train import evaluate, fit
-from . import _io, _parallel
+from . import _io, _parallel, provenance, stats
 
 METHODS = ("baseline", "vanilla", "freeze", "iit", "adabn")
 LABELS = {"baseline": "no adaptation", "vanilla": "vanilla fine-tuning", "freeze": "freezing + fine-tuning",
@@ -47,7 +47,7 @@ class AdaptationConfig:
     shifts: list = field(default_factory=lambda: ["low_contrast", "invert", "noise", "rotate"])
     # invert is left out: DANN (with BN or TransNorm alike) gets below-chance accuracy on it here
     dann_shifts: list = field(default_factory=lambda: ["rotate", "noise", "low_contrast"])
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    seeds: list = field(default_factory=lambda: [0, 1, 2, 3, 4])
     base_steps: int = 3000
     batch_size: int = 64
     lr: float = 0.1
@@ -176,17 +176,16 @@ def _mean_std(values):
 
 
 def tables(iit_rows, dann_rows, cfg):
-    lines = ["Target test error (%), mean +- std over seeds " + str(cfg.seeds) + f"; {cfg.n_adapt} labelled target "
+    lines = [f"Target test error (%), mean [95% interval] over seeds {cfg.seeds}; {cfg.n_adapt} labelled target "
              f"images, {cfg.adapt_steps} fine-tuning steps.", "",
              "| method | " + " | ".join(cfg.shifts) + " |", "| --- | " + " | ".join("---:" for _ in cfg.shifts) + " |"]
     summary = {"error": {}, "kl": {}, "dann": {}}
     for m in METHODS:
         cells = []
         for s in cfg.shifts:
-            vals = [r["error"][m] for r in iit_rows if r["shift"] == s]
-            mu, sd = _mean_std(vals)
-            summary["error"].setdefault(m, {})[s] = {"mean": mu, "std": sd}
-            cells.append(_io.mean_std(mu, sd, len(vals)))
+            st = stats.summarize([r["error"][m] for r in iit_rows if r["shift"] == s])
+            summary["error"].setdefault(m, {})[s] = st
+            cells.append(stats.cell(st))
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     src = _mean_std([r["source_error"] for r in iit_rows])
     lines += ["", f"(The base networks' error on the source test set: {src[0]:.2f} +- {src[1]:.2f}%.)", "",
@@ -201,18 +200,38 @@ def tables(iit_rows, dann_rows, cfg):
             summary["kl"].setdefault(s, {})[name] = {"vanilla": v, "iit": w}
             lines.append(f"| {s} | {name} | {v:.3g} | {w:.1e} |")
     if dann_rows:
-        lines += ["", f"DANN, unlabelled target, target test accuracy (%), mean +- std over seeds {cfg.seeds}:", "",
+        lines += ["", f"DANN, unlabelled target, target test accuracy (%), mean [95% interval] over seeds {cfg.seeds}:",
+                  "",
                   "| normalization | " + " | ".join(cfg.dann_shifts) + " |",
                   "| --- | " + " | ".join("---:" for _ in cfg.dann_shifts) + " |"]
         for v in DANN_VARIANTS:
             cells = []
             for s in cfg.dann_shifts:
                 vals = [r["accuracy"][v] for r in dann_rows if r["shift"] == s and v in r["accuracy"]]
-                mu, sd = _mean_std(vals)
-                summary["dann"].setdefault(v, {})[s] = {"mean": mu, "std": sd}
-                cells.append(_io.mean_std(mu, sd, len(vals)) if vals else "-")
+                st = stats.summarize(vals)
+                summary["dann"].setdefault(v, {})[s] = st
+                cells.append(stats.cell(st) if vals else "-")
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += _verdicts(summary, cfg)
     return "\n".join(lines), summary
+
+
+def _verdicts(summary, cfg):
+    """For each shift, the best method and whether it beats the others beyond the noise."""
+    out = ["", "Best per shift, and whether beyond the noise (separated 95% intervals):", ""]
+    for table, goal, shifts, what in ((summary["error"], min, cfg.shifts, "error"),
+                                     (summary["dann"], max, cfg.dann_shifts, "DANN accuracy")):
+        for s in shifts:
+            have = {m: t[s] for m, t in table.items() if s in t and t[s]["n"]}
+            if not have:
+                continue
+            best = goal(have, key=lambda m: have[m]["mean"])
+            beaten = [m for m in have if m != best and stats.separated(have[best], have[m])]
+            within = [m for m in have if m != best and m not in beaten]
+            name = LABELS.get if what == "error" else (lambda m: m)
+            beaten, within = ", ".join(map(name, beaten)) or "none", ", ".join(map(name, within)) or "none"
+            out.append(f"- {what}, {s}: best {name(best)}; beyond the noise over {beaten}; within it: {within}.")
+    return out
 
 
 def plot(iit_rows, cfg):
@@ -237,14 +256,15 @@ def plot(iit_rows, cfg):
     ax = axes[1]
     width = 0.8 / len(METHODS)
     for j, m in enumerate(METHODS):
-        means = [np.mean([r["error"][m] for r in iit_rows if r["shift"] == s]) for s in cfg.shifts]
-        sds = [np.std([r["error"][m] for r in iit_rows if r["shift"] == s]) for s in cfg.shifts]
-        ax.bar(np.arange(len(cfg.shifts)) + (j - 2) * width, means, width, yerr=sds, capsize=2, label=LABELS[m],
+        sts = [stats.summarize([r["error"][m] for r in iit_rows if r["shift"] == s]) for s in cfg.shifts]
+        means = [st["mean"] for st in sts]
+        half = np.nan_to_num([st["ci95"][1] - st["mean"] for st in sts])  # the 95% interval (none for one seed)
+        ax.bar(np.arange(len(cfg.shifts)) + (j - 2) * width, means, width, yerr=half, capsize=2, label=LABELS[m],
                color=COLORS[m])
     ax.set_xticks(np.arange(len(cfg.shifts)), cfg.shifts)
     # a linear axis from zero: bars on a log axis have no baseline, so their lengths mislead
     ax.set_ylim(0, None)
-    ax.set(title="(b) Target test error after adaptation", ylabel="test error (%)")
+    ax.set(title="(b) Target test error after adaptation (mean, 95% interval)", ylabel="test error (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -284,6 +304,7 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
     files = {"adaptation.png": _io.figure_bytes(plot(complete, cfg))} if complete else {}
     files["tables.md"] = (text + "\n").encode()
     files["summary.json"] = _io.json_bytes(summary)
+    files["provenance.json"] = _io.json_bytes(provenance.record("adaptation", wall, asdict(cfg)))
     _io.write_all(out, files)
     if interrupted:
         raise KeyboardInterrupt

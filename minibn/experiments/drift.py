@@ -41,7 +41,7 @@ import numpy as np
 from .. import backend, nn, optim
 from ..data import BatchIterator, load_mnist
 from ..train import ActivationRecorder, evaluate, fit
-from . import _io, _parallel
+from . import _io, _parallel, provenance
 
 NETS = ("baseline", "bn")
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
@@ -223,8 +223,8 @@ def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jo
         plot(results, trained, cfg).savefig(figure, format="png", dpi=120)
         files["fig1.png"] = figure.getvalue()
     files["summary.json"] = _io.json_bytes(summary)
-    for name, data in files.items():
-        _io.write_bytes(out_dir / name, data)
+    files["provenance.json"] = _io.json_bytes(provenance.record("drift", wall_total, asdict(cfg)))
+    _io.write_all(out_dir, files)
     return summary
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from .. import backend, nn, optim
 from ..data import BatchIterator, load_mnist
 from ..train import evaluate, fit
-from . import _io, _parallel
+from . import _io, _parallel, provenance, stats
 
 VARIANTS = ("BN", "BRN", "MBN", "MBN+DF")
 
@@ -32,7 +32,7 @@ VARIANTS = ("BN", "BRN", "MBN", "MBN+DF")
 class SmallBatchConfig:
     batch_sizes: list = field(default_factory=lambda: [2, 4, 8, 16, 32])
     variants: list = field(default_factory=lambda: list(VARIANTS))
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    seeds: list = field(default_factory=lambda: [0, 1, 2, 3, 4])
     steps: int = 5000
     lr: float = 0.05
     momentum: float = 0.9
@@ -96,27 +96,34 @@ def train_one(variant, batch_size, seed, cfg, data_root=None):
 
 
 def summarize(rows, cfg):
-    """{variant: {batch_size: (mean, std, n)}} of the test error, and mean steps/s per variant."""
+    """{variant: {batch_size: summary}} of the test error (:func:`stats.summarize`: mean, std,
+    n, 95% interval), and the median steps/s per variant."""
     table, speed = {}, {}
     for v in cfg.variants:
         table[v] = {}
         for b in cfg.batch_sizes:
             errs = [r["test_error"] for r in rows if r["variant"] == v and r["batch_size"] == b]
             if errs:
-                table[v][b] = (float(np.mean(errs)), float(np.std(errs)), len(errs))
+                table[v][b] = stats.summarize(errs)
         sps = [r["steps_per_second"] for r in rows if r["variant"] == v]
         speed[v] = float(np.median(sps)) if sps else float("nan")
     return table, speed
 
 
 def markdown(table, speed, cfg, wall):
-    lines = [f"Test error (%) on MNIST, mean +- std over seeds {cfg.seeds}, {cfg.steps} SGD steps per run "
+    lines = [f"Test error (%) on MNIST, mean [95% interval] over seeds {cfg.seeds}, {cfg.steps} SGD steps per run "
              f"(784-100-100-10 ReLU MLP).", "",
              "| variant | " + " | ".join(f"batch {b}" for b in cfg.batch_sizes) + " | median steps/s |",
              "| --- | " + " | ".join("---:" for _ in cfg.batch_sizes) + " | ---: |"]
     for v in cfg.variants:
-        cells = [_io.mean_std(*table[v][b]) if b in table[v] else "-" for b in cfg.batch_sizes]
+        cells = [stats.cell(table[v][b]) if b in table[v] else "-" for b in cfg.batch_sizes]
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {speed[v]:.0f} |")
+    lines += ["", "Which method is best at each batch size, and whether that is beyond the noise (separated 95% "
+              "intervals):", ""]
+    for b, (best, beaten) in best_per_batch(table, cfg).items():
+        within = [v for v in cfg.variants if v != best and b in table[v] and v not in beaten]
+        lines.append(f"- batch {b}: {best} has the lowest mean error; it beats {', '.join(beaten) or 'none'} beyond "
+                     f"the noise; {', '.join(within) or 'none'} within it.")
     if "MBN" in speed and "MBN+DF" in speed:
         lines += ["", f"Double-Forward costs {100 * (speed['MBN'] / speed['MBN+DF'] - 1):.0f}% more wall time per "
                   f"step than MBN alone (median steps/s over all runs)."]
@@ -125,8 +132,20 @@ def markdown(table, speed, cfg, wall):
 
 
 def table_from_summary(summary):
-    """The {variant: {batch: (mean, std, n)}} table back from a summary.json."""
-    return {v: {int(b): (d["mean"], d["std"], d["n"]) for b, d in t.items()} for v, t in summary["test_error"].items()}
+    """The {variant: {batch: summary}} table back from a summary.json."""
+    return {v: {int(b): d for b, d in t.items()} for v, t in summary["test_error"].items()}
+
+
+def best_per_batch(table, cfg):
+    """{batch: (the variant with the lowest mean error, the variants whose 95% interval is
+    separated from it: those it beats beyond the noise)}."""
+    out = {}
+    for b in cfg.batch_sizes:
+        have = [v for v in cfg.variants if b in table[v]]
+        if have:
+            best = min(have, key=lambda v: table[v][b]["mean"])
+            out[b] = (best, [v for v in have if v != best and stats.separated(table[best][b], table[v][b])])
+    return out
 
 
 def plot(table, cfg):
@@ -139,15 +158,17 @@ def plot(table, cfg):
               "MBN+DF": ("tab:red", "v")}
     for v in cfg.variants:
         bs = [b for b in cfg.batch_sizes if b in table[v]]
-        m = np.array([table[v][b][0] for b in bs])
-        s = np.array([table[v][b][1] for b in bs])
+        m = np.array([table[v][b]["mean"] for b in bs])
+        lo = np.array([table[v][b]["ci95"][0] for b in bs])
+        hi = np.array([table[v][b]["ci95"][1] for b in bs])
+        err = np.nan_to_num(np.array([m - np.maximum(lo, 1e-3), hi - m]))  # one seed: no bar
         color, marker = styles[v]
-        ax.errorbar(bs, m, yerr=s, color=color, marker=marker, capsize=3, label=v)
+        ax.errorbar(bs, m, yerr=err, color=color, marker=marker, capsize=3, label=v)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")  # errors span 2% to 90%: a log axis shows the large-batch differences too
     ax.set_xticks(cfg.batch_sizes, [str(b) for b in cfg.batch_sizes])
     ax.set(xlabel="batch size", ylabel="test error (%)",
-           title=f"MNIST, same {cfg.steps} steps for every batch size (mean +- std, {len(cfg.seeds)} seeds)")
+           title=f"MNIST, {cfg.steps} steps at every batch size (mean, 95% interval, {len(cfg.seeds)} seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -173,14 +194,16 @@ def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None,
           f"{r['steps_per_second']:.1f}"] for r in results])}
     summary = {"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),
                "interrupted": interrupted, "wall_seconds": round(wall, 1),
-               "test_error": {v: {str(b): {"mean": m, "std": s, "n": n} for b, (m, s, n) in t.items()}
-                              for v, t in table.items()},
+               "test_error": {v: {str(b): s for b, s in t.items()} for v, t in table.items()},
+               "best_per_batch": {str(b): {"best": best, "beats_beyond_noise": beaten}
+                                  for b, (best, beaten) in best_per_batch(table, cfg).items()},
                "median_steps_per_second": speed}
     text = markdown(table, speed, cfg, wall)
     if results:
         files["small_batch.png"] = _io.figure_bytes(plot(table, cfg))
     files["table.md"] = (text + "\n").encode()
     files["summary.json"] = _io.json_bytes(summary)
+    files["provenance.json"] = _io.json_bytes(provenance.record("small-batch", wall, asdict(cfg)))
     _io.write_all(out, files)
     if interrupted:
         raise KeyboardInterrupt

@@ -1,0 +1,83 @@
+"""Where a figure or a table came from: the record written beside it (``provenance.json``).
+
+The commit of the code (and whether the working tree had uncommitted changes), the versions
+of Python, NumPy, numba, numba-cuda and minibn, the implementation each normalization
+operation runs on this machine (reference, fast, fused: what ``impl="auto"`` picks for the
+experiments' float32 inputs), the backend, the machine, the date, the wall time and the
+command, with the experiment's configuration.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+#: the operations whose implementation the record names
+OPS = ("batch_norm", "batch_renorm", "memorized_batch_norm", "layer_norm", "group_norm", "transnorm")
+FIELDS = ("experiment", "commit", "dirty", "versions", "implementations", "backend", "machine", "date",
+          "wall_seconds", "command", "config")
+
+
+def _git(*args):
+    here = Path(__file__).resolve().parent
+    try:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def commit():
+    """(the commit of minibn's source, whether its tree has uncommitted changes); ("unknown",
+    None) outside a git checkout (an installed wheel)."""
+    sha = _git("rev-parse", "HEAD")
+    if not sha:
+        return "unknown", None
+    return sha, bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
+def versions():
+    import numpy
+
+    from .. import __version__
+    out = {"python": platform.python_version(), "numpy": numpy.__version__, "minibn": __version__}
+    for name, module in (("numba", "numba"), ("numba-cuda", "numba_cuda"), ("cupy", "cupy")):
+        try:
+            out[name] = __import__(module).__version__
+        except Exception:
+            out[name] = None
+    return out
+
+
+def implementations(shape=(60, 100)):
+    """{operation: the implementation impl="auto" runs for a float32 input of ``shape`` on the
+    active backend}."""
+    from .. import backend, dispatch
+    x = backend.xp().zeros(shape, dtype="float32")
+    return {op: dispatch.select(op, "auto", x).name for op in OPS}
+
+
+def machine():
+    from ..bench import machine as bench_machine
+    info = bench_machine()
+    return {k: info[k] for k in ("cpu", "cores") if k in info} | {"platform": platform.platform()}
+
+
+def record(experiment, wall_seconds, config=None):
+    """The provenance record of an experiment that took ``wall_seconds``."""
+    from .. import backend
+    sha, dirty = commit()
+    return {"experiment": experiment, "commit": sha, "dirty": dirty, "versions": versions(),
+            "implementations": implementations(), "backend": backend.active(), "machine": machine(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": round(float(wall_seconds), 1), "command": " ".join([os.path.basename(sys.argv[0])]
+                                                                               + sys.argv[1:]),
+            "config": config}
+
+
+def missing(rec):
+    """The fields a record lacks (empty when complete)."""
+    return [f for f in FIELDS if f not in rec or rec[f] in ("", [], {})]

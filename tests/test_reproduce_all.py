@@ -1,0 +1,41 @@
+"""`minibn reproduce all` end to end in its fast mode: every figure, table and provenance
+record written, each record complete. (No timing is asserted.)"""
+
+import json
+
+from minibn.cli import main
+from minibn.experiments import provenance, stats
+
+EXPECTED = {
+    "drift": ["fig1.png", "summary.json", "provenance.json"],
+    "small_batch": ["small_batch.png", "table.md", "provenance.json"],
+    "adaptation": ["adaptation.png", "tables.md", "provenance.json"],
+    "lr_sweep": ["lr_sweep.png", "table.md", "provenance.json", "lr_0.5/fig1.png", "lr_0.02/fig1.png"],
+}
+
+
+def test_reproduce_all_writes_every_figure_and_a_complete_record(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "all"
+    assert main(["reproduce", "all", "--fast", "--out", str(out), "--data", mnist_dir, "--quiet", "--seeds", "0",
+                 "1"]) == 0
+    assert "outputs and provenance in" in capsys.readouterr().out
+    for part, files in EXPECTED.items():
+        for name in files:
+            assert (out / part / name).stat().st_size > 0, f"{part}/{name}"
+        record = json.loads((out / part / "provenance.json").read_text())
+        assert provenance.missing(record) == [], (part, provenance.missing(record))
+        assert record["implementations"]["batch_norm"] in ("fused", "fast", "reference")
+    top = json.loads((out / "provenance.json").read_text())
+    assert provenance.missing(top) == [] and set(top["config"]["wall_seconds_by_part"]) == set(EXPECTED)
+    table = (out / "small_batch" / "table.md").read_text()
+    assert "mean [95% interval]" in table and "beyond the noise" in table
+
+
+def test_intervals_and_the_noise_rule():
+    a, b = stats.summarize([1.0, 1.1, 0.9, 1.0, 1.05]), stats.summarize([2.0, 2.2, 1.9, 2.1, 2.0])
+    assert a["n"] == 5 and abs(a["mean"] - 1.01) < 1e-12
+    half = a["ci95"][1] - a["mean"]
+    assert abs(half - 2.776 * a["std"] / 5 ** 0.5) < 1e-12  # Student's t, 4 degrees of freedom
+    assert stats.separated(a, b) and not stats.separated(a, stats.summarize([1.02, 0.95, 1.1]))
+    assert stats.cell(stats.summarize([3.0])) == "3.00 (1 seed)"
+    assert stats.cell(a).startswith("1.01 [")
