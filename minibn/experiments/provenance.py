@@ -1,6 +1,6 @@
 """Where a figure or a table came from: the record written beside it (``provenance.json``).
 
-The commit of the code (and whether the working tree had uncommitted changes), the versions
+The commit of the code (and the tracked files with uncommitted changes, if any), the versions
 of Python, NumPy, numba, numba-cuda and minibn, the implementation each normalization
 operation runs on this machine (reference, fast, fused: what ``impl="auto"`` picks for the
 experiments' float32 inputs), the backend, the machine, the date, the wall time and the
@@ -18,8 +18,8 @@ from pathlib import Path
 
 #: the operations whose implementation the record names
 OPS = ("batch_norm", "batch_renorm", "memorized_batch_norm", "layer_norm", "group_norm", "transnorm")
-FIELDS = ("experiment", "commit", "dirty", "versions", "implementations", "backend", "machine", "date",
-          "wall_seconds", "command", "config")
+FIELDS = ("experiment", "commit", "dirty", "changed_files", "versions", "implementations", "backend", "machine",
+          "date", "wall_seconds", "command", "config")
 
 
 def _git(*args):
@@ -31,12 +31,12 @@ def _git(*args):
 
 
 def commit():
-    """(the commit of minibn's source, whether its tree has uncommitted changes); ("unknown",
-    None) outside a git checkout (an installed wheel)."""
+    """(the commit of minibn's source, the tracked files with uncommitted changes (empty: a
+    clean tree)); ("unknown", None) outside a git checkout (an installed wheel)."""
     sha = _git("rev-parse", "HEAD")
     if not sha:
         return "unknown", None
-    return sha, bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return sha, [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
 
 
 def versions():
@@ -69,8 +69,9 @@ def machine():
 def record(experiment, wall_seconds, config=None):
     """The provenance record of an experiment that took ``wall_seconds``."""
     from .. import backend
-    sha, dirty = commit()
-    return {"experiment": experiment, "commit": sha, "dirty": dirty, "versions": versions(),
+    sha, changed = commit()
+    return {"experiment": experiment, "commit": sha, "dirty": bool(changed), "changed_files": changed,
+            "versions": versions(),
             "implementations": implementations(), "backend": backend.active(), "machine": machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_seconds": round(float(wall_seconds), 1), "command": " ".join([os.path.basename(sys.argv[0])]
@@ -79,5 +80,5 @@ def record(experiment, wall_seconds, config=None):
 
 
 def missing(rec):
-    """The fields a record lacks (empty when complete)."""
-    return [f for f in FIELDS if f not in rec or rec[f] in ("", [], {})]
+    """The fields a record lacks (empty when complete; ``changed_files`` may be an empty list)."""
+    return [f for f in FIELDS if f not in rec or (f != "changed_files" and rec[f] in ("", [], {}))]
