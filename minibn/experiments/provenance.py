@@ -1,6 +1,6 @@
 """Where a figure or a table came from: the record written beside it (``provenance.json``).
 
-The commit of the code (and the tracked files with uncommitted changes, if any), the versions
+The commit of the code (and its source files with uncommitted changes, if any), the versions
 of Python, NumPy, numba, numba-cuda and minibn, the implementation each normalization
 operation runs on this machine (reference, fast, fused: what ``impl="auto"`` picks for the
 experiments' float32 inputs), the backend, the machine, the date, the wall time and the
@@ -18,25 +18,32 @@ from pathlib import Path
 
 #: the operations whose implementation the record names
 OPS = ("batch_norm", "batch_renorm", "memorized_batch_norm", "layer_norm", "group_norm", "transnorm")
-FIELDS = ("experiment", "commit", "dirty", "changed_files", "versions", "implementations", "backend", "machine",
+FIELDS = ("experiment", "commit", "dirty", "changed_source_files", "versions", "implementations", "backend", "machine",
           "date", "wall_seconds", "command", "config")
+
+
+#: what the results depend on: the package and its build files (not the outputs, nor the docs)
+SOURCE = ("minibn", "setup.cfg", "pyproject.toml")
 
 
 def _git(*args):
     here = Path(__file__).resolve().parent
     try:
-        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
 
 def commit():
-    """(the commit of minibn's source, the tracked files with uncommitted changes (empty: a
-    clean tree)); ("unknown", None) outside a git checkout (an installed wheel)."""
-    sha = _git("rev-parse", "HEAD")
+    """(the commit of minibn's source, its tracked source files with uncommitted changes (empty:
+    the results come from that commit exactly)); ("unknown", None) outside a git checkout."""
+    sha = _git("rev-parse", "HEAD").strip()
     if not sha:
         return "unknown", None
-    return sha, [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    top = _git("rev-parse", "--show-toplevel").strip()
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *SOURCE], cwd=top,
+                            capture_output=True, text=True, timeout=10).stdout if top else ""
+    return sha, [line[3:] for line in status.splitlines() if line.strip()]
 
 
 def versions():
@@ -70,7 +77,7 @@ def record(experiment, wall_seconds, config=None):
     """The provenance record of an experiment that took ``wall_seconds``."""
     from .. import backend
     sha, changed = commit()
-    return {"experiment": experiment, "commit": sha, "dirty": bool(changed), "changed_files": changed,
+    return {"experiment": experiment, "commit": sha, "dirty": bool(changed), "changed_source_files": changed,
             "versions": versions(),
             "implementations": implementations(), "backend": backend.active(), "machine": machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -80,5 +87,5 @@ def record(experiment, wall_seconds, config=None):
 
 
 def missing(rec):
-    """The fields a record lacks (empty when complete; ``changed_files`` may be an empty list)."""
-    return [f for f in FIELDS if f not in rec or (f != "changed_files" and rec[f] in ("", [], {}))]
+    """The fields a record lacks (empty when complete; ``changed_source_files`` may be empty)."""
+    return [f for f in FIELDS if f not in rec or (f != "changed_source_files" and rec[f] in ("", [], {}))]
