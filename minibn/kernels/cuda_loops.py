@@ -64,6 +64,24 @@ def kernels():
     cuda = _cuda()
     from numba import float64
 
+    @cuda.jit(device=True)
+    def block_sums(acc1, acc2, tid):
+        """The sums of acc1 and of acc2 over the block's threads, by a tree in shared memory;
+        every thread gets them (the last step ends with a barrier)."""
+        sh1 = cuda.shared.array(TPB, float64)
+        sh2 = cuda.shared.array(TPB, float64)
+        sh1[tid] = acc1
+        sh2[tid] = acc2
+        cuda.syncthreads()
+        step = TPB // 2
+        while step > 0:
+            if tid < step:
+                sh1[tid] += sh1[tid + step]
+                sh2[tid] += sh2[tid + step]
+            cuda.syncthreads()
+            step //= 2
+        return sh1[0], sh2[0]
+
     @cuda.jit
     def moments_kernel(a, ka, b, kb, s1, s2):
         N, C, S = a.shape
@@ -80,21 +98,10 @@ def kernels():
             acc1 += u
             acc2 += u * (float64(b[n, c, s]) - kb[c])
             i += cuda.gridDim.y * TPB
-        sh1 = cuda.shared.array(TPB, float64)
-        sh2 = cuda.shared.array(TPB, float64)
-        sh1[tid] = acc1
-        sh2[tid] = acc2
-        cuda.syncthreads()
-        step = TPB // 2
-        while step > 0:
-            if tid < step:
-                sh1[tid] += sh1[tid + step]
-                sh2[tid] += sh2[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        t1, t2 = block_sums(acc1, acc2, tid)
         if tid == 0:
-            cuda.atomic.add(s1, c, sh1[0])
-            cuda.atomic.add(s2, c, sh2[0])
+            cuda.atomic.add(s1, c, t1)
+            cuda.atomic.add(s2, c, t2)
 
     @cuda.jit
     def combine_kernel(a, ka, sa, b, sb, t, out):
@@ -123,22 +130,11 @@ def kernels():
             acc1 += u
             acc2 += u * u
             j += TPB
-        sh1 = cuda.shared.array(TPB, float64)
-        sh2 = cuda.shared.array(TPB, float64)
-        sh1[tid] = acc1
-        sh2[tid] = acc2
-        cuda.syncthreads()
-        step = TPB // 2
-        while step > 0:
-            if tid < step:
-                sh1[tid] += sh1[tid + step]
-                sh2[tid] += sh2[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        t1, t2 = block_sums(acc1, acc2, tid)
         if tid == 0:
-            c = sh1[0] / L
+            c = t1 / L
             mu[r] = k + c
-            inv_std[r] = 1.0 / math.sqrt(max(sh2[0] / L - c * c, 0.0) + eps)
+            inv_std[r] = 1.0 / math.sqrt(max(t2 / L - c * c, 0.0) + eps)
 
     @cuda.jit
     def row_affine_kernel(x, mu, inv_std, gtab, btab, y):
@@ -174,20 +170,9 @@ def kernels():
             cuda.atomic.add(dg, (p, q), d * xh)
             cuda.atomic.add(db, (p, q), d)
             j += TPB
-        sh1 = cuda.shared.array(TPB, float64)
-        sh2 = cuda.shared.array(TPB, float64)
-        sh1[tid] = acc1
-        sh2[tid] = acc2
-        cuda.syncthreads()
-        step = TPB // 2
-        while step > 0:
-            if tid < step:
-                sh1[tid] += sh1[tid + step]
-                sh2[tid] += sh2[tid + step]
-            cuda.syncthreads()
-            step //= 2
-        a = sh1[0] / L
-        b = sh2[0] / L
+        t1, t2 = block_sums(acc1, acc2, tid)
+        a = t1 / L
+        b = t2 / L
         j = tid
         while j < L:
             q = j // S
