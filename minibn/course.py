@@ -103,7 +103,7 @@ def check_batchnorm_forward(f):
         expected = F.batch_norm_forward(x, g, b, eps)[0]
         mu, var = x.mean(0), x.var(0)
         mistakes = [("the unbiased variance (divide by m - 1): normalization uses the biased one, 1/m",
-                     g * (x - mu) / np.sqrt(x.var(0, ddof=1) + eps) + b) if len(x) > 1 else ("", np.nan),
+                     g * (x - mu) / np.sqrt(x.var(0, ddof=1) + eps) + b),
                     ("eps outside the square root: x_hat = (x - mu) / sqrt(var + eps)",
                      g * (x - mu) / (np.sqrt(var) + eps) + b),
                     ("no square root: divide by the standard deviation sqrt(var + eps), not the variance",
@@ -191,9 +191,9 @@ def check_fold(f):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise ExerciseError(f"{name}: return (W_new, b_new), got {type(out).__name__}")
     scale = g / np.sqrt(var + eps)
-    _compare(name, "W_new", out[0], W * scale[:, None],
+    _compare(name, "W_new", out[0], W * scale[:, None],  # W is (4, 6): a wrong axis cannot match by chance
              [("the scale multiplies the input axis of W (columns) instead of the output axis (rows)",
-               W * np.resize(scale, W.shape[1])[None, :]) if W.shape[0] != W.shape[1] else ("", np.nan)])
+               W * np.resize(scale, W.shape[1])[None, :])])
     _compare(name, "b_new", out[1], (b - mean) * scale + beta,
              [("the old bias is not scaled: b_new = scale * (b - mean) + beta", b - mean * scale + beta),
               ("the old bias is dropped", beta - mean * scale)])

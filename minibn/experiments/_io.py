@@ -59,21 +59,10 @@ def save_figure(fig, path, dpi=120):
     _atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi))
 
 
-def mean_std(mean, std, n):
-    """A table cell: "mean +- std", or the mean alone with "(1 seed)" where one run has no spread."""
-    return f"{mean:.2f} +- {std:.2f}" if n > 1 else f"{mean:.2f} (1 seed)"
-
-
 def versions():
-    import platform
-
-    import numpy
-
-    from .. import __version__, backend
-    v = {"python": platform.python_version(), "numpy": numpy.__version__, "minibn": __version__}
-    if backend.cupy is not None:  # pragma: no cover - GPU only
-        v["cupy"] = backend.cupy.__version__
-    return v
+    """The versions a summary records: those of the provenance record."""
+    from .provenance import versions as provenance_versions
+    return provenance_versions()
 
 
 # -- the command line: option types that say what is wrong, and one way to report errors ------
