@@ -157,3 +157,38 @@ def test_the_cupy_layers_run_the_registered_kernels():  # pragma: no cover - GPU
             np.testing.assert_allclose(backend.asnumpy(y), backend.asnumpy(make("reference")(x)), rtol=1e-5, atol=1e-5)
     finally:
         backend.use("numpy")
+
+
+@pytest.mark.skipif(not SIMULATED, reason="the simulator's shared arrays (a GPU has real ones)")
+def test_the_threads_of_a_block_share_one_shared_array():
+    """The simulator's shared-array lookup raced (two threads reaching a declaration together
+    could each allocate one, and a block's sum then missed a thread: a wrong row in CI now and
+    then); cuda_loops replaces it with a locked one. 16 threads released together, many times:
+    before the fix about 6% of the rounds handed out more than one array."""
+    import sys
+    import threading
+
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+
+    cuda_loops.kernels()  # installs the locked lookup
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race's best chance
+    try:
+        split = 0
+        for _ in range(200):
+            shared, got = FakeCUDAShared(0), [None] * 16
+            start = threading.Barrier(16)
+
+            def declare(i, shared=shared, got=got, start=start):
+                start.wait()
+                got[i] = shared.array(8, np.float64)
+
+            threads = [threading.Thread(target=declare, args=(i,)) for i in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            split += len({id(a) for a in got}) > 1
+    finally:
+        sys.setswitchinterval(previous)
+    assert split == 0, f"{split} of 200 rounds gave the threads of one block different shared arrays"

@@ -23,8 +23,12 @@ operations on the device (CuPy). Arrays in, arrays out: CuPy arrays on a GPU; un
 numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``) NumPy arrays, which is how the test
 suite verifies every kernel on a machine without a GPU.
 
-A quirk of the simulator: it keys ``cuda.shared.array`` by source line, so two shared arrays
-declared on one line would alias. Each is declared on its own line.
+Two quirks of the simulator: it keys ``cuda.shared.array`` by source line, so two shared
+arrays declared on one line would alias (each is declared on its own line); and its lookup of
+that key is not thread-safe, so two threads of a block that reach the declaration together can
+each get an array of their own, and the block's reduction silently misses one thread's values
+(a wrong row, now and then, in CI). :func:`_one_shared_array_per_line` gives the simulator a
+locked lookup before the kernels are compiled.
 """
 
 from __future__ import annotations
@@ -32,10 +36,17 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
+import threading
+
+
+def _simulated():
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
 
 #: threads per block (a power of two: the shared-memory reductions halve it). The simulator
 #: runs every thread of a block as a Python thread, so it gets fewer.
-TPB = 8 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 256
+TPB = 8 if _simulated() else 256
 #: the most blocks a channel's sums are spread over
 MAX_CHUNKS = 64
 
@@ -57,11 +68,46 @@ def _cuda():
 cuda = None  # numba.cuda, imported with the kernels: a module global, which the simulator swaps for its own
 
 
+def _one_shared_array_per_line():
+    """Make the simulator's ``cuda.shared.array`` thread-safe (called only under the simulator).
+
+    The simulator runs each CUDA thread of a block as a Python thread and finds a block's
+    shared array by the (file, line) of the declaration: look the key up, and if it is missing
+    allocate and store. Two threads between the lookup and the store each allocate, and from
+    then on write to different arrays. This replacement does the same lookup under a lock.
+    """
+    import numpy as np
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    shared = kernelapi.FakeCUDAShared
+    if getattr(shared.array, "one_per_line", False):
+        return
+    original, lock = shared.array, threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory (one buffer), or an error
+            return original(self, shape, dtype, alignment)
+        frame = sys._getframe(1)  # the kernel line that declares the array
+        key = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            arrays = self.__dict__.setdefault("_arrays_by_line", {})
+            if key not in arrays:
+                arrays[key] = np.empty(shape, numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else dtype)
+            return arrays[key]
+
+    array.one_per_line = True
+    shared.array = array
+
+
 @functools.cache
 def kernels():
     """The compiled kernels (compiled on first use)."""
     global cuda
     cuda = _cuda()
+    if _simulated():
+        _one_shared_array_per_line()
     from numba import float64
 
     @cuda.jit(device=True)
