@@ -259,6 +259,14 @@ def _bn(cls):
     return lambda shape, **kw: _with_stats(cls(shape[1], **kw))
 
 
+def _sync_bn(shape, **kw):
+    """SyncBatchNorm over one rank (this process alone: mpi4py without mpiexec); the tests
+    under mpiexec check it over 2 and 4."""
+    from . import distributed
+    kw.pop("impl", None)  # one implementation
+    return _with_stats(nn.SyncBatchNorm(shape[1], comm=distributed.single(), **kw))
+
+
 def _torch_bn(name):
     return Torch(lambda T, l: getattr(T.nn, name)(l.num_features, eps=l.eps, momentum=l.momentum, affine=l.affine,
                                                    track_running_stats=l.track_running_stats),
@@ -290,6 +298,9 @@ SPECS = [
     LayerSpec(nn.BatchNorm2d, "batchnorm", _bn(nn.BatchNorm2d), ((2, 3, 3, 3), (1, 2, 3, 3)), op="batch_norm",
               variants={"affine=False": {"affine": False}}, bad_shapes=((2, 4, 3, 3), (2, 3, 3)),
               torch=_torch_bn("BatchNorm2d")),
+    LayerSpec(nn.SyncBatchNorm, "batchnorm", _sync_bn, ((6, 4), (2, 3, 4)),
+              variants={"affine=False": {"affine": False}, "track_running_stats=False": {"track_running_stats": False}},
+              bad_shapes=((6, 5), (6,)), torch=_torch_bn("BatchNorm1d")),
     LayerSpec(nn.BatchRenorm1d, "renorm", _renorm(nn.BatchRenorm1d), ((6, 4),), op="batch_renorm",
               bad_shapes=((6, 5), (6, 4, 2, 2))),
     LayerSpec(nn.BatchRenorm2d, "renorm", _renorm(nn.BatchRenorm2d), ((2, 3, 3, 3),), op="batch_renorm",

@@ -18,4 +18,5 @@ from .memorized import *  # noqa: F403
 from .pooling import *  # noqa: F403
 from .renorm import *  # noqa: F403
 from .standardize import *  # noqa: F403
+from .syncbn import *  # noqa: F403
 from .transnorm import *  # noqa: F403

@@ -13,11 +13,12 @@ from .norm import Normalization, NumericalWarning, RunningStatistics
 from .normalization import *  # noqa: F403 (LayerNorm, GroupNorm, InstanceNorm2d: see its __all__)
 from .normalization import __all__ as _relatives
 from .renorm import BatchRenorm, BatchRenorm1d, BatchRenorm2d, renorm_schedulers
+from .syncbn import SyncBatchNorm
 from .transnorm import GradientReversal, TransNorm, TransNorm1d, TransNorm2d
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
            "ReLU", "Sigmoid", "Tanh", "Dropout", "SoftmaxCrossEntropy", "init", "Normalization",
            "RunningStatistics", "NumericalWarning",
-           "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchRenorm", "BatchRenorm1d", "BatchRenorm2d",
+           "BatchNorm", "BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "BatchRenorm", "BatchRenorm1d", "BatchRenorm2d",
            "MemorizedBatchNorm", "MemorizedBatchNorm1d", "MemorizedBatchNorm2d", "TransNorm", "TransNorm1d",
            "TransNorm2d", "renorm_schedulers", "lambda_scheduler", "GradientReversal", *_relatives]
