@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from minibn import distributed, nn, optim
-from minibn import functional as F
 
 TIMEOUT = 30.0
 comm = distributed.world(timeout=TIMEOUT)
