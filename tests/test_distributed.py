@@ -131,3 +131,24 @@ def test_a_communicator_refuses_a_bad_timeout():
         pytest.skip("mpi4py is not installed")
     with pytest.raises(ValueError, match="timeout must be None or > 0 seconds, got 0"):
         distributed.world(timeout=0)
+
+
+def test_the_drift_job_over_two_ranks_is_the_one_process_job(launcher, tmp_path, mnist_dir):
+    """`mpiexec -n 2 minibn drift --distributed`: the same accuracies and percentile traces as
+    one process (rows split, BN synchronized, gradients summed), written by rank 0 alone. The
+    job's net is float32: sums taken in another order round differently (the float64
+    equality to 1e-10 is tests/mpi/checks.py's)."""
+    import json
+
+    from minibn.cli import main
+    args = ["drift", "--steps", "40", "--eval-every", "20", "--quiet"]
+    done = launcher(2, "-m", "minibn", *args, "--distributed", "--out", str(tmp_path / "mpi"), limit=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "data-parallel over 2 rank(s), 30-30 rows each, BN synchronized" in done.stdout
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    mpi, one = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("mpi", "one"))
+    assert mpi["mpi_ranks"] == 2 and one["mpi_ranks"] == 1
+    for net in ("baseline", "bn"):
+        assert abs(mpi["nets"][net]["final_test_accuracy"] - one["nets"][net]["final_test_accuracy"]) <= 2e-4
+        for key in ("p50_final", "spread_final"):
+            assert mpi["nets"][net][key] == pytest.approx(one["nets"][net][key], rel=1e-4), (net, key)

@@ -108,14 +108,19 @@ class DriftConfig:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
 
 
-def build_net(bn: bool, init_std=0.1, hidden=100, depth=3, in_features=784, classes=10, norm="batchnorm"):
+def build_net(bn: bool, init_std=0.1, hidden=100, depth=3, in_features=784, classes=10, norm="batchnorm",
+              comm=None):
     """The Sec. 4.1 MLP. Returns (model, index of the last hidden sigmoid).
 
     ``bn``: a normalization layer before each sigmoid. ``norm``: which one, a key of
     :data:`NORMS` (BN by default), or a callable ``norm(num_features) -> layer`` (the Linear
-    before it then keeps its bias).
+    before it then keeps its bias). ``comm``: with a :class:`minibn.distributed.Communicator`,
+    BN is :class:`minibn.nn.SyncBatchNorm` over its ranks (the other norms stay as they are:
+    Batch Renorm and Memorized BN then use each rank's own rows).
     """
     make, drop_bias = (norm, False) if callable(norm) else (NORMS[norm][0], NORMS[norm][2])
+    if comm is not None and norm == "batchnorm":
+        make = lambda C: nn.SyncBatchNorm(C, comm=comm)  # noqa: E731
     layers, width = [], in_features
     for _ in range(depth):
         lin = nn.Linear(width, hidden, bias=not (bn and drop_bias))
@@ -131,20 +136,32 @@ def build_net(bn: bool, init_std=0.1, hidden=100, depth=3, in_features=784, clas
     return nn.Sequential(*layers), len(layers) - 2
 
 
-def train_net(bn, cfg: DriftConfig, data, progress=True, position=0):
-    """Train one net; returns a dict with its History, percentile trace and timing."""
+def train_net(bn, cfg: DriftConfig, data, progress=True, position=0, comm=None):
+    """Train one net; returns a dict with its History, percentile trace and timing.
+
+    ``comm``: train data-parallel over its ranks (:mod:`minibn.distributed`): each rank takes
+    its rows of every batch of ``cfg.batch_size``, BN is synchronized, gradients are summed
+    over the ranks; rank 0 alone evaluates and records (the others return its shape with
+    empty records).
+    """
+    from .. import distributed
     (x_train, y_train), (x_test, y_test) = data
     backend.seed(cfg.seed)
-    model, sig = build_net(bn, cfg.init_std, cfg.hidden, cfg.depth, norm=cfg.norm)
-    batches = BatchIterator(x_train, y_train, cfg.batch_size, seed=cfg.seed)
+    model, sig = build_net(bn, cfg.init_std, cfg.hidden, cfg.depth, norm=cfg.norm, comm=comm)
+    if comm is None:
+        batches = BatchIterator(x_train, y_train, cfg.batch_size, seed=cfg.seed)
+    else:
+        model = distributed.DataParallel(model, comm)
+        batches = distributed.ShardedBatches(x_train, y_train, cfg.batch_size, comm, seed=cfg.seed)
+    lead = comm is None or comm.rank == 0
     xt, yt = backend.to_active(x_test), backend.to_active(y_test)
     probe = xt[:cfg.probe_size]
     recorder = ActivationRecorder(model, sig, [cfg.unit], probe)
     loss_fn = nn.SoftmaxCrossEntropy()
     opt = optim.SGD(model.parameters(), lr=cfg.lr)
     t0 = time.perf_counter()
-    hist = fit(model, loss_fn, opt, batches, cfg.steps, eval_fn=lambda: evaluate(model, xt, yt),
-               eval_every=cfg.eval_every, callbacks=[recorder], progress=progress,
+    hist = fit(model, loss_fn, opt, batches, cfg.steps, eval_fn=(lambda: evaluate(model, xt, yt)) if lead else None,
+               eval_every=cfg.eval_every, callbacks=[recorder] if lead else [], progress=progress and lead,
                desc=label("bn" if bn else "baseline", cfg.norm), position=position)
     wall = time.perf_counter() - t0
     trace = Trace(list(recorder.steps), recorder.values, recorder.percentiles)
@@ -166,8 +183,9 @@ def _worker(name, cfg, data_root, progress, position):
     return train_net(name == "bn", cfg, data, progress, position)
 
 
-def _summary(cfg, results, nets, wall_total, interrupted, jobs=1):
-    out = {"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),
+def _summary(cfg, results, nets, wall_total, interrupted, jobs=1, ranks=1):
+    out = {"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "mpi_ranks": ranks,
+           "versions": _io.versions(),
            "interrupted": interrupted, "wall_seconds_total": round(wall_total, 2), "nets": {}}
     for name in nets:
         if name not in results:
@@ -197,7 +215,7 @@ def _summary(cfg, results, nets, wall_total, interrupted, jobs=1):
     return out
 
 
-def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jobs=1):
+def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jobs=1, ranks=1):
     """Write summary.json, curves.csv and fig1.png for whatever has been trained.
 
     Everything is made in memory first (the figure too), so an error (a plot of a diverged
@@ -205,7 +223,7 @@ def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jo
     """
     import io
     out_dir = Path(out_dir)
-    summary = _summary(cfg, results, nets, wall_total, interrupted, jobs)
+    summary = _summary(cfg, results, nets, wall_total, interrupted, jobs, ranks)
     trained = [n for n in nets if n in results]
     files = {}
     if trained:
@@ -270,11 +288,15 @@ def plot(results, nets, cfg):
     return fig
 
 
-def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None, progress=True, jobs=None):
+def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None, progress=True, jobs=None,
+        comm=None):
     """Train the nets, write the outputs, return the summary dict.
 
     ``jobs``: how many nets to train at once, in processes (default: 2 on the numpy
     backend with >= 2 cores, else 1; see :mod:`minibn.experiments._parallel`).
+    ``comm``: train each net data-parallel over the communicator's ranks (run under
+    mpiexec; see :func:`train_net`); rank 0 writes the outputs and returns the summary,
+    the other ranks return None.
     On Ctrl-C the outputs are written for the steps done (the summary says
     ``"interrupted": true``) and KeyboardInterrupt is raised again.
     """
@@ -282,6 +304,8 @@ def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None,
     nets = tuple(nets)
     cfg.validate(nets)
     _io.check_out_dir(out)  # before training, not after
+    if comm is not None:
+        return _run_distributed(cfg, out, nets, data_root, progress, comm)
     jobs = _parallel.default_jobs(len(nets)) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -306,6 +330,20 @@ def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None,
     return summary
 
 
+def _run_distributed(cfg, out, nets, data_root, progress, comm):
+    lead = comm.rank == 0
+    t0 = time.perf_counter()
+    data = load_mnist(root=data_root, progress=progress and lead)
+    results = {}
+    for name in nets:
+        results[name] = train_net(name == "bn", cfg, data, progress, comm=comm)
+        if results[name]["history"].interrupted:
+            raise KeyboardInterrupt
+    if not lead:
+        return None
+    return write_outputs(out, cfg, results, nets, time.perf_counter() - t0, False, jobs=1, ranks=comm.size)
+
+
 def _cmd(args) -> int:
     if args.backend:
         backend.use(args.backend)
@@ -313,21 +351,43 @@ def _cmd(args) -> int:
     cfg = DriftConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, seed=args.seed,
                       lr=args.lr, init_std=args.init_std, unit=args.unit, norm=args.norm)
     cfg.validate(nets)  # a ValueError is one line and exit 2 (minibn.cli)
+    if args.distributed:
+        return _cmd_distributed(args, cfg, nets)
     try:
         summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, jobs=args.jobs)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the outputs so far (both nets, up to the interrupt) are in {args.out}/",
               file=sys.stderr)
         return 130
+    _report(summary, cfg, args.out)
+    return 0
+
+
+def _cmd_distributed(args, cfg, nets):
+    from .. import distributed
+    comm = distributed.world()
+    distributed.share_cores(comm)
+    if cfg.batch_size < comm.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is smaller than the number of ranks ({comm.size}): "
+                         f"every rank needs rows of each batch")
+    with distributed.abort_on_error(comm):
+        summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, comm=comm)
+        if summary is not None:
+            print(f"data-parallel over {comm.size} rank(s), {cfg.batch_size // comm.size}-"
+                  f"{-(-cfg.batch_size // comm.size)} rows each, BN synchronized")
+            _report(summary, cfg, args.out)
+    return 0
+
+
+def _report(summary, cfg, out):
     for name, s in summary["nets"].items():
         print(f"{label(name, cfg.norm):>10}: final test accuracy {s['final_test_accuracy']:.4f}, "
               f"{s['steps_per_second']:.0f} steps/s; median of the sigmoid input after the first 10% of "
               f"training: net trend {s['p50_trend_after_10pct']:+.2f}, range {s['p50_range_in_spreads']:.2f} "
               f"of the 15-85 spread")
-    print(f"total wall time {summary['wall_seconds_total']:.1f} s; outputs in {args.out}/ "
+    print(f"total wall time {summary['wall_seconds_total']:.1f} s; outputs in {out}/ "
           f"(fig1.png, curves.csv, summary.json)")
     print(json.dumps({n: round(s["final_test_accuracy"], 4) for n, s in summary["nets"].items()}))
-    return 0
 
 
 def add_cli(sub):
@@ -360,4 +420,7 @@ def add_cli(sub):
     p.add_argument("--jobs", type=positive_int, default=None,
                    help="train the nets in this many processes "
                         "(default: 2 on the CPU with >= 2 cores, else 1)%(default).0s")
+    p.add_argument("--distributed", action="store_true",
+                   help="under mpiexec: train each net data-parallel over the ranks, each taking its rows "
+                        "of every batch, with synchronized BN (needs mpi4py: pip install \"minibn[mpi]\")")
     p.set_defaults(func=_cmd)

@@ -134,10 +134,27 @@ def _forget_pool():
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-@functools.cache
+#: set by :func:`set_threads` (None: numba's count)
+_threads_limit = None
+
+
 def threads():
+    """How many threads the row blocks use: :func:`set_threads`'s limit, else numba's count
+    (the CPU count, or the NUMBA_NUM_THREADS variable)."""
+    return _threads_limit or _numba_threads()
+
+
+@functools.cache
+def _numba_threads():
     import numba
-    return numba.config.NUMBA_NUM_THREADS  # the CPU count, or the NUMBA_NUM_THREADS variable
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def set_threads(n):
+    """Use at most n threads for the row blocks (None: numba's count again). Several
+    processes on one machine (MPI ranks) share its cores this way."""
+    global _threads_limit
+    _threads_limit = None if n is None else max(1, int(n))
 
 
 def parallel(a):
