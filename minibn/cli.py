@@ -85,6 +85,8 @@ def build_parser():
     add_adaptation(rep_sub)
     from .experiments.lr_sweep import add_cli as add_lr_sweep
     add_lr_sweep(rep_sub)
+    from .experiments.sync_bn import add_cli as add_sync_bn
+    add_sync_bn(rep_sub)
     from .experiments.everything import add_cli as add_all
     add_all(rep_sub)
     from .release import add_cli as add_course

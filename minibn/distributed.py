@@ -118,11 +118,12 @@ class Communicator:
         self.calls += 1
 
     # -- collectives ---------------------------------------------------------------------
-    def allreduce_sum(self, a):
+    def allreduce_sum(self, a, dtype=np.float64):
         """The element-wise sum of ``a`` over all ranks (every rank gets it), as a new array
-        of a's shape on a's device. Sums in float64 whatever a's dtype (one precision on
-        every rank), and returns float64."""
-        host = np.ascontiguousarray(backend.asnumpy(a), dtype=np.float64)
+        of a's shape on a's device, in ``dtype`` (float64 by default, whatever a's dtype:
+        BN's sums; the gradient buffer goes in the parameters' own dtype, half the bytes
+        for float32)."""
+        host = np.ascontiguousarray(backend.asnumpy(a), dtype=dtype)
         out = np.empty_like(host)
         self._count(host)
         if self.size == 1:
@@ -329,15 +330,15 @@ class DataParallel:
         params = [p for p in self.module.parameters() if p.grad is not None]
         if not params:
             return
-        size = sum(p.grad.size for p in params)
-        if self._flat is None or self._flat.size != size:
-            self._flat = np.empty(size)
+        size, dtype = sum(p.grad.size for p in params), np.result_type(*[p.grad.dtype for p in params])
+        if self._flat is None or self._flat.size != size or self._flat.dtype != dtype:
+            self._flat = np.empty(size, dtype)
         flat, offset = self._flat, 0
         for p in params:
             n = p.grad.size
             flat[offset:offset + n] = backend.asnumpy(p.grad).ravel()
             offset += n
-        total = backend.asnumpy(self.comm.allreduce_sum(flat))
+        total = backend.asnumpy(self.comm.allreduce_sum(flat, dtype=flat.dtype))
         offset = 0
         for p in params:
             n = p.grad.size

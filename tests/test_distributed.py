@@ -152,3 +152,21 @@ def test_the_drift_job_over_two_ranks_is_the_one_process_job(launcher, tmp_path,
         assert abs(mpi["nets"][net]["final_test_accuracy"] - one["nets"][net]["final_test_accuracy"]) <= 2e-4
         for key in ("p50_final", "spread_final"):
             assert mpi["nets"][net][key] == pytest.approx(one["nets"][net][key], rel=1e-4), (net, key)
+
+
+def test_the_sync_bn_experiment_runs_under_mpiexec(launcher, tmp_path, mnist_dir):
+    """`reproduce sync-bn --fast` over 2 ranks: every output, and SyncBN's runs agree with
+    one process at the global batch (the same training, float32 rounding apart)."""
+    import json
+    out = tmp_path / "sync_bn"
+    done = launcher(2, "-m", "minibn", "reproduce", "sync-bn", "--fast", "--quiet", "--out", str(out), limit=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {"table.md", "sync_bn.png", "runs.csv", "summary.json", "provenance.json"} <= {p.name for p in out.iterdir()}
+    s = json.loads((out / "summary.json").read_text())
+    assert s["mpi_ranks"] == 2 and set(s["test_error"]) == {"local BN", "SyncBN", "BN, 1 process", "BRN", "MBN"}
+    for b in ("2", "8"):
+        assert abs(s["test_error"]["SyncBN"][b]["mean"] - s["test_error"]["BN, 1 process"][b]["mean"]) <= 0.05
+        sync, local = s["cost"]["SyncBN"][b], s["cost"]["local BN"][b]
+        # SyncBN adds one collective per BN layer and direction (2 layers) to local BN's two
+        assert sync["collectives_per_step"] == local["collectives_per_step"] + 4
+        assert sync["bytes_per_step"] - local["bytes_per_step"] == 2 * (8 * (1 + 2 * 100) + 8 * 2 * 100)
