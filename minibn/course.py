@@ -19,6 +19,7 @@ The exercises and the signatures the checkers expect (x is (N, C) unless said ot
 ``check_groupnorm_forward``    ``f(x, gamma, beta, num_groups, eps) -> y``, x (N, C, H, W)
 ``check_renorm_r_d``           ``f(mu_B, sigma_B, running_mean, running_std, r_max, d_max) -> (r, d)``
 ``check_pooled_statistics``    ``f(means, variances, counts, weights) -> (mu, var)``  (MBN, Eq. 5-6)
+``check_merge_moments``        ``f(n_a, mean_a, m2_a, n_b, mean_b, m2_b) -> (n, mean, m2)``  (SyncBN)
 ``check_iit``                  ``f(gamma, beta, mean_base, var_base, mean_adapt, var_adapt, eps)``
                                ``-> (gamma_hat, beta_hat)``
 ``check_numerical_gradient``   ``f(fun, x, h) -> gradient`` (central differences)
@@ -34,8 +35,8 @@ from . import functional as F
 
 __all__ = ["ExerciseError", "check_batchnorm_forward", "check_batchnorm_backward", "check_inference_transform",
            "check_fold", "check_running_stats", "check_layernorm_forward", "check_groupnorm_forward",
-           "check_renorm_r_d", "check_pooled_statistics", "check_iit", "check_numerical_gradient",
-           "check_gradient_checker"]
+           "check_renorm_r_d", "check_pooled_statistics", "check_merge_moments", "check_iit",
+           "check_numerical_gradient", "check_gradient_checker"]
 
 
 class ExerciseError(AssertionError):
@@ -305,6 +306,31 @@ def check_pooled_statistics(f):
     _compare(name, "var", out[1], var,
              [("the spread of the batch means is missing: var = sum w (var_i + (mu_i - mu)^2) / sum w",
                (w * variances).sum(0) / w.sum())])
+    return _passed(name)
+
+
+def check_merge_moments(f):
+    """Synchronized BN's merge of two ranks' moments: ``f(n_a, mean_a, m2_a, n_b, mean_b,
+    m2_b) -> (n, mean, m2)``: counts (scalars), per-channel means and sums of squared
+    deviations (C,) of two groups of values; the same three of their union. Checked on data
+    with a large mean (1e6) and a small spread, where E[x^2] - E[x]^2 loses the variance."""
+    name = "merge_moments"
+    r = np.random.default_rng(11)
+    for label, offset, (na, nb) in (("mean 3, 5 + 9 values", 3.0, (5, 9)), ("mean 1e6, 7 + 2 values", 1e6, (7, 2)),
+                                    ("one value + 6", -2.0, (1, 6))):
+        a, b = r.standard_normal((na, 4)) * 2 + offset, r.standard_normal((nb, 4)) + offset + 1
+        both = np.concatenate([a, b])
+        moments = [(len(v), v.mean(0), ((v - v.mean(0)) ** 2).sum(0)) for v in (a, b)]
+        out = f(*moments[0], *moments[1])
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise ExerciseError(f"{name} ({label}): return (n, mean, m2), got {type(out).__name__}")
+        _compare(f"{name} ({label})", "n", out[0], float(len(both)))
+        _compare(f"{name} ({label})", "mean", out[1], both.mean(0),
+                 [("the means are averaged without weighting by the counts", (a.mean(0) + b.mean(0)) / 2)])
+        wrong_m2 = moments[0][2] + moments[1][2]
+        _compare(f"{name} ({label})", "m2", out[2], ((both - both.mean(0)) ** 2).sum(0),
+                 [("the term for the distance between the two means is missing: "
+                   "m2 = m2_a + m2_b + delta^2 n_a n_b / n", wrong_m2)], rtol=1e-6)
     return _passed(name)
 
 

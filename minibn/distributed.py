@@ -93,9 +93,11 @@ class Communicator:
             raise ValueError(f"Communicator: timeout must be None or > 0 seconds, got {timeout!r}")
         self.timeout = timeout
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        #: bytes this rank has contributed to collectives (its send buffers), and how many calls
+        #: bytes this rank has contributed to collectives (its send buffers), how many calls,
+        #: and the seconds spent in them (waiting for the other ranks included)
         self.bytes_sent = 0
         self.calls = 0
+        self.seconds = 0.0
 
     def __repr__(self):
         return f"Communicator(rank={self.rank}, size={self.size}, timeout={self.timeout})"
@@ -113,9 +115,16 @@ class Communicator:
                     f"(another rank failed, or is calling a different collective)")
             time.sleep(2e-5)
 
-    def _count(self, buf):
+    @contextlib.contextmanager
+    def _collective(self, buf):
+        """Count one collective: its send buffer's bytes, and its time."""
         self.bytes_sent += buf.nbytes
         self.calls += 1
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - t0
 
     # -- collectives ---------------------------------------------------------------------
     def allreduce_sum(self, a, dtype=np.float64):
@@ -125,38 +134,37 @@ class Communicator:
         for float32)."""
         host = np.ascontiguousarray(backend.asnumpy(a), dtype=dtype)
         out = np.empty_like(host)
-        self._count(host)
-        if self.size == 1:
-            out[...] = host
-        elif self.timeout is None:
-            self.comm.Allreduce(host, out)
-        else:
-            self._wait(self.comm.Iallreduce(host, out), f"a sum of {host.size} values (allreduce)")
+        with self._collective(host):
+            if self.size == 1:
+                out[...] = host
+            elif self.timeout is None:
+                self.comm.Allreduce(host, out)
+            else:
+                self._wait(self.comm.Iallreduce(host, out), f"a sum of {host.size} values (allreduce)")
         return backend.get_array_module(a).asarray(out)
 
     def allgather(self, a):
         """(size, *a.shape) float64: every rank's ``a``, in rank order, on every rank."""
         host = np.ascontiguousarray(backend.asnumpy(a), dtype=np.float64)
         out = np.empty((self.size,) + host.shape)
-        self._count(host)
-        if self.size == 1:
-            out[0] = host
-        elif self.timeout is None:
-            self.comm.Allgather(host, out)
-        else:
-            self._wait(self.comm.Iallgather(host, out), f"a gather of {host.size} values per rank (allgather)")
+        with self._collective(host):
+            if self.size == 1:
+                out[0] = host
+            elif self.timeout is None:
+                self.comm.Allgather(host, out)
+            else:
+                self._wait(self.comm.Iallgather(host, out), f"a gather of {host.size} values per rank (allgather)")
         return out
 
     def broadcast(self, a, root=0):
         """``a`` from rank ``root``, written into ``a`` on every other rank (in place; returns a)."""
         host = np.ascontiguousarray(backend.asnumpy(a))
-        if self.rank == root:
-            self._count(host)
-        if self.size > 1:
-            if self.timeout is None:
-                self.comm.Bcast(host, root=root)
-            else:
-                self._wait(self.comm.Ibcast(host, root=root), f"a broadcast of {host.size} values")
+        with self._collective(host if self.rank == root else host[:0]):
+            if self.size > 1:
+                if self.timeout is None:
+                    self.comm.Bcast(host, root=root)
+                else:
+                    self._wait(self.comm.Ibcast(host, root=root), f"a broadcast of {host.size} values")
         if self.rank != root:
             a[...] = backend.get_array_module(a).asarray(host)
         return a

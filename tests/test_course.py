@@ -86,6 +86,8 @@ RIGHT = [
     (course.check_pooled_statistics, lambda M, V, n, w: (
         ((w * n)[:, None] * M).sum(0) / (w * n).sum(),
         ((w * n)[:, None] * (V + (M - ((w * n)[:, None] * M).sum(0) / (w * n).sum()) ** 2)).sum(0) / (w * n).sum())),
+    (course.check_merge_moments, lambda na, ma, sa, nb, mb, sb: (
+        na + nb, ma + (mb - ma) * nb / (na + nb), sa + sb + (mb - ma) ** 2 * na * nb / (na + nb))),
     (course.check_iit, lambda g, b, mb, vb, ma, va, eps: (g * np.sqrt(va + eps) / np.sqrt(vb + eps),
                                                           g * (ma - mb) / np.sqrt(vb + eps) + b)),
     (course.check_numerical_gradient, central),
@@ -100,6 +102,14 @@ def test_a_right_answer_passes(checker, answer, capsys):
 
 
 # -- mutants: the typical mistakes, each with the hint it must get --------------------------------
+
+def _naive_merge(na, ma, sa, nb, mb, sb):
+    """The merge through sums of squares: E[x^2] - E[x]^2, which cancels at mean 1e6."""
+    n = na + nb
+    mean = (na * ma + nb * mb) / n
+    sq = (sa + na * ma ** 2) + (sb + nb * mb ** 2)
+    return n, mean, sq - n * mean ** 2
+
 
 MUTANTS = [
     ("biased vs unbiased", course.check_batchnorm_forward,
@@ -142,6 +152,12 @@ MUTANTS = [
     ("pooled variance without the spread of the means", course.check_pooled_statistics,
      lambda M, V, n, w: (((w * n)[:, None] * M).sum(0) / (w * n).sum(), ((w * n)[:, None] * V).sum(0) / (w * n).sum()),
      "spread of the batch means is missing"),
+    ("merged sums of squares without the between-means term", course.check_merge_moments,
+     lambda na, ma, sa, nb, mb, sb: (na + nb, ma + (mb - ma) * nb / (na + nb), sa + sb), "distance between the two"),
+    ("unweighted mean of the means", course.check_merge_moments,
+     lambda na, ma, sa, nb, mb, sb: (na + nb, (ma + mb) / 2, sa + sb + (mb - ma) ** 2 * na * nb / (na + nb)),
+     "without weighting by the counts"),
+    ("E[x^2] - E[x]^2", course.check_merge_moments, _naive_merge, "differs"),
     ("IIT ratio inverted", course.check_iit,
      lambda g, b, mb, vb, ma, va, eps: (g * np.sqrt(vb + eps) / np.sqrt(va + eps),
                                         g * (ma - mb) / np.sqrt(vb + eps) + b),

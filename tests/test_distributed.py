@@ -81,7 +81,7 @@ class _Table(distributed.Communicator):
     (to test the merge of moments without processes)."""
 
     def __init__(self, rows):
-        self.rank, self.size, self.timeout, self.bytes_sent, self.calls = 0, len(rows), None, 0, 0
+        self.rank, self.size, self.timeout, self.bytes_sent, self.calls, self.seconds = 0, len(rows), None, 0, 0, 0.0
         self.rows = rows
 
     def allgather(self, a):

@@ -27,7 +27,7 @@ def test_the_course_has_the_graded_exercises_it_promises():
     names = {gid for p in GRADED for gid, _, _ in graded_cells(json.loads((NOTEBOOKS / p).read_text()))}
     assert {"bn_forward_check", "bn_backward_chain_check", "bn_backward_closed_check", "inference_check",
             "fold_check", "running_stats_check", "layernorm_check", "groupnorm_check", "renorm_check",
-            "pooled_check", "iit_check", "numerical_gradient_check", "gradcheck_check"} <= names
+            "pooled_check", "merge_check", "iit_check", "numerical_gradient_check", "gradcheck_check"} <= names
     for p in GRADED:
         nb = json.loads((NOTEBOOKS / p).read_text())
         for cell in nb["cells"]:
