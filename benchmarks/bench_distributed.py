@@ -12,6 +12,8 @@ training steps of three setups:
   is the difference);
 * ``SyncBN, 60 per rank``: 60 rows per rank (weak scaling: the global batch grows with k).
 
+The setups are timed in turn, block by block (a slow moment of the machine hits them all).
+
 Reported per setup: the median over blocks of steps/s and rows/s (of rank 0), the bytes one
 rank sends per step and in how many collectives (counted by the communicator), and the
 share of the step spent inside collectives (waiting for the others included).
@@ -39,7 +41,7 @@ def worker(steps, blocks):
     comm = distributed.world()
     distributed.share_cores(comm)
     r = np.random.default_rng(comm.rank)
-    out = []
+    runs = []
     for name, sync, batch, per_rank in SETUPS:
         rows = batch if per_rank else len(np.array_split(np.arange(batch), comm.size)[comm.rank])
         model, _ = build_net(True, comm=comm if sync else None)
@@ -47,7 +49,7 @@ def worker(steps, blocks):
         opt, loss = optim.SGD(model.parameters(), lr=0.1), nn.SoftmaxCrossEntropy()
         x, y = r.random((rows, 784), dtype=np.float32), r.integers(0, 10, rows)
 
-        def step():
+        def step(model=model, opt=opt, loss=loss, x=x, y=y):
             loss(model(x), y)
             opt.zero_grad()
             model.backward(loss.backward(), need_dx=False)
@@ -55,21 +57,27 @@ def worker(steps, blocks):
 
         for _ in range(20):  # warm-up: the compiled loops, the caches
             step()
-        rates, bytes0, calls0 = [], comm.bytes_sent, comm.calls
-        seconds0, wall = comm.seconds, 0.0
-        for _ in range(blocks):
+        runs.append({"setup": name, "ranks": comm.size, "rows_per_rank": rows,
+                     "global_batch": batch * (comm.size if per_rank else 1), "step": step, "rates": [],
+                     "bytes": 0, "calls": 0, "seconds": 0.0, "wall": 0.0})
+    for _ in range(blocks):  # the setups in turn, block by block: a slow moment hits them all
+        for run in runs:
             comm.barrier()
+            b0, c0, s0 = comm.bytes_sent, comm.calls, comm.seconds
             t0 = time.perf_counter()
             for _ in range(steps):
-                step()
+                run["step"]()
             dt = time.perf_counter() - t0
-            wall += dt
-            rates.append(steps / dt)
-        n = steps * blocks
-        out.append({"setup": name, "ranks": comm.size, "rows_per_rank": rows, "global_batch": batch * (comm.size if
-                    per_rank else 1), "steps_per_second": float(np.median(rates)),
-                    "bytes_per_step": (comm.bytes_sent - bytes0) / n, "collectives_per_step": (comm.calls - calls0) / n,
-                    "collective_share": (comm.seconds - seconds0) / wall})
+            run["rates"].append(steps / dt)
+            run["wall"] += dt
+            run["bytes"] += comm.bytes_sent - b0
+            run["calls"] += comm.calls - c0
+            run["seconds"] += comm.seconds - s0
+    n = steps * blocks
+    out = [{"setup": u["setup"], "ranks": u["ranks"], "rows_per_rank": u["rows_per_rank"],
+            "global_batch": u["global_batch"], "steps_per_second": float(np.median(u["rates"])),
+            "bytes_per_step": u["bytes"] / n, "collectives_per_step": u["calls"] / n,
+            "collective_share": u["seconds"] / u["wall"]} for u in runs]
     if comm.rank == 0:
         print(json.dumps(out), flush=True)
 

@@ -24,7 +24,7 @@ What is here:
 
 GPU arrays (CuPy) are copied to the host for each collective and back: minibn does not
 assume a CUDA-aware MPI library (MPICH from the package index is not one). The sums are
-small for BN (2C or 3C values per layer); the gradient buffer is the model's size.
+small for BN (2C + 1 and 2C values per layer); the gradient buffer is the model's size.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class Communicator:
 
     def merge_moments(self, count, mean, m2):
         """Per channel, the count, mean and sum of squared deviations of the values of all
-        ranks, from each rank's own: one collective (each rank sends its 3C numbers, and
+        ranks, from each rank's own: one collective (each rank sends its 2C + 1 numbers, and
         every rank merges all of them, in rank order, so all get bitwise the same result).
 
         The merge of two groups (Chan, Golub & LeVeque's pairwise update):

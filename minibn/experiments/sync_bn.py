@@ -20,7 +20,7 @@ memory of 10 batches):
 
 Reported: test error (%) over seeds with 95% intervals, steps/s and the bytes each rank sends
 per step (counted by the communicator: the gradient all-reduce, the batch-size sum, and for
-SyncBN its 3C + 2C numbers per layer). On one machine the ranks share its cores, so steps/s
+SyncBN its 2C + 1 and 2C numbers per layer). On one machine the ranks share its cores, so steps/s
 says what communication and synchronization cost here, not what a cluster would do.
 """
 

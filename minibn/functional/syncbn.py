@@ -8,7 +8,7 @@ one per direction, because both directions need only per-channel sums over the b
 
 Forward (Algorithm 1, lines 1-2, over the union of the parts). Each rank computes its own
 count m_r (values per channel), mean and M2_r = sum (x - mean_r)^2 (two passes, as in
-:func:`batch_moments`); one exchange of these 3C numbers and a pairwise merge (Chan et al.,
+:func:`batch_moments`); one exchange of these 2C + 1 numbers and a pairwise merge (Chan et al.,
 see :meth:`minibn.distributed.Communicator.merge_moments`) give the global m, mu_B and
 sigma_B^2 = M2 / m. Lines 3-4 are then local: x_hat = (x - mu_B) / sqrt(sigma_B^2 + eps),
 y = gamma x_hat + beta.

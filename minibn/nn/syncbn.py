@@ -5,7 +5,7 @@ of the mini-batch. Plain :class:`BatchNorm` normalizes each part by its own stat
 ("local BN": with a small part per rank, the small-batch problem of Batch Renorm and
 Memorized BN). SyncBatchNorm exchanges per-channel sums so that every part is normalized by
 the statistics of the whole batch: one collective in the forward (count, mean and sum of
-squared deviations, 3C numbers per rank), one in the backward (two sums, 2C numbers). The
+squared deviations, 2C + 1 numbers per rank), one in the backward (two sums, 2C numbers). The
 maths, and why two exchanges suffice, is in :mod:`minibn.functional.syncbn`.
 
 Everything else is BatchNorm's: the arguments, the running statistics (updated from the
