@@ -114,6 +114,8 @@ class LayerSpec:
         torch: the PyTorch counterpart, if any (:class:`Torch`).
         frozen_for: ``frozen_for(layer, x) -> layer``: the function the backward really
             differentiates, where the layer treats something as a constant (TransNorm's alpha).
+        installed: ``installed() -> bool``, for a layer that needs an optional package
+            (SyncBatchNorm: mpi4py); without it the layer has no cases to check.
     """
 
     cls: type
@@ -127,6 +129,7 @@ class LayerSpec:
     bad_shapes: tuple = ()
     torch: Torch = None
     frozen_for: Callable = None
+    installed: Callable = None
 
     @property
     def name(self):
@@ -134,6 +137,8 @@ class LayerSpec:
 
     def impls(self):
         """The implementations to check here: every one installed (None: the layer has one)."""
+        if self.installed is not None and not self.installed():
+            return ()
         return available(self.op) if self.op else (None,)
 
     def configurations(self, impl):
@@ -259,6 +264,11 @@ def _bn(cls):
     return lambda shape, **kw: _with_stats(cls(shape[1], **kw))
 
 
+def _mpi_installed():
+    from . import distributed
+    return distributed.available()
+
+
 def _sync_bn(shape, **kw):
     """SyncBatchNorm over one rank (this process alone: mpi4py without mpiexec); the tests
     under mpiexec check it over 2 and 4."""
@@ -300,7 +310,7 @@ SPECS = [
               torch=_torch_bn("BatchNorm2d")),
     LayerSpec(nn.SyncBatchNorm, "batchnorm", _sync_bn, ((6, 4), (2, 3, 4)),
               variants={"affine=False": {"affine": False}, "track_running_stats=False": {"track_running_stats": False}},
-              bad_shapes=((6, 5), (6,)), torch=_torch_bn("BatchNorm1d")),
+              bad_shapes=((6, 5), (6,)), torch=_torch_bn("BatchNorm1d"), installed=_mpi_installed),
     LayerSpec(nn.BatchRenorm1d, "renorm", _renorm(nn.BatchRenorm1d), ((6, 4),), op="batch_renorm",
               bad_shapes=((6, 5), (6, 4, 2, 2))),
     LayerSpec(nn.BatchRenorm2d, "renorm", _renorm(nn.BatchRenorm2d), ((2, 3, 3, 3),), op="batch_renorm",
