@@ -2,7 +2,9 @@
 
 im2col gathers every (kh, kw) window of the zero-padded input into a column, so the
 convolution becomes one matrix product; col2im scatters column gradients back, adding
-where windows overlap. The gather loops over the kh * kw kernel offsets (not over
+where windows overlap. Pooling uses :func:`im2col` / :func:`col2im` ((N, C, kh, kw, OH, OW):
+windows per channel); the convolution gathers the same windows straight into its matrix
+(:func:`conv_columns`). The gather loops over the kh * kw kernel offsets (not over
 output pixels), each iteration a strided slice: short, vectorized, and the same code
 on NumPy and CuPy.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 
-__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
+__all__ = ["im2col", "col2im", "conv_columns", "conv_columns_backward", "conv2d_forward", "conv2d_backward"]
 
 
 def out_size(size, k, stride, padding):
@@ -45,31 +47,70 @@ def col2im(cols, x_shape, stride=1, padding=0):
     return dx[:, :, padding:padding + H, padding:padding + W]
 
 
+def conv_columns(x, kh, kw, stride=1, padding=0):
+    """The im2col matrix of a convolution, one row per weight and one column per output pixel.
+
+    x: (N, C, H, W) -> (cols (C * kh * kw, N * OH * OW), OH, OW). The same gather as
+    :func:`im2col`, into the layout the matrix product wants: the input's channel axis first
+    (one small transposed copy of x), so each kernel offset writes whole rows of OW values
+    and the result needs no reordering. (The (N, C, kh, kw, OH, OW) layout needs a 6-axis
+    transpose with a stride-kw innermost axis to become a matrix: that copy cost more than
+    the product itself.)
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
+    xc = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
+    if padding:
+        xc = xp.pad(xc, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xc[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride]
+    return cols.reshape(C * kh * kw, N * OH * OW), OH, OW
+
+
+def conv_columns_backward(dcols, x_shape, kh, kw, stride, padding, OH, OW):
+    """The adjoint of :func:`conv_columns`: (C * kh * kw, N * OH * OW) -> (N, C, H, W), adding
+    where windows overlap (as :func:`col2im` does)."""
+    xp = get_array_module(dcols)
+    N, C, H, W = x_shape
+    d = dcols.reshape(C, kh, kw, N, OH, OW)
+    dxc = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxc[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride] += d[:, i, j]
+    return xp.ascontiguousarray(dxc[:, :, padding:padding + H, padding:padding + W].transpose(1, 0, 2, 3))
+
+
 def conv2d_forward(x, W, b=None, stride=1, padding=0):
-    """x: (N, C, H, W); W: (F, C, kh, kw); b: (F,) or None. Returns (y (N, F, OH, OW), cache)."""
+    """x: (N, C, H, W); W: (F, C, kh, kw); b: (F,) or None. Returns (y (N, F, OH, OW), cache).
+
+    y = W (F, C * kh * kw) @ cols (C * kh * kw, N * OH * OW) (+ b), reshaped to (N, F, OH, OW).
+    """
+    xp = get_array_module(x)
     N = x.shape[0]
     F, C, kh, kw = W.shape
-    cols = im2col(x, kh, kw, stride, padding)
-    OH, OW = cols.shape[4], cols.shape[5]
-    # rows: one per output pixel (N * OH * OW), columns: one per weight (C * kh * kw)
-    cols2 = cols.transpose(0, 4, 5, 1, 2, 3).reshape(N * OH * OW, C * kh * kw)
-    y = cols2 @ W.reshape(F, -1).T
+    cols, OH, OW = conv_columns(x, kh, kw, stride, padding)
+    y = W.reshape(F, -1) @ cols                       # (F, N * OH * OW)
     if b is not None:
-        y += b
-    y = y.reshape(N, OH, OW, F).transpose(0, 3, 1, 2)
-    return y, (x.shape, cols2, W, b is not None, stride, padding, OH, OW)
+        y += b[:, None]
+    y = xp.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+    return y, (x.shape, cols, W, b is not None, stride, padding, OH, OW)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
-    """dy: (N, F, OH, OW). Returns (dx (N, C, H, W) or None, dW (F, C, kh, kw), db (F,) or None)."""
-    x_shape, cols2, W, has_b, stride, padding, OH, OW = cache
+    """dy: (N, F, OH, OW). Returns (dx (N, C, H, W) or None, dW (F, C, kh, kw), db (F,) or None).
+
+    With dy as a matrix dY (F, N * OH * OW): dW = dY @ cols^T, db = the row sums of dY, and
+    dx is the adjoint gather of W^T @ dY.
+    """
+    x_shape, cols, W, has_b, stride, padding, OH, OW = cache
     F, C, kh, kw = W.shape
-    N = x_shape[0]
-    dy2 = dy.transpose(0, 2, 3, 1).reshape(N * OH * OW, F)
-    dW = (dy2.T @ cols2).reshape(W.shape)
-    db = dy2.sum(axis=0) if has_b else None
+    dY = dy.transpose(1, 0, 2, 3).reshape(F, -1)      # (F, N * OH * OW)
+    dW = (dY @ cols.T).reshape(W.shape)
+    db = dY.sum(axis=1) if has_b else None
     dx = None
     if need_dx:
-        dcols = (dy2 @ W.reshape(F, -1)).reshape(N, OH, OW, C, kh, kw).transpose(0, 3, 4, 5, 1, 2)
-        dx = col2im(dcols, x_shape, stride, padding)
+        dx = conv_columns_backward(W.reshape(F, -1).T @ dY, x_shape, kh, kw, stride, padding, OH, OW)
     return dx, dW, db
