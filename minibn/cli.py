@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
-    except (DataError, CheckpointError, ValueError, TypeError, RuntimeError, OSError) as e:
+    except (DataError, CheckpointError, ValueError, TypeError, RuntimeError, OSError, ImportError) as e:
         if args.debug:
             raise
         print(f"{where}: error: {e} (--debug shows the traceback)", file=sys.stderr)

@@ -170,3 +170,12 @@ def test_the_sync_bn_experiment_runs_under_mpiexec(launcher, tmp_path, mnist_dir
         # SyncBN adds one collective per BN layer and direction (2 layers) to local BN's two
         assert sync["collectives_per_step"] == local["collectives_per_step"] + 4
         assert sync["bytes_per_step"] - local["bytes_per_step"] == 2 * (8 * (1 + 2 * 100) + 8 * 2 * 100)
+
+
+@pytest.mark.parametrize("argv", [["drift", "--distributed", "--steps", "10"], ["reproduce", "sync-bn", "--fast"]])
+def test_without_mpi4py_the_commands_say_how_to_install(monkeypatch, capsys, tmp_path, argv):
+    from minibn.cli import main
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'needs mpi4py and an MPI library: pip install "minibn[mpi]"' in err
