@@ -78,6 +78,8 @@ register("instance_norm", "reference", _F + "groupnorm:instance_norm_forward", _
 register("max_pool2d", "fused", _K + "fused_pool:max_pool2d_forward_fused", _K + "fused_pool:max_pool2d_backward_fused",
          **_NUMBA)
 register("max_pool2d", "reference", _F + "pooling:max_pool2d_forward", _F + "pooling:max_pool2d_backward")
+register("conv2d", "fused", _K + "fused_conv:conv2d_forward_fused", _K + "fused_conv:conv2d_backward_fused", **_NUMBA)
+register("conv2d", "reference", _F + "conv:conv2d_forward", _F + "conv:conv2d_backward")
 
 
 
@@ -286,9 +288,12 @@ def _torch_bn(name):
 SPECS = [
     LayerSpec(nn.Linear, "linear", lambda s, **kw: nn.Linear(s[1], 4, **kw), ((3, 5),), offset=False,
               variants={"bias=False": {"bias": False}}, bad_shapes=((3, 4), (3, 5, 1))),
-    LayerSpec(nn.Conv2d, "conv", lambda s, **kw: nn.Conv2d(s[1], 3, 3, **kw), ((2, 2, 5, 5),), offset=False,
+    LayerSpec(nn.Conv2d, "conv", lambda s, **kw: nn.Conv2d(s[1], 3, 3, **kw), ((2, 2, 5, 5),), op="conv2d",
+              offset=False,
               variants={"stride=2": {"stride": 2}, "padding=1": {"padding": 1}},
-              bad_shapes=((2, 3, 5, 5), (2, 5, 5), (1, 2, 2, 2))),
+              bad_shapes=((2, 3, 5, 5), (2, 5, 5), (1, 2, 2, 2)),
+              torch=Torch(lambda T, l: T.nn.Conv2d(l.in_channels, l.out_channels, l.kernel_size, l.stride, l.padding,
+                                                   bias=l.bias is not None), params={"weight": "weight", "bias": "bias"})),
     LayerSpec(nn.MaxPool2d, "pooling", lambda s, **kw: nn.MaxPool2d(2, **kw), ((2, 2, 4, 4),), op="max_pool2d",
               offset=False,
               variants={"stride=1 padding=1": {"stride": 1, "padding": 1}}, bad_shapes=((2, 4),)),

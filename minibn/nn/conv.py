@@ -19,13 +19,22 @@ class Conv2d(Module):
     OH = (H + 2 padding - kh) // stride + 1.
 
     ``.weight`` is (out, in, kh, kw) and ``.bias`` (out,), PyTorch layout and default init.
+
+    ``impl`` (the implementations of "conv2d"): ``"reference"`` (the windows gathered with
+    NumPy slices, :mod:`minibn.functional.conv`), ``"fused"`` (gathered and scattered by
+    compiled loops, :mod:`minibn.kernels.fused_conv`; NumPy only) or ``"auto"`` (fused when
+    it can run). Both do the same matrix products.
     """
 
     can_skip_dx = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 dtype="float32"):
+                 dtype="float32", impl="auto"):
         super().__init__()
+        allowed = ("auto",) + dispatch.implementations("conv2d")
+        if impl not in allowed:
+            raise ValueError(f"Conv2d: impl must be one of {allowed}, got {impl!r}")
+        self.impl = impl
         check_positive_int("in_channels", in_channels, "Conv2d")
         check_positive_int("out_channels", out_channels, "Conv2d")
         check_positive_int("stride", stride, "Conv2d")
@@ -47,13 +56,13 @@ class Conv2d(Module):
         if x.shape[2] + 2 * self.padding < kh or x.shape[3] + 2 * self.padding < kw:
             raise ValueError(f"Conv2d: input of shape {tuple(x.shape)} with padding {self.padding} "
                              f"is smaller than the kernel {self.kernel_size}")
-        y, self._cache = F.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
-                                          self.stride, self.padding)
+        y, self._cache = self._run("conv2d", self.impl, x, self.weight.data,
+                                   None if self.bias is None else self.bias.data, self.stride, self.padding)
         return y
 
     def backward(self, dy, need_dx=True):
         self._check_dy(dy)
-        dx, dW, db = F.conv2d_backward(dy, self._cache, need_dx)
+        dx, dW, db = self.last_implementation.backward(dy, self._cache, need_dx)
         self.weight.accumulate(dW)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -61,7 +70,7 @@ class Conv2d(Module):
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+                f"stride={self.stride}, padding={self.padding}, impl={self.impl!r}")
 
 
 class _Pool2d(Module):

@@ -1,0 +1,55 @@
+"""The compiled loops of convolution and max pooling against the reference functions.
+
+Max pooling (the 2 x 2 / stride 2 loop written out, and the general ones): outputs, where the
+gradient goes, ties (the first maximum wins) and NaN (the first NaN wins). Convolution (the
+windows gathered and scattered by loops): the same matrix as the reference's NumPy slices,
+hence the same outputs and gradients, for kernels, strides and paddings of every kind.
+(Both are also gradient-checked and compared with PyTorch through their registrations.)"""
+
+import numpy as np
+import pytest
+
+from minibn import functional as F
+from tests.helpers import needs_numba
+
+pytestmark = needs_numba
+
+
+@pytest.mark.parametrize("shape, k, stride, padding", [
+    ((3, 2, 8, 6), 2, 2, 0),   # the written-out 2 x 2 loop
+    ((3, 2, 9, 7), 2, 2, 0),   # odd sizes: the last row and column are dropped
+    ((2, 3, 7, 7), 3, 2, 0),   # the general unpadded loop
+    ((2, 3, 6, 6), 2, 1, 1),   # padding
+])
+def test_the_loops_match_the_reference(shape, k, stride, padding):
+    from minibn.kernels.fused_pool import max_pool2d_backward_fused, max_pool2d_forward_fused
+    r = np.random.default_rng(0)
+    x = r.integers(-3, 4, shape).astype(np.float32)  # few values: many ties
+    x[0, 0, 0, 0] = x[1, 1, 2, 3] = np.nan
+    y_ref, cache_ref = F.max_pool2d_forward(x, k, k, stride, padding)
+    y, cache = max_pool2d_forward_fused(x, k, k, stride, padding)
+    np.testing.assert_array_equal(y, y_ref)  # NaN where the reference has NaN
+    dy = r.standard_normal(y.shape).astype(np.float32)
+    # where windows overlap, the two add a cell's gradients in different orders (float32)
+    np.testing.assert_allclose(max_pool2d_backward_fused(dy, cache), F.max_pool2d_backward(dy, cache_ref),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, F_, k, stride, padding", [
+    ((4, 3, 9, 8), 5, (3, 3), 1, 1),
+    ((2, 2, 11, 10), 3, (3, 2), 2, 2),   # a non-square kernel, stride 2, padding larger than 1
+    ((3, 1, 7, 7), 4, (5, 5), 1, 0),
+    ((2, 4, 6, 6), 2, (1, 1), 3, 0),     # 1 x 1 kernel, stride larger than it
+])
+def test_the_conv_loops_match_the_reference(shape, F_, k, stride, padding):
+    from minibn.kernels.fused_conv import conv2d_backward_fused, conv2d_forward_fused
+    r = np.random.default_rng(1)
+    x = r.standard_normal(shape).astype(np.float32)
+    W, b = r.standard_normal((F_, shape[1], *k)).astype(np.float32), r.standard_normal(F_).astype(np.float32)
+    y_ref, cache_ref = F.conv2d_forward(x, W, b, stride, padding)
+    y, cache = conv2d_forward_fused(x, W, b, stride, padding)
+    np.testing.assert_array_equal(cache[1], cache_ref[1])  # the same matrix of windows
+    np.testing.assert_array_equal(y, y_ref)
+    dy = r.standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(conv2d_backward_fused(dy, cache), F.conv2d_backward(dy, cache_ref)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # overlapping windows add in another order
