@@ -96,6 +96,18 @@ def positive_float(s):
     return _number(float, s, 0.0, True)
 
 
+def check_runs(seeds, steps=None, variants=None, known=()):
+    """ValueError naming the first bad setting of an experiment's runs: seeds (one or more
+    integers >= 0), steps (>= 10, when given) and variants (each one of ``known``)."""
+    if not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
+        raise ValueError(f"seeds must be one or more integers >= 0, got {seeds}")
+    if steps is not None and steps < 10:
+        raise ValueError(f"steps must be >= 10, got {steps}")
+    bad = [v for v in (variants or ()) if v not in known]
+    if bad:
+        raise ValueError(f"unknown variants {bad}; choose from {tuple(known)}")
+
+
 def check_out_dir(out):
     """ValueError before any work if ``out`` cannot be the output folder (it names a file)."""
     out = Path(out)

@@ -61,8 +61,7 @@ class AdaptationConfig:
     hidden: int = 100
 
     def validate(self):
-        if not self.seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in self.seeds):
-            raise ValueError(f"seeds must be one or more integers >= 0, got {self.seeds}")
+        _io.check_runs(self.seeds)
         from ..data import SHIFTS
         bad = [s for s in list(self.shifts) + list(self.dann_shifts) if s not in SHIFTS]
         if bad:

@@ -40,13 +40,7 @@ class SmallBatchConfig:
     memory_size: int = 10
 
     def validate(self):
-        if not self.seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in self.seeds):
-            raise ValueError(f"seeds must be one or more integers >= 0, got {self.seeds}")
-        if self.steps < 10:
-            raise ValueError(f"steps must be >= 10, got {self.steps}")
-        bad = [v for v in self.variants if v not in VARIANTS]
-        if bad:
-            raise ValueError(f"unknown variants {bad}; choose from {VARIANTS}")
+        _io.check_runs(self.seeds, self.steps, self.variants, VARIANTS)
         if any(b < 2 for b in self.batch_sizes):
             raise ValueError(f"batch sizes must be >= 2 (BN needs two values per channel), got {self.batch_sizes}")
 

@@ -75,17 +75,23 @@ class BatchNorm(RunningStatistics, Normalization):
         gamma, beta = self._affine()
         if (self.training and not self.frozen) or not self.track_running_stats:
             y, cache = self._train_forward(x, gamma, beta, self.eps)
-            update = self.training and self.track_running_stats
-            bad = self._unusable_channels(cache["var_B"], cache["var_B"] + self.eps,
-                                          "running statistics were not updated" if update else "outputs are NaN")
-            if update:
-                factor = self._momentum_factor()
-                self._keep_channels((self.running_mean, self.running_var), bad, lambda: F.update_running_stats(
-                    self.running_mean, self.running_var, cache["mu_B"], cache["var_B"], cache["m"], factor))
+            self._after_batch_statistics(cache)
         else:
             y, cache = F.batch_norm_inference_forward(x, gamma, beta, self.running_mean, self.running_var, self.eps)
             self._remember(F.batch_norm_inference_backward, cache, y)
         return y
+
+    def _after_batch_statistics(self, cache):
+        """After a forward with batch statistics: warn about unusable channels and, in
+        training, update the running statistics (Algorithm 2, step 10) from the cache's
+        mu_B, var_B and m, leaving the unusable channels as they were."""
+        update = self.training and self.track_running_stats
+        bad = self._unusable_channels(cache["var_B"], cache["var_B"] + self.eps,
+                                      "running statistics were not updated" if update else "outputs are NaN")
+        if update:
+            factor = self._momentum_factor()
+            self._keep_channels((self.running_mean, self.running_var), bad, lambda: F.update_running_stats(
+                self.running_mean, self.running_var, cache["mu_B"], cache["var_B"], cache["m"], factor))
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -56,13 +56,7 @@ class SyncBatchNorm(BatchNorm):
         except ValueError as e:  # the same on every rank: they all saw the same counts
             raise ValueError(f"{self.name}: {e}") from None
         self._remember(F.sync_batch_norm_backward, cache, y)
-        update = self.training and self.track_running_stats
-        bad = self._unusable_channels(cache["var_B"], cache["var_B"] + self.eps,
-                                      "running statistics were not updated" if update else "outputs are NaN")
-        if update:
-            factor = self._momentum_factor()
-            self._keep_channels((self.running_mean, self.running_var), bad, lambda: F.update_running_stats(
-                self.running_mean, self.running_var, cache["mu_B"], cache["var_B"], cache["m"], factor))
+        self._after_batch_statistics(cache)  # the global m, mu_B, var_B: the same on every rank
         return y
 
     def extra_repr(self):
