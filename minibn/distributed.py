@@ -240,9 +240,11 @@ def abort_on_error(comm):
         if comm.size == 1 or isinstance(e, SystemExit) and e.code in (0, None):
             raise
         import traceback
-        traceback.print_exc()
         print(f"minibn: rank {comm.rank} of {comm.size} failed ({type(e).__name__}: {e}); aborting the job",
               file=sys.stderr, flush=True)
+        traceback.print_exc()
+        sys.stderr.flush()
+        time.sleep(0.5)  # the launcher forwards output through pipes: give it this rank's before the abort
         comm.comm.Abort(1)
 
 
