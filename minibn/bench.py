@@ -1,12 +1,12 @@
 """The benchmark suite behind `minibn bench`: minibn vs PyTorch, CPU (and CuPy vs CUDA when present).
 
 Every row is timed in one run against the same references: PyTorch CPU (when installed),
-minibn on CuPy and PyTorch CUDA (when a GPU is present), and the machine's copy bandwidth
-measured in the same run. Times are medians, the implementations of a row timed in
-alternating blocks (:func:`interleaved_medians`) so that the machine's slow spells hit
-them alike. Effective bandwidth counts the bytes of x and y in the forward and of x, dy
-and dx in the backward. GPU timings synchronise the device (cupyx.profiler.benchmark;
-CUDA events for PyTorch).
+minibn on CuPy and PyTorch CUDA (when a GPU is present), and the machine's copy bandwidth,
+timed in the same interleaved rounds as each row that counts bytes. Times are medians,
+the implementations of a row timed in alternating blocks (:func:`interleaved_medians`)
+so that the machine's slow spells hit them alike. Effective bandwidth counts the bytes of
+x and y in the forward and of x, dy and dx in the backward. GPU timings synchronise the
+device (cupyx.profiler.benchmark; CUDA events for PyTorch).
 
 Outputs (``--out``, default results/bench/; the committed tables in docs/benchmarks/ are
 written with ``--out docs/benchmarks``): ``cpu.md`` (tables, machine, targets) and ``cpu.png``.
@@ -39,7 +39,7 @@ def median_time(fn, repeats=20, warmup=2, max_seconds=4.0):
     return float(np.median(times))
 
 
-def interleaved_medians(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause=0.15):
+def interleaved_medians(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause=0.15, settle=0.05):
     """{name: median time} of each function in ``fns``, timed in alternating blocks.
 
     Each round runs ``block`` calls of every function in turn, so a slow spell of a
@@ -47,8 +47,11 @@ def interleaved_medians(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause
     was being timed; within a block the function runs warm. Before each block the
     machine rests ``pause`` seconds: OpenBLAS's threads keep spinning for about 0.1 s
     after a matrix product, and without the rest they slowed PyTorch's conv-net step
-    that followed minibn's from 9 ms to 18 ms. Stops after 3 rounds once ``max_seconds``
-    have passed.
+    that followed minibn's from 9 ms to 18 ms. After the rest the function runs untimed
+    for ``settle`` seconds: on the 2-core VMs here the first 20-30 ms of work after an
+    idle spell ran up to 2x slower (BN at (4096, 1024): 3.8 ms a call after the rest,
+    2.0 ms in a continuous loop), which a block of short calls would otherwise time.
+    Stops after 3 rounds once ``max_seconds`` have passed.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -58,6 +61,9 @@ def interleaved_medians(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause
     for r in range(rounds):
         for name, fn in fns.items():
             time.sleep(pause)
+            t_settle = time.perf_counter()
+            while time.perf_counter() - t_settle < settle:
+                fn()
             for _ in range(block):
                 t0 = time.perf_counter()
                 fn()
@@ -73,18 +79,25 @@ def gpu_time(fn, repeats=50):  # pragma: no cover - GPU only
     return float(np.median(r.gpu_times[0]))
 
 
-def copy_bandwidth_cpu(nbytes=256 * 2 ** 20, threads=1):
-    """Bytes read + written per second by np.copyto of ``nbytes``, on ``threads`` threads
-    (each copying its own slice: np.copyto releases the GIL)."""
+def copy_step(nbytes=256 * 2 ** 20, threads=1):
+    """(step, bytes): a call of ``step`` copies ``nbytes`` with np.copyto on ``threads``
+    threads (each its own slice: np.copyto releases the GIL) and moves ``bytes`` (read +
+    written). 256 MiB is far beyond the caches: this is the memory's bandwidth."""
     src = np.ones(nbytes // 4, np.float32)
     dst = np.empty_like(src)
     if threads == 1:
-        return 2 * nbytes / median_time(lambda: np.copyto(dst, src), repeats=10)
+        return (lambda: np.copyto(dst, src)), 2 * nbytes
     from concurrent.futures import ThreadPoolExecutor
     bounds = np.linspace(0, src.size, threads + 1).astype(int)
     pairs = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    with ThreadPoolExecutor(threads) as pool:
-        return 2 * nbytes / median_time(lambda: list(pool.map(lambda p: np.copyto(*p), pairs)), repeats=10)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="minibn-bench-copy")
+    return (lambda: list(pool.map(lambda p: np.copyto(*p), pairs))), 2 * nbytes
+
+
+def copy_bandwidth_cpu(nbytes=256 * 2 ** 20, threads=1):
+    """Bytes read + written per second by np.copyto of ``nbytes``, on ``threads`` threads."""
+    step, moved = copy_step(nbytes, threads)
+    return moved / median_time(step, repeats=10)
 
 
 def machine():
@@ -147,7 +160,23 @@ def _bytes(x, mode):
     return {"forward": 2, "backward": 3, "both": 5}[mode] * x.nbytes
 
 
-def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False):
+COPY = "copy"  # the key of the copy reference timed beside a row's implementations
+
+
+def _with_copy_reference(fns, row, copy):
+    """Time ``fns`` and the copy reference ``copy = (step, bytes)`` in the same interleaved
+    rounds; set row["t"] and row["bw"], the copy bandwidth of those rounds (a slow spell
+    of the machine then lowers the reference too, not only the row)."""
+    step, moved = copy
+    t = interleaved_medians({**fns, COPY: step}, rounds=3)
+    row["bw"] = moved / t.pop(COPY)
+    row["t"] = t
+    return row
+
+
+def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False, copy=None):
+    """BatchNorm rows: every implementation at each shape and mode. ``copy``: a
+    :func:`copy_step` timed in the same rounds (its bandwidth in row["bw"])."""
     rows = []
     for shape in shapes:
         rng = np.random.default_rng(0)
@@ -162,8 +191,11 @@ def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False):
             if torch is not None:
                 tl = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(C)
                 fns["PyTorch CPU"] = _torch_layer_step(torch, tl, x, dy, mode)
-            row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode),
-                   "t": interleaved_medians(fns, rounds=3)}
+            row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode)}
+            if copy is None:
+                row["t"] = interleaved_medians(fns, rounds=3)
+            else:
+                _with_copy_reference(fns, row, copy)
             if cuda:  # pragma: no cover - GPU only
                 _gpu_bn(row, torch, cls, C, x, dy, mode)
             rows.append(row)
@@ -195,9 +227,9 @@ def _gpu_bn(row, torch, cls, C, x, dy, mode):  # pragma: no cover - GPU only
         row["t"]["PyTorch CUDA"] = float(np.median(ts))
 
 
-def other_norm_rows(torch):
+def other_norm_rows(torch, copy=None):
     """LayerNorm, GroupNorm, BatchRenorm and MBN, forward+backward at one large shape: the
-    default implementation (fused with numba) and the reference."""
+    default implementation (fused with numba) and the reference. ``copy`` as in :func:`bn_rows`."""
     rows = []
     rng = np.random.default_rng(0)
     def brn(**kw):
@@ -224,8 +256,12 @@ def other_norm_rows(torch):
         fns = {impl: _minibn_layer_step(make(), x, dy, "both") for impl, make in makes.items()}
         if torch is not None and make_torch is not None:
             fns["PyTorch CPU"] = _torch_layer_step(torch, make_torch(), x, dy, "both")
-        rows.append({"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both"),
-                     "t": interleaved_medians(fns)})
+        row = {"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both")}
+        if copy is None:
+            row["t"] = interleaved_medians(fns)
+        else:
+            _with_copy_reference(fns, row, copy)
+        rows.append(row)
     return rows
 
 
@@ -300,12 +336,21 @@ def _fmt_t(t):
 
 
 def report(rows, bw, info, device="cpu", bw_one=None):
-    """The table. ``bw``: the copy bandwidth of all cores (the fractions are of it); ``bw_one``: one thread's."""
+    """The table. ``bw``: the copy bandwidth of all cores, measured on its own (the fractions
+    are of it, except in rows that carry their own, row["bw"], timed in the same rounds);
+    ``bw_one``: one thread's."""
     ref = "PyTorch CPU" if device == "cpu" else "PyTorch CUDA"
     one = f"; one thread: {bw_one / 1e9:.1f} GB/s" if bw_one else ""
+    own = [r["bw"] for r in rows if "bw" in r]
+    if own:
+        own_text = (f" Rows with a byte count carry their own: the same copy timed in the rounds that time "
+                    f"the row ({min(own) / 1e9:.1f}-{max(own) / 1e9:.1f} GB/s, median "
+                    f"{float(np.median(own)) / 1e9:.1f}), and their fraction is of that.")
+    else:
+        own_text = " The fractions below are of it."
     lines = ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
-             f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s with {os.cpu_count()} threads{one} "
-             "(bytes read + written, np.copyto of 256 MiB); the fractions below are of the first.",
+             f"Copy bandwidth (bytes read + written, np.copyto of 256 MiB on {os.cpu_count()} threads): "
+             f"{bw / 1e9:.1f} GB/s measured at the start of the run{one}." + own_text,
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
              f"minibn's speed relative to {ref} (> 1: minibn faster; '-': {ref} has no such layer, "
              "or is not installed).", "",
@@ -314,7 +359,7 @@ def report(rows, bw, info, device="cpu", bw_one=None):
     for r in rows:
         for name, t in r["t"].items():
             gbs = r["bytes"] / t / 1e9 if r["bytes"] else float("nan")
-            frac = r["bytes"] / t / bw if r["bytes"] else float("nan")
+            frac = r["bytes"] / t / r.get("bw", bw) if r["bytes"] else float("nan")
             ratio = f"{r['t'][ref] / t:.2f}x" if ref in r["t"] else "-"
             g = f"{gbs:.1f}" if r["bytes"] else "-"
             fr = f"{frac:.2f}" if r["bytes"] else "-"
@@ -325,15 +370,16 @@ def report(rows, bw, info, device="cpu", bw_one=None):
 
 def targets(rows, bw=None):
     """The CPU targets, measured: (description, value, goal, met). ``bw``: the all-core copy
-    bandwidth, for the BN rows' fraction of it."""
+    bandwidth, for the BN rows' fraction of it (a row's own row["bw"] first, when it has one)."""
     out = []
     for r in rows:
         if "minibn" not in r["t"]:
             continue
         big_bn = r["layer"] == "BatchNorm" and r["mode"] == "both" and r["shape"] in ((4096, 1024), (64, 64, 32, 32))
-        if big_bn and bw:
+        row_bw = r.get("bw", bw)
+        if big_bn and row_bw:
             out.append((f"BN forward+backward {r['shape']}, fraction of the copy bandwidth of all cores",
-                        r["bytes"] / r["t"]["minibn"] / bw, 0.6))
+                        r["bytes"] / r["t"]["minibn"] / row_bw, 0.6))
         if "PyTorch CPU" not in r["t"]:
             continue
         ratio = r["t"]["PyTorch CPU"] / r["t"]["minibn"]
@@ -380,9 +426,10 @@ def run(out="results/bench", fast=False, progress=True):
     shapes = FAST_BN_SHAPES if fast else BN_SHAPES
     cuda = backend.cupy is not None
     batches = (60,) if fast else (60, 1024)
-    parts = [lambda s=s: bn_rows(torch, [s], cuda=cuda) for s in shapes]
+    copy = copy_step(threads=os.cpu_count() or 1)
+    parts = [lambda s=s: bn_rows(torch, [s], cuda=cuda, copy=copy) for s in shapes]
     if not fast:
-        parts.append(lambda: other_norm_rows(torch))
+        parts.append(lambda: other_norm_rows(torch, copy=copy))
     parts.append(lambda: step_rows(torch, batches=batches))
     rows = []
     with tqdm(total=len(parts) + 1, desc="minibn bench", disable=not progress, leave=False) as bar:

@@ -27,9 +27,28 @@ def test_copy_bandwidth_on_one_and_two_threads():
 def test_interleaved_medians_alternates_blocks():
     order = []
     t = bench.interleaved_medians({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
-                                  rounds=3, block=2, warmup=1, pause=0)
+                                  rounds=3, block=2, warmup=1, pause=0, settle=0)
     assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
     assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3
+
+
+def test_interleaved_medians_settles_untimed_after_each_rest():
+    calls = {"a": 0}
+
+    def a():
+        calls["a"] += 1
+
+    bench.interleaved_medians({"a": a}, rounds=2, block=3, warmup=0, pause=0, settle=0.01)
+    assert calls["a"] > 2 * 3  # the settling calls ran, and are not among the timed ones
+
+
+def test_rows_carry_the_copy_bandwidth_timed_in_their_rounds(torch):
+    copy = bench.copy_step(2 ** 22, threads=2)
+    row = bench.bn_rows(torch, [(60, 100)], modes=("both",), copy=copy)[0]
+    assert bench.COPY not in row["t"] and row["bw"] > 0
+    text = bench.report([row], 1.0, {"cpu": "test"})  # the row's own bandwidth, not the 1 B/s passed
+    frac = row["bytes"] / row["t"]["minibn"] / row["bw"]
+    assert f"| {frac:.2f} |" in text and "carry their own" in text
 
 
 def test_median_time_counts_calls():

@@ -1,7 +1,8 @@
-"""The two CPU loops behind :mod:`minibn.kernels.fused_bn`, compiled by numba.
+"""The CPU loops behind :mod:`minibn.kernels.fused_bn`, compiled by numba: ``moments`` (the
+per-channel sums), ``affine`` (the forward's output) and ``combine`` (the backward's).
 
 Imported only when the fused path runs (importing numba takes a third of a second, so
-``import minibn`` does not pay for it). Both loops take arrays viewed as (N, C, S),
+``import minibn`` does not pay for it). The loops take arrays viewed as (N, C, S),
 per-channel vectors of length C, and a block of rows [lo, hi): the caller runs blocks
 on threads for large inputs (the loops release the GIL: ``nogil=True``) and calls them
 directly for small ones, so a 60 x 100 batch pays no thread start-up.
@@ -80,24 +81,65 @@ def _moments_rows(a, ka, b, kb, lo, hi):
 
 
 @numba.njit(**_FLAGS)
+def affine(a, ka, sa, t, out, lo, hi):
+    """out = sa[c] * (a - ka[c]) + t[c] on rows lo..hi-1; returns nothing.
+
+    a, out: (N, C, S); ka, sa, t: (C,) float64.
+    Forward: y = scale * (x - mu) + beta, scale = gamma * inv_std     (Alg. 1, lines 3-4).
+    (:func:`combine` with sb = 0 computes the same, but reads x twice and does a multiply
+    by zero per value: this loop is 2x faster at (4096, 1024) float32.)
+    """
+    N, C, S = a.shape
+    if S > 1:
+        for n in range(lo, hi):
+            for c in range(C):
+                k, s, u = ka[c], sa[c], t[c]
+                for i in range(S):
+                    out[n, c, i] = s * (np.float64(a[n, c, i]) - k) + u
+        return
+    # (N, C): vectorized across the channels of a row, four rows per load of the
+    # per-channel numbers (as in _moments_rows)
+    a2, o = a.reshape(N, C), out.reshape(N, C)
+    n4 = lo + (hi - lo) // 4 * 4
+    for n in range(lo, n4, 4):
+        for c in range(C):
+            k, s, u = ka[c], sa[c], t[c]
+            o[n, c] = s * (np.float64(a2[n, c]) - k) + u
+            o[n + 1, c] = s * (np.float64(a2[n + 1, c]) - k) + u
+            o[n + 2, c] = s * (np.float64(a2[n + 2, c]) - k) + u
+            o[n + 3, c] = s * (np.float64(a2[n + 3, c]) - k) + u
+    for n in range(n4, hi):
+        for c in range(C):
+            o[n, c] = sa[c] * (np.float64(a2[n, c]) - ka[c]) + t[c]
+
+
+@numba.njit(**_FLAGS)
 def combine(a, ka, sa, b, sb, t, out, lo, hi):
     """out = sa[c] * (a - ka[c]) + sb[c] * b + t[c] on rows lo..hi-1; returns nothing.
 
     a, b, out: (N, C, S); ka, sa, sb, t: (C,) float64.
-    Forward: y = scale * (x - mu) + beta          (a = x, b = x with sb = 0).
     Backward: dx = B * (x - mu) + A * dy + K      (a = x, b = dy).
     """
     N, C, S = a.shape
-    if S == 1:  # (N, C): vectorize across channels
-        a2, b2, out2 = a.reshape(N, C), b.reshape(N, C), out.reshape(N, C)
+    if S > 1:
         for n in range(lo, hi):
             for c in range(C):
-                out2[n, c] = sa[c] * (np.float64(a2[n, c]) - ka[c]) + sb[c] * np.float64(b2[n, c]) + t[c]
+                k, s, q, u = ka[c], sa[c], sb[c], t[c]
+                for i in range(S):
+                    out[n, c, i] = s * (np.float64(a[n, c, i]) - k) + q * np.float64(b[n, c, i]) + u
         return
-    for n in range(lo, hi):
+    a2, b2, o = a.reshape(N, C), b.reshape(N, C), out.reshape(N, C)
+    n4 = lo + (hi - lo) // 4 * 4
+    for n in range(lo, n4, 4):  # four rows per load of the per-channel numbers
         for c in range(C):
-            for s in range(S):
-                out[n, c, s] = sa[c] * (np.float64(a[n, c, s]) - ka[c]) + sb[c] * np.float64(b[n, c, s]) + t[c]
+            k, s, q, u = ka[c], sa[c], sb[c], t[c]
+            o[n, c] = s * (np.float64(a2[n, c]) - k) + q * np.float64(b2[n, c]) + u
+            o[n + 1, c] = s * (np.float64(a2[n + 1, c]) - k) + q * np.float64(b2[n + 1, c]) + u
+            o[n + 2, c] = s * (np.float64(a2[n + 2, c]) - k) + q * np.float64(b2[n + 2, c]) + u
+            o[n + 3, c] = s * (np.float64(a2[n + 3, c]) - k) + q * np.float64(b2[n + 3, c]) + u
+    for n in range(n4, hi):
+        for c in range(C):
+            o[n, c] = sa[c] * (np.float64(a2[n, c]) - ka[c]) + sb[c] * np.float64(b2[n, c]) + t[c]
 
 
 # -- per-channel arithmetic between the two loops, and whole directions for small inputs --
@@ -132,7 +174,7 @@ def forward(x, gamma, beta, eps, y):
         shift[c] = x[0, c, 0]
     s1, s2 = moments(x, shift, x, shift, 0, N)
     mu, var, inv_std, scale = forward_coefficients(s1, s2, shift, N * S, gamma, eps)
-    combine(x, mu, scale, x, np.zeros(C), beta.astype(np.float64), y, 0, N)
+    affine(x, mu, scale, beta.astype(np.float64), y, 0, N)
     return mu, var, inv_std
 
 

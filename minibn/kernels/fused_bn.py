@@ -29,7 +29,7 @@ so they run on the same two loops: see the last two sections.
 
 Each function has the contract of the reference function it replaces (same arguments,
 same cache keys that callers read: mu_B, var_B, m, ...). The algorithm is written once, in
-:class:`FusedBN`, over a set of loops with one interface (``moments``, ``combine``, the
+:class:`FusedBN`, over a set of loops with one interface (``moments``, ``affine``, ``combine``, the
 per-channel ``forward_coefficients`` / ``backward_coefficients``, and ``forward`` /
 ``backward`` for a whole direction): the numba CPU loops of :mod:`_bn_loops` here, the
 numba-cuda kernels of :mod:`cuda_loops` for arrays on the GPU (:mod:`cuda_bn`).
@@ -61,6 +61,9 @@ class FusedBN:
         parts = self.blocks(k.moments, a3, a3, ka, b3, kb)
         return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
+    def _affine(self, k, a3, *args):
+        self.blocks(k.affine, a3, a3, *args)
+
     def _combine(self, k, a3, *args):
         self.blocks(k.combine, a3, a3, *args)
 
@@ -87,7 +90,7 @@ class FusedBN:
             mu, var, inv_std = k.forward(x3, g, b, eps, y)
         else:
             mu, var, inv_std = self._batch_statistics(k, x3, m, eps)
-            self._combine(k, x3, mu, g * inv_std, x3, xp.zeros(C), b.astype("float64"), y)
+            self._affine(k, x3, mu, g * inv_std, b.astype("float64"), y)
         cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m, "mu_B": mu, "var_B": var}
         return y.reshape(x.shape), cache
 
@@ -142,7 +145,7 @@ class FusedBN:
         g = xp.ones(C) if gamma is None else gamma.astype("float64")
         b = xp.zeros(C) if beta is None else beta.astype("float64")
         y = xp.empty_like(x3)
-        self._combine(k, x3, mu, g * r * inv_std, x3, xp.zeros(C), g * d + b, y)
+        self._affine(k, x3, mu, g * r * inv_std, g * d + b, y)
         cache = {"x3": x3, "mu": mu, "inv_std": inv_std, "gamma": gamma, "m": m, "r": r, "d": d,
                  "mu_B": mu, "sigma_B": sigma_B}
         return y.reshape(x.shape), cache
@@ -182,7 +185,7 @@ class FusedBN:
         g = xp.ones(C) if gamma is None else gamma.astype("float64")
         b = xp.zeros(C) if beta is None else beta.astype("float64")
         y = xp.empty_like(x3)
-        self._combine(k, x3, mu_hat, g * inv_std, x3, xp.zeros(C), b, y)
+        self._affine(k, x3, mu_hat, g * inv_std, b, y)
         cache = {"x3": x3, "mu": mu_hat, "inv_std": inv_std, "gamma": gamma, "W": W, "m": n,
                  "mu_B": mu_B, "var_B": var_B, "mu_hat": mu_hat, "var_hat": var_hat}
         return y.reshape(x.shape), cache
@@ -199,7 +202,7 @@ class _CpuLoops:
     def __init__(self, module):
         import numpy
         self.module, self.xp = module, numpy
-        self.moments, self.combine = module.moments, module.combine
+        self.moments, self.affine, self.combine = module.moments, module.affine, module.combine
         self.forward_coefficients = module.forward_coefficients
         self.backward_coefficients = module.backward_coefficients
 
