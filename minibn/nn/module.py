@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy
 
-from .. import backend
+from .. import backend, dispatch
 
 
 class Parameter:
@@ -72,7 +72,6 @@ class Module:
         """Select the implementation of ``op`` for x (:func:`minibn.dispatch.select`), run its
         forward, and keep it as ``last_implementation`` (its backward goes with this forward).
         An error it raises is re-raised with this layer's name in front."""
-        from .. import dispatch
         try:
             implementation = dispatch.select(op, impl, x)
             out = implementation.forward(x, *args, **kwargs)
