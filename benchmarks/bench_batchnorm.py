@@ -7,19 +7,22 @@ For each shape: the median time of one training-mode forward plus backward (the
 implementations timed in alternating blocks, minibn.bench.interleaved_medians), the
 effective bandwidth (bytes of x and y in the forward, x, dy and dx in the backward,
 divided by the time), and that bandwidth as a fraction of the machine's copy
-bandwidth, measured in the same run.
+bandwidth on all cores, timed in the same alternating rounds as the shape's
+implementations (the machine's bandwidth moves by a third within minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
 
+from minibn import dispatch
 from minibn import functional as F
-from minibn.bench import copy_bandwidth_cpu as copy_bandwidth
-from minibn.bench import interleaved_medians, machine
+from minibn.bench import COPY, copy_step, interleaved_medians, machine
+from minibn.kernels.numpy_fast import Workspace
 
 SHAPES = [(60, 100), (256, 1024), (4096, 1024), (64, 64, 32, 32)]
 
@@ -47,7 +50,7 @@ def torch_step(torch, x, g, b, dy):
     return step
 
 
-def main(argv=None):
+def main(argv=None, shapes=SHAPES):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5, help="alternating blocks of 5 calls per implementation")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
@@ -56,9 +59,9 @@ def main(argv=None):
         import torch
     except ImportError:
         torch = None
-    bw = copy_bandwidth()
-    rows = []
-    for shape in SHAPES:
+    copy, moved = copy_step(threads=os.cpu_count() or 1)
+    rows, bws = [], []
+    for shape in shapes:
         rng = np.random.default_rng(0)
         x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
         C = shape[1]
@@ -66,23 +69,27 @@ def main(argv=None):
         dy = rng.standard_normal(shape).astype(np.float32)
         nbytes = 5 * x.nbytes  # forward: x, y; backward: x, dy, dx
         impls = [("minibn paper", minibn_step(x, g, b, dy, F.batch_norm_backward_paper)),
-                 ("minibn closed", minibn_step(x, g, b, dy, F.batch_norm_backward)),
-                 ("minibn fast (NumPy)", minibn_step(x, g, b, dy, F.batch_norm_backward_fast,
-                                                     F.batch_norm_forward_fast, work=F.Workspace()))]
-        if F.fused_available():
-            impls.append(("minibn fused (numba)", minibn_step(x, g, b, dy, F.batch_norm_backward_fused,
-                                                              F.batch_norm_forward_fused)))
+                 ("minibn closed", minibn_step(x, g, b, dy, F.batch_norm_backward))]
+        fast = dispatch.get("batch_norm", "fast")
+        impls.append(("minibn fast (NumPy)", minibn_step(x, g, b, dy, fast.backward, fast.forward,
+                                                         work=Workspace())))
+        fused = dispatch.get("batch_norm", "fused", x)
+        if fused.installed() and fused.applies(x):
+            impls.append(("minibn fused (numba)", minibn_step(x, g, b, dy, fused.backward, fused.forward)))
         if torch is not None:
             impls.append(("PyTorch CPU", torch_step(torch, x, g, b, dy)))
-        times = interleaved_medians(dict(impls), rounds=args.rounds)
+        times = interleaved_medians({**dict(impls), COPY: copy}, rounds=args.rounds)
+        bw = moved / times.pop(COPY)  # the copy bandwidth in the rounds that timed this shape
+        bws.append(bw)
         for name, t in times.items():
             ref = times.get("PyTorch CPU")
             rows.append((shape, name, t, nbytes / t, nbytes / t / bw, ref / t if ref else float("nan")))
     m = machine()
     lines = ["BatchNorm forward+backward, float32, training mode. Machine: "
              + ", ".join(f"{k} {v}" for k, v in m.items()) + ".",
-             f"Copy bandwidth measured in the same run: {bw / 1e9:.1f} GB/s (read + write, one thread; the fused "
-             "path uses every core, so its fraction can pass 1).", "",
+             f"Copy bandwidth (read + write, np.copyto of 256 MiB on {os.cpu_count()} threads), timed in the same "
+             f"rounds as each shape's implementations: {min(bws) / 1e9:.1f}-{max(bws) / 1e9:.1f} GB/s; each "
+             "fraction is of its shape's.", "",
              "| shape | implementation | median time | effective GB/s | fraction of copy bandwidth "
              "| speed vs PyTorch |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]

@@ -60,3 +60,20 @@ def test_median_time_counts_calls():
 @pytest.mark.parametrize("key", ["cpu", "cores", "python", "numpy", "numba"])
 def test_machine_description(key):
     assert key in bench.machine()
+
+
+def test_the_bn_benchmark_script_runs(tmp_path, torch):
+    """benchmarks/bench_batchnorm.py end to end on one small shape (it once broke unnoticed
+    when the fast paths moved to minibn.kernels)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_batchnorm.py"
+    spec = importlib.util.spec_from_file_location("bench_batchnorm", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bn.md"
+    script.main(["--rounds", "1", "--out", str(out)], shapes=[(60, 100)])
+    text = out.read_text()
+    for name in ("minibn paper", "minibn closed", "minibn fast (NumPy)", "minibn fused (numba)", "PyTorch CPU"):
+        assert f"| (60, 100) | {name} |" in text
