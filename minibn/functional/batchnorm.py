@@ -207,7 +207,5 @@ def update_running_stats(running_mean, running_var, mu_B, var_B, m, factor):
     or 1/t for a cumulative average over t batches. The running variance is unbiased,
     var_B * m / (m - 1), the estimate Algorithm 2 (step 10) uses for inference.
     """
-    running_mean *= 1.0 - factor  # in place, in the buffers' dtype
-    running_mean += factor * mu_B
-    running_var *= 1.0 - factor
-    running_var += factor * (m / (m - 1)) * var_B
+    running_mean[...] = (1.0 - factor) * running_mean + factor * mu_B  # in place, in the buffers' dtype
+    running_var[...] = (1.0 - factor) * running_var + factor * (m / (m - 1)) * var_B
