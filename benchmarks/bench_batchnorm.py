@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,8 @@ def main(argv=None, shapes=SHAPES):
         for name, t in times.items():
             ref = times.get("PyTorch CPU")
             rows.append((shape, name, t, nbytes / t, nbytes / t / bw, ref / t if ref else float("nan")))
-    m = machine()
-    lines = ["BatchNorm forward+backward, float32, training mode. Machine: "
+    m = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **machine()}
+    lines = [f"BatchNorm forward+backward, float32, training mode. Run on {m.pop('date')}. Machine: "
              + ", ".join(f"{k} {v}" for k, v in m.items()) + ".",
              f"Copy bandwidth (read + write, np.copyto of 256 MiB on {os.cpu_count()} threads), timed in the same "
              f"rounds as each shape's implementations: {min(bws) / 1e9:.1f}-{max(bws) / 1e9:.1f} GB/s; each "

@@ -348,7 +348,8 @@ def report(rows, bw, info, device="cpu", bw_one=None):
                     f"{float(np.median(own)) / 1e9:.1f}), and their fraction is of that.")
     else:
         own_text = " The fractions below are of it."
-    lines = ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+    when = f"Run on {info['date']}. " if "date" in info else ""
+    lines = [when + "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "date") + ".",
              f"Copy bandwidth (bytes read + written, np.copyto of 256 MiB on {os.cpu_count()} threads): "
              f"{bw / 1e9:.1f} GB/s measured at the start of the run{one}." + own_text,
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
@@ -422,7 +423,7 @@ def run(out="results/bench", fast=False, progress=True):
         import torch
     except ImportError:
         torch = None
-    info = machine()
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **machine()}
     shapes = FAST_BN_SHAPES if fast else BN_SHAPES
     cuda = backend.cupy is not None
     batches = (60,) if fast else (60, 1024)

@@ -11,7 +11,8 @@ def test_bn_rows_report_targets_and_plot(torch):
     assert all(t > 0 for t in rows[0]["t"].values())
     rows.append({"layer": "BatchNorm", "shape": (4096, 1024), "mode": "both", "bytes": 5 * 2 ** 24,
                  "t": {"minibn": 2.0, "PyTorch CPU": 1.0}})
-    text = bench.report(rows, 20e9, {"cpu": "test"})
+    text = bench.report(rows, 20e9, {"date": "2026-11-22 08:00 UTC", "cpu": "test"})
+    assert text.startswith("Run on 2026-11-22 08:00 UTC. Machine: cpu test.")
     assert "| BatchNorm | (60, 100) | both | minibn |" in text and "0.50x" in text
     assert bench.targets(rows) == [("BN forward+backward (4096, 1024), speed vs PyTorch CPU", 0.5, 0.8, False)]
     assert bench.targets(rows, bw=5 * 2 ** 24)[0] == (
