@@ -86,8 +86,9 @@ def affine(a, ka, sa, t, out, lo, hi):
 
     a, out: (N, C, S); ka, sa, t: (C,) float64.
     Forward: y = scale * (x - mu) + beta, scale = gamma * inv_std     (Alg. 1, lines 3-4).
-    (:func:`combine` with sb = 0 computes the same, but reads x twice and does a multiply
-    by zero per value: this loop is 2x faster at (4096, 1024) float32.)
+    (:func:`combine` with sb = 0 computes the same, but reads x a second time to multiply
+    it by zero. This loop and the four-row loads below took the forward's output loop at
+    (4096, 1024) float32 from 1.07 to 0.48 ms in one comparison on 2 cores.)
     """
     N, C, S = a.shape
     if S > 1:
