@@ -45,10 +45,11 @@ def numerical_gradient(f, x, h=1e-6):
     Returns an array like x (on x's device).
     """
     xp = get_array_module(x)
-    grad = xp.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    if flat.base is None and x.size and flat is not x:  # pragma: no cover - reshape copied
-        raise ValueError("numerical_gradient: x must be contiguous")
+    if not (x.flags.c_contiguous or x.flags.f_contiguous):
+        raise ValueError("numerical_gradient: x must be contiguous (row- or column-major)")
+    grad = xp.zeros_like(x)  # x's memory layout, so that both flatten in the same order
+    order = "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"  # a view, not a copy
+    flat, gflat = x.reshape(-1, order=order), grad.reshape(-1, order=order)
     for i in range(x.size):
         old = float(flat[i])
         flat[i] = old + h

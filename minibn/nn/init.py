@@ -23,8 +23,9 @@ def _fans(shape):
 
 
 def _fill(param, host_values):
+    """Write the values into the parameter's array (keeping its device, dtype and memory layout)."""
     xp = backend.get_array_module(param.data)
-    param.data = xp.asarray(backend.to_device(host_values.astype(param.data.dtype), backend.device_of(param.data)))
+    param.data[...] = xp.asarray(backend.to_device(host_values.astype(param.data.dtype), backend.device_of(param.data)))
     return param
 
 

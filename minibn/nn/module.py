@@ -23,11 +23,12 @@ from .. import backend, dispatch
 class Parameter:
     """A trainable array: ``.data`` (the values) and ``.grad`` (None until a backward)."""
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("data", "grad", "_buffer")
 
     def __init__(self, data):
         self.data = data
         self.grad = None
+        self._buffer = None
 
     @property
     def shape(self):
@@ -36,6 +37,21 @@ class Parameter:
     @property
     def dtype(self):
         return self.data.dtype
+
+    def grad_buffer(self):
+        """An array like ``data`` (shape, dtype, memory layout, device), kept between steps, for
+        a layer to write the first gradient of a step into: a fresh large array every step
+        costs page faults, and an optimizer may place this one inside its flat gradient
+        array (:class:`minibn.optim.SGD`). So a gradient stored here is overwritten by the
+        backward after the next ``zero_grad``: copy a ``.grad`` you want to keep."""
+        b, d = self._buffer, self.data
+        if b is None or type(b) is not type(d) or b.shape != d.shape or b.strides != d.strides or b.dtype != d.dtype:
+            b = self._buffer = backend.get_array_module(d).empty_like(d)
+        return b
+
+    def set_grad_buffer(self, b):
+        """Use ``b``, an array like ``data``, as :meth:`grad_buffer` (an optimizer's flat gradient view)."""
+        self._buffer = b
 
     def accumulate(self, g):
         """grad += g (the first call stores g)."""
@@ -176,7 +192,7 @@ class Module:
         """Copy arrays from ``state`` (name -> array) into this module.
 
         Every shape is checked before anything is assigned, so a mismatch leaves the
-        module unchanged. Values keep this module's device and dtype.
+        module unchanged. Values keep this module's device, dtype and memory layout.
         """
         slots = self._slots()
         names = {s[0] for s in slots}
@@ -201,8 +217,9 @@ class Module:
         for *_, current, new in plan:
             if _is_array(current):
                 xp = backend.get_array_module(current)
-                value = backend.to_device(backend.asnumpy(new), backend.device_of(current))
-                values.append(xp.array(value, dtype=current.dtype, copy=True))
+                value = xp.empty_like(current)  # this module's device, dtype and memory layout
+                value[...] = xp.asarray(backend.to_device(backend.asnumpy(new), backend.device_of(current)))
+                values.append(value)
             else:  # a Python scalar buffer such as num_batches_tracked
                 values.append(type(current)(backend.asnumpy(new)))
         for (owner, attr, is_param, _, _), value in zip(plan, values):

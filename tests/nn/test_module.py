@@ -121,3 +121,22 @@ def test_first_layer_can_skip_dx():
     y = model(x)
     assert model.backward(backend.xp().ones_like(y), need_dx=False) is None
     assert model[0].weight.grad is not None
+
+
+def test_linear_weight_is_column_major_through_init_load_and_backward(backend_name):
+    """The layout is for BLAS's speed only: init, load_state_dict and dW keep it, and the
+    values are those of the same matrix stored row-major."""
+    lin = nn.Linear(6, 4, dtype="float64")
+    assert lin.weight.data.flags.f_contiguous and not lin.weight.data.flags.c_contiguous
+    nn.init.normal_(lin.weight, std=0.5)
+    assert lin.weight.data.flags.f_contiguous
+    w = np.arange(24.0).reshape(4, 6)  # row-major
+    lin.load_state_dict({"weight": w, "bias": np.zeros(4)})
+    assert lin.weight.data.flags.f_contiguous and (backend.asnumpy(lin.weight.data) == w).all()
+    x = on_active(np.random.default_rng(0).standard_normal((3, 6)))
+    dy = on_active(np.random.default_rng(1).standard_normal((3, 4)))
+    np.testing.assert_allclose(backend.asnumpy(lin(x)), backend.asnumpy(x) @ w.T, rtol=1e-14)
+    lin.backward(dy)
+    assert lin.weight.grad.flags.f_contiguous
+    np.testing.assert_allclose(backend.asnumpy(lin.weight.grad), backend.asnumpy(dy).T @ backend.asnumpy(x),
+                               rtol=1e-14)
