@@ -38,7 +38,17 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay."""
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+
+    When the parameters share a dtype and a device, their values live in one flat array
+    (each ``p.data`` becomes a view of it, with the same shape, values and memory layout),
+    and so do their gradient buffers (:meth:`minibn.nn.Parameter.grad_buffer`, where a
+    Linear writes dW). A step in which every parameter has a gradient then applies the
+    rule once, to the flat arrays: a few array operations in all instead of a few per
+    parameter (the Fig. 1 MLP has 10 parameters). Otherwise (a parameter without a
+    gradient, such as a frozen BN's gamma, or one whose ``data`` was replaced since) it
+    runs parameter by parameter, on the same momentum buffers.
+    """
 
     def __init__(self, params, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr)
@@ -47,33 +57,82 @@ class SGD(Optimizer):
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
-        self._buf = [None] * len(self.params)
-        self._scratch = [None] * len(self.params)
+        n = len(self.params)
+        #: momentum buffers, one per parameter, zero until the first step (buf = 0 * m + g = g)
+        self._buf, self._values, self._grads, self._flat_buf = [None] * n, None, None, None
+        if _one_kind([p.data for p in self.params]):
+            self._values, self._grads = Flat([p.data for p in self.params]), Flat([p.data for p in self.params])
+            for p, v, g in zip(self.params, self._values.views, self._grads.views):
+                v[...] = p.data
+                p.data = v
+                p.set_grad_buffer(g)
+            if momentum:
+                self._flat_buf = Flat([p.data for p in self.params])
+                self._buf = list(self._flat_buf.views)
+        self._scratch = {}
 
     def step(self):
-        lr, mom = self.lr, self.momentum
+        if self._flat_step_applies():
+            for p, g in zip(self.params, self._grads.views):
+                if p.grad is not g:  # e.g. BN's dgamma, a new (C,) array: copied into the flat gradient
+                    g[...] = p.grad
+            buf = self._flat_buf.array if self.momentum else None
+            self._update("all", self._values.array, self._grads.array, buf)
+            return
         for i, p in enumerate(self.params):
-            g = p.grad
-            if g is None:
+            if p.grad is None:
                 continue
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            if mom:
-                buf = self._buf[i]
-                if buf is None:
-                    buf = self._buf[i] = g.copy()
-                else:
-                    buf *= mom
-                    buf += g
-                g = g + mom * buf if self.nesterov else buf
-            # lr * g into a buffer kept between steps: a fresh temporary the size of a
-            # weight matrix costs page faults every step (a fresh page costs about 2 us to fault in)
-            upd = self._scratch[i]
-            if upd is None or upd.shape != g.shape or upd.dtype != g.dtype:
-                upd = self._scratch[i] = g * lr
-            else:
-                get_array_module(g).multiply(g, lr, out=upd)
-            p.data -= upd
+            if self.momentum and self._buf[i] is None:
+                self._buf[i] = get_array_module(p.data).zeros_like(p.data)
+            self._update(i, p.data, p.grad, self._buf[i])
+
+    def _flat_step_applies(self):
+        """Every parameter has a gradient, and its values are still its view of the flat array."""
+        if self._values is None:
+            return False
+        for p, v in zip(self.params, self._values.views):
+            if p.grad is None or p.data is not v:
+                return False
+        return True
+
+    def _update(self, key, w, g, buf):
+        """The rule, in place on the values w, given the gradient g and the momentum buffer
+        buf (None without momentum): one parameter's, or all of them as flat arrays."""
+        if self.weight_decay:
+            g = g + self.weight_decay * w
+        if self.momentum:
+            buf *= self.momentum
+            buf += g
+            g = g + self.momentum * buf if self.nesterov else buf
+        # lr * g into a buffer kept between steps: a fresh temporary the size of a
+        # weight matrix costs page faults every step (a fresh page costs about 2 us to fault in)
+        upd = self._scratch.get(key)
+        if upd is None or type(upd) is not type(g) or upd.shape != g.shape or upd.strides != g.strides \
+                or upd.dtype != g.dtype:
+            upd = self._scratch[key] = get_array_module(g).empty_like(g)
+        get_array_module(g).multiply(g, self.lr, out=upd)
+        w -= upd
+
+
+def _one_kind(arrays):
+    """Whether the arrays share a dtype and an array type (NumPy, or CuPy on one device)."""
+    first = arrays[0]
+    return all(type(a) is type(first) and a.dtype == first.dtype
+               and getattr(a, "device", None) == getattr(first, "device", None) for a in arrays)
+
+
+class Flat:
+    """One zero-filled 1-d array and a view of it shaped like each of ``like`` (same shape,
+    dtype, memory layout: column-major where that array is), one after the other."""
+
+    def __init__(self, like):
+        xp = get_array_module(like[0])
+        self.array = xp.zeros(sum(a.size for a in like), dtype=like[0].dtype)
+        self.views, start = [], 0
+        for a in like:
+            order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+            self.views.append(self.array[start:start + a.size].reshape(a.shape, order=order))
+            start += a.size
 
 
 class Adam(Optimizer):

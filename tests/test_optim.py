@@ -56,3 +56,67 @@ def test_bad_optimizer_arguments():
         optim.SGD([], lr=0.1)
     with pytest.raises(ValueError, match="increasing fractions"):
         optim.Piecewise([1, 2, 3], at=[0.6, 0.4])
+
+
+def _params(rng):
+    """Parameters of a small net's shapes, one of them column-major (a Linear's weight)."""
+    shapes = [(4, 3), (4,), (2, 4), (2,)]
+    values = [rng.standard_normal(s) for s in shapes]
+    params = [nn.Parameter(on_active(np.asfortranarray(v) if i == 0 else v)) for i, v in enumerate(values)]
+    return values, params
+
+
+@pytest.mark.parametrize("kw", [dict(lr=0.1), dict(lr=0.05, momentum=0.9, nesterov=True),
+                                dict(lr=0.1, momentum=0.5, weight_decay=0.01)])
+def test_sgd_on_flat_arrays_matches_torch_with_missing_and_replaced_parameters(torch, backend_name, kw):
+    """The flat step (every parameter has a gradient), the per-parameter one (one has none:
+    it must be left alone, momentum included) and the switch between them on the same
+    momentum buffers, against torch.optim.SGD; then a parameter whose data is replaced."""
+    rng = np.random.default_rng(0)
+    values, params = _params(rng)
+    ours = optim.SGD(params, **kw)
+    assert params[0].data.flags.f_contiguous  # its layout kept in the flat array
+    for p, v in zip(params, values):
+        np.testing.assert_array_equal(backend.asnumpy(p.data), v)
+    theirs_p = [torch.tensor(v.copy(), requires_grad=True) for v in values]
+    theirs = torch.optim.SGD(theirs_p, **kw)
+    for step in range(8):
+        if step == 5:  # replaced data: no longer a view of the flat array
+            params[1].data = params[1].data.copy()
+        for i, (p, tp) in enumerate(zip(params, theirs_p)):
+            if step in (2, 3) and i == 2:  # no gradient: skipped by both
+                p.grad, tp.grad = None, None
+                continue
+            g = rng.standard_normal(values[i].shape)
+            p.grad, tp.grad = on_active(g), torch.tensor(g)
+        ours.step()
+        theirs.step()
+        for p, tp in zip(params, theirs_p):
+            np.testing.assert_allclose(backend.asnumpy(p.data), tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_sgd_keeps_parameters_and_gradients_in_one_array_each(backend_name):
+    lin, bn = nn.Linear(5, 4).astype(np.float64), nn.BatchNorm1d(4).astype(np.float64)
+    model = nn.Sequential(lin, bn)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    flat = opt._values.array
+    assert all(np.shares_memory(backend.asnumpy(p.data), backend.asnumpy(flat)) for p in model.parameters()
+               if backend.active() == "numpy")
+    x = on_active(np.random.default_rng(0).standard_normal((6, 5)))
+    model(x)
+    opt.zero_grad()
+    model.backward(on_active(np.ones((6, 4))))
+    assert lin.weight.grad is opt._grads.views[0]  # dW written in place, not copied
+    assert lin.weight.grad.flags.f_contiguous == lin.weight.data.flags.f_contiguous
+    before = backend.asnumpy(lin.weight.data).copy()
+    opt.step()
+    np.testing.assert_allclose(backend.asnumpy(lin.weight.data), before - 0.1 * backend.asnumpy(lin.weight.grad))
+
+
+def test_optimizer_over_mixed_dtypes_steps_per_parameter():
+    a, b = nn.Parameter(np.ones(3, np.float32)), nn.Parameter(np.ones(2))
+    opt = optim.SGD([a, b], lr=0.5)
+    assert opt._values is None
+    a.grad, b.grad = np.ones(3, np.float32), np.ones(2)
+    opt.step()
+    assert a.data.dtype == np.float32 and (a.data == 0.5).all() and (b.data == 0.5).all()
