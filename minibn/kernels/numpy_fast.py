@@ -91,7 +91,7 @@ def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=None, work=None):
     d = xp.subtract(x3, mu0[:, None], out=work.get("d", x3.shape, x.dtype, xp))  # pass 2
     c = _channel_sum(d, xp) * (1.0 / m)                                      # pass 3
     q = _channel_dot(d, d, xp) * (1.0 / m)
-    var = q - c * c
+    var = xp.maximum(q - c * c, 0.0)  # >= 0 up to rounding; clip the rounding
     inv_std = (var + eps) ** -0.5
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -c * scale if beta is None else beta - c * scale

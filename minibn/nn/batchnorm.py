@@ -86,7 +86,8 @@ class BatchNorm(RunningStatistics, Normalization):
         training, update the running statistics (Algorithm 2, step 10) from the cache's
         mu_B, var_B and m, leaving the unusable channels as they were."""
         update = self.training and self.track_running_stats
-        bad = self._unusable_channels(cache["var_B"], cache["var_B"] + self.eps,
+        var = cache["var_B"]  # >= 0 (clipped where rounding could make it negative): var + eps > 0 if eps > 0
+        bad = self._unusable_channels(var, var if self.eps == 0 else None,
                                       "running statistics were not updated" if update else "outputs are NaN")
         if update:
             factor = self._momentum_factor()

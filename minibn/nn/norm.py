@@ -107,17 +107,18 @@ class Normalization(Module):
         layer and the channels: ``spread`` (C,) values (the batch variance, or std) that are
         NaN or inf (the batch had NaN or inf there: a non-finite mean makes the variance NaN
         too), ``positive`` (C,) values (variance + eps) that are not > 0 (a constant channel
-        with eps = 0). Returns their indices, or None when all are fine.
+        with eps = 0; None when they cannot be: a variance >= 0 plus an eps > 0). Returns
+        their indices, or None when all are fine.
 
         Host arrays only: on the GPU, reading the answer would wait for the device at every
         step (there, a NaN shows in the loss).
         """
-        if type(positive) is not numpy.ndarray:
+        if type(spread) is not numpy.ndarray:
             return None
-        if math.isfinite(spread.sum()) and positive.min() > 0:
-            return None  # the usual case: two reductions, no arrays
+        if math.isfinite(spread.sum()) and (positive is None or positive.min() > 0):
+            return None  # the usual case: one or two reductions, no arrays
         nonfinite = ~numpy.isfinite(spread)
-        flat = ~nonfinite & ~(positive > 0)
+        flat = ~nonfinite & ~(positive > 0) if positive is not None else numpy.zeros_like(nonfinite)
         if nonfinite.any():
             warnings.warn(f"{self.name}: the batch has NaN or inf values in channel(s) "
                           f"{numpy.flatnonzero(nonfinite).tolist()}: their outputs are NaN, and their {what}",
