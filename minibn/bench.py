@@ -39,8 +39,9 @@ def median_time(fn, repeats=20, warmup=2, max_seconds=4.0):
     return float(np.median(times))
 
 
-def interleaved_medians(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause=0.15, settle=0.05):
-    """{name: median time} of each function in ``fns``, timed in alternating blocks.
+def interleaved_rounds(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause=0.15, settle=0.05):
+    """{name: [[the call times of round 0's block], [round 1's], ...]}: each function in
+    ``fns`` timed in alternating blocks.
 
     Each round runs ``block`` calls of every function in turn, so a slow spell of a
     shared machine (they last seconds here) hits all of them alike instead of whichever
@@ -64,13 +65,48 @@ def interleaved_medians(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause
             t_settle = time.perf_counter()
             while time.perf_counter() - t_settle < settle:
                 fn()
+            block_times = []
             for _ in range(block):
                 t0 = time.perf_counter()
                 fn()
-                times[name].append(time.perf_counter() - t0)
+                block_times.append(time.perf_counter() - t0)
+            times[name].append(block_times)
         if r >= 2 and time.perf_counter() - start > max_seconds:
             break
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return times
+
+
+def interleaved_medians(fns, **kw):
+    """{name: median time of all its timed calls} (:func:`interleaved_rounds`, same arguments)."""
+    return {name: float(np.median(np.concatenate(t))) for name, t in interleaved_rounds(fns, **kw).items()}
+
+
+def _time_row(row, fns, **kw):
+    """Time ``fns`` (:func:`interleaved_rounds`) into the row: row["t"] {name: median of all
+    calls} and row["rounds"] {name: [median of each round's block]}, which :func:`speed`
+    pairs round by round."""
+    times = interleaved_rounds(fns, **kw)
+    row["t"] = {name: float(np.median(np.concatenate(t))) for name, t in times.items()}
+    row["rounds"] = {name: [float(np.median(b)) for b in t] for name, t in times.items()}
+    return row
+
+
+def speed(row, name, ref):
+    """minibn's speed relative to ``ref`` in a row: (ratio, low, high), the ratio being the
+    median over the rounds of t_ref / t_name within each round (the two blocks ran seconds
+    apart, so a slow spell of the machine changes both), low and high the smallest and
+    largest round's. Without per-round times (a GPU row): the ratio of the medians, and
+    low = high = None."""
+    rounds = row.get("rounds", {})
+    if name in rounds and ref in rounds:
+        r = np.array(rounds[ref]) / np.array(rounds[name])
+        return float(np.median(r)), float(r.min()), float(r.max())
+    return row["t"][ref] / row["t"][name], None, None
+
+
+def _fmt_speed(row, name, ref):
+    v, lo, hi = speed(row, name, ref)
+    return f"{v:.2f}x" if lo is None else f"{v:.2f}x ({lo:.2f}-{hi:.2f})"
 
 
 def gpu_time(fn, repeats=50):  # pragma: no cover - GPU only
@@ -168,9 +204,9 @@ def _with_copy_reference(fns, row, copy):
     rounds; set row["t"] and row["bw"], the copy bandwidth of those rounds (a slow spell
     of the machine then lowers the reference too, not only the row)."""
     step, moved = copy
-    t = interleaved_medians({**fns, COPY: step}, rounds=3)
-    row["bw"] = moved / t.pop(COPY)
-    row["t"] = t
+    _time_row(row, {**fns, COPY: step}, rounds=3)
+    row["bw"] = moved / row["t"].pop(COPY)
+    row["rounds"].pop(COPY)
     return row
 
 
@@ -193,7 +229,7 @@ def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False, co
                 fns["PyTorch CPU"] = _torch_layer_step(torch, tl, x, dy, mode)
             row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode)}
             if copy is None:
-                row["t"] = interleaved_medians(fns, rounds=3)
+                _time_row(row, fns, rounds=3)
             else:
                 _with_copy_reference(fns, row, copy)
             if cuda:  # pragma: no cover - GPU only
@@ -258,7 +294,7 @@ def other_norm_rows(torch, copy=None):
             fns["PyTorch CPU"] = _torch_layer_step(torch, make_torch(), x, dy, "both")
         row = {"layer": name, "shape": shape, "mode": "both", "bytes": _bytes(x, "both")}
         if copy is None:
-            row["t"] = interleaved_medians(fns)
+            _time_row(row, fns)
         else:
             _with_copy_reference(fns, row, copy)
         rows.append(row)
@@ -308,9 +344,10 @@ def step_rows(torch, batches=(60, 1024)):
                 width = 100
             layers.append(torch.nn.Linear(100, 10))
             fns["PyTorch CPU"] = _torch_train_step(torch, torch.nn.Sequential(*layers), x, y)
-        rounds, block = (10, 20) if batch < 100 else (5, 5)
-        rows.append({"layer": "Fig. 1 MLP step (BN)", "shape": (batch, 784), "mode": "train step", "bytes": 0,
-                     "t": interleaved_medians(fns, rounds=rounds, block=block)})
+        # batch 60 carries a target: 20 rounds for a tighter median ratio (about 9 s)
+        rounds, block, limit = (20, 20, 15.0) if batch < 100 else (5, 5, 8.0)
+        rows.append(_time_row({"layer": "Fig. 1 MLP step (BN)", "shape": (batch, 784), "mode": "train step",
+                               "bytes": 0}, fns, rounds=rounds, block=block, max_seconds=limit))
     # a small conv net on MNIST-sized images
     x = rng.random((64, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, 64)
@@ -324,8 +361,8 @@ def step_rows(torch, batches=(60, 1024)):
                               T.Conv2d(8, 16, 3, padding=1, bias=False), T.BatchNorm2d(16), T.ReLU(), T.MaxPool2d(2),
                               T.Flatten(), T.Linear(16 * 7 * 7, 10))
         fns["PyTorch CPU"] = _torch_train_step(torch, theirs, x, y)
-    rows.append({"layer": "small conv net step", "shape": (64, 1, 28, 28), "mode": "train step", "bytes": 0,
-                 "t": interleaved_medians(fns)})
+    rows.append(_time_row({"layer": "small conv net step", "shape": (64, 1, 28, 28), "mode": "train step",
+                           "bytes": 0}, fns, rounds=10, max_seconds=12.0))
     return rows
 
 
@@ -354,14 +391,15 @@ def report(rows, bw, info, device="cpu", bw_one=None):
              f"{bw / 1e9:.1f} GB/s measured at the start of the run{one}." + own_text,
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
              f"minibn's speed relative to {ref} (> 1: minibn faster; '-': {ref} has no such layer, "
-             "or is not installed).", "",
+             f"or is not installed): the median over the timing rounds of the ratio within a round, and in "
+             f"brackets the lowest and highest round's.", "",
              "| layer | shape | mode | implementation | median time | GB/s | fraction of copy bandwidth | "
              f"speed vs {ref} |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         for name, t in r["t"].items():
             gbs = r["bytes"] / t / 1e9 if r["bytes"] else float("nan")
             frac = r["bytes"] / t / r.get("bw", bw) if r["bytes"] else float("nan")
-            ratio = f"{r['t'][ref] / t:.2f}x" if ref in r["t"] else "-"
+            ratio = _fmt_speed(r, name, ref) if ref in r["t"] else "-"
             g = f"{gbs:.1f}" if r["bytes"] else "-"
             fr = f"{frac:.2f}" if r["bytes"] else "-"
             lines.append(f"| {r['layer']} | {r['shape']} | {r['mode']} | {name} | {_fmt_t(t)} | {g} | {fr} | "
@@ -370,8 +408,10 @@ def report(rows, bw, info, device="cpu", bw_one=None):
 
 
 def targets(rows, bw=None):
-    """The CPU targets, measured: (description, value, goal, met). ``bw``: the all-core copy
-    bandwidth, for the BN rows' fraction of it (a row's own row["bw"] first, when it has one)."""
+    """The CPU targets, measured: (description, value, goal, met, spread). ``bw``: the all-core
+    copy bandwidth, for the BN rows' fraction of it (a row's own row["bw"] first, when it has
+    one). A speed's value and spread are :func:`speed`'s (the median round's ratio; the
+    lowest and highest round's), a fraction's spread is None."""
     out = []
     for r in rows:
         if "minibn" not in r["t"]:
@@ -380,17 +420,18 @@ def targets(rows, bw=None):
         row_bw = r.get("bw", bw)
         if big_bn and row_bw:
             out.append((f"BN forward+backward {r['shape']}, fraction of the copy bandwidth of all cores",
-                        r["bytes"] / r["t"]["minibn"] / row_bw, 0.6))
+                        r["bytes"] / r["t"]["minibn"] / row_bw, 0.6, None))
         if "PyTorch CPU" not in r["t"]:
             continue
-        ratio = r["t"]["PyTorch CPU"] / r["t"]["minibn"]
+        ratio, lo, hi = speed(r, "minibn", "PyTorch CPU")
+        spread = None if lo is None else (lo, hi)
         if big_bn:
-            out.append((f"BN forward+backward {r['shape']}, speed vs PyTorch CPU", ratio, 0.8))
+            out.append((f"BN forward+backward {r['shape']}, speed vs PyTorch CPU", ratio, 0.8, spread))
         if r["layer"].startswith("Fig. 1") and r["shape"][0] == 60:
-            out.append(("Fig. 1 MLP step, batch 60, speed vs PyTorch CPU", ratio, 1.5))
+            out.append(("Fig. 1 MLP step, batch 60, speed vs PyTorch CPU", ratio, 1.5, spread))
         if r["layer"] == "small conv net step":
-            out.append(("small conv net step, speed vs PyTorch CPU", ratio, 0.8))
-    return [(d, v, goal, v >= goal) for d, v, goal in out]
+            out.append(("small conv net step, speed vs PyTorch CPU", ratio, 0.8, spread))
+    return [(d, v, goal, v >= goal, spread) for d, v, goal, spread in out]
 
 
 def plot(rows, device="cpu"):
@@ -401,15 +442,21 @@ def plot(rows, device="cpu"):
     ref = "PyTorch CPU" if device == "cpu" else "PyTorch CUDA"
     sel = [r for r in rows if ref in r["t"] and "minibn" in r["t"] and r["mode"] in ("both", "train step")]
     labels = [f"{r['layer']}\n{r['shape']}" for r in sel]
-    ratios = [r["t"][ref] / r["t"]["minibn"] for r in sel]
+    ratios = [speed(r, "minibn", ref)[0] for r in sel]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sel)), 4.2))
+    spreads = [speed(r, "minibn", ref)[1:] for r in sel]
+    err = [[v - (lo if lo is not None else v) for v, (lo, _) in zip(ratios, spreads)],
+           [(hi if hi is not None else v) - v for v, (_, hi) in zip(ratios, spreads)]]
     colors = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
-    ax.bar(range(len(sel)), ratios, color=colors)
+    ax.bar(range(len(sel)), ratios, color=colors, yerr=err, capsize=3, ecolor="0.3")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(sel)), labels, rotation=30, ha="right", fontsize=7)
     ax.set(ylabel=f"speed relative to {ref} (> 1: minibn faster)", yscale="log",
-           title=f"minibn vs {ref}: forward+backward and training steps (medians)")
-    ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8) if min(ratios) / 2 <= t <= max(ratios) * 2]
+           title=f"minibn vs {ref}: forward+backward and training steps\n"
+                 "(median round's ratio; whiskers: the lowest and highest round's)")
+    lows = [v - e for v, e in zip(ratios, err[0])]
+    highs = [v + e for v, e in zip(ratios, err[1])]
+    ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8) if min(lows) / 2 <= t <= max(highs) * 2]
     ax.set_yticks(ticks, [f"{t:g}x" for t in ticks])  # 0.5x, 1x, 2x rather than 5 x 10^-1
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3, axis="y")
@@ -449,7 +496,8 @@ def run(out="results/bench", fast=False, progress=True):
     tg = targets(rows, bw)
     if tg:
         text += "\n\nTargets (measured in this run):\n\n"
-        text += "\n".join(f"- {d}: {v:.2f} (goal >= {goal}): {'met' if met else 'NOT met'}" for d, v, goal, met in tg)
+        text += "\n".join(f"- {d}: {v:.2f}{'' if sp is None else f' (rounds: {sp[0]:.2f}-{sp[1]:.2f})'} "
+                          f"(goal >= {goal}): {'met' if met else 'NOT met'}" for d, v, goal, met, sp in tg)
     if not cuda:
         text += ("\n\nNo CUDA device was present: the minibn CuPy and PyTorch CUDA columns, and the GPU targets "
                  "(>= 70% of copy bandwidth, at least as fast as PyTorch CUDA), were not measured.")

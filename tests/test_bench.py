@@ -14,10 +14,24 @@ def test_bn_rows_report_targets_and_plot(torch):
     text = bench.report(rows, 20e9, {"date": "2026-11-22 08:00 UTC", "cpu": "test"})
     assert text.startswith("Run on 2026-11-22 08:00 UTC. Machine: cpu test.")
     assert "| BatchNorm | (60, 100) | both | minibn |" in text and "0.50x" in text
-    assert bench.targets(rows) == [("BN forward+backward (4096, 1024), speed vs PyTorch CPU", 0.5, 0.8, False)]
+    assert bench.targets(rows) == [("BN forward+backward (4096, 1024), speed vs PyTorch CPU", 0.5, 0.8, False, None)]
     assert bench.targets(rows, bw=5 * 2 ** 24)[0] == (
-        "BN forward+backward (4096, 1024), fraction of the copy bandwidth of all cores", 0.5, 0.6, False)
+        "BN forward+backward (4096, 1024), fraction of the copy bandwidth of all cores", 0.5, 0.6, False, None)
+    assert set(rows[0]["rounds"]) == set(rows[0]["t"]) and all(len(v) == 3 for v in rows[0]["rounds"].values())
+    assert "x (" in text  # the measured row's ratio comes with its rounds' range
     bench.plot(rows)
+
+
+def test_speed_pairs_the_rounds():
+    """A slow spell that hits both in one round cancels in that round's ratio; the ratio
+    of the medians would not see the pairing."""
+    row = {"t": {"minibn": 2.0, "PyTorch CPU": 3.0},
+           "rounds": {"minibn": [1.0, 2.0, 4.0, 2.0, 1.0], "PyTorch CPU": [1.5, 3.0, 6.0, 3.2, 2.0]}}
+    ratio, lo, hi = bench.speed(row, "minibn", "PyTorch CPU")
+    assert ratio == pytest.approx(1.5) and lo == pytest.approx(1.5) and hi == pytest.approx(2.0)
+    assert bench.speed({"t": row["t"]}, "minibn", "PyTorch CPU") == (1.5, None, None)
+    row.update(layer="Fig. 1 MLP step (BN)", shape=(60, 784))
+    assert bench.targets([row]) == [("Fig. 1 MLP step, batch 60, speed vs PyTorch CPU", 1.5, 1.5, True, (1.5, 2.0))]
 
 
 def test_copy_bandwidth_on_one_and_two_threads():
@@ -31,6 +45,8 @@ def test_interleaved_medians_alternates_blocks():
                                   rounds=3, block=2, warmup=1, pause=0, settle=0)
     assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
     assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    rounds = bench.interleaved_rounds({"a": lambda: None}, rounds=4, block=3, warmup=0, pause=0, settle=0)
+    assert [len(b) for b in rounds["a"]] == [3, 3, 3, 3]
 
 
 def test_interleaved_medians_settles_untimed_after_each_rest():
