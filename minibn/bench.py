@@ -94,13 +94,13 @@ def _time_row(row, fns, **kw):
 def speed(row, name, ref):
     """minibn's speed relative to ``ref`` in a row: (ratio, low, high), the ratio being the
     median over the rounds of t_ref / t_name within each round (the two blocks ran seconds
-    apart, so a slow spell of the machine changes both), low and high the smallest and
-    largest round's. Without per-round times (a GPU row): the ratio of the medians, and
-    low = high = None."""
+    apart, so a slow spell of the machine changes both), low and high the 25th and 75th
+    percentiles of the rounds' ratios (the middle half of the rounds). Without per-round
+    times (a GPU row), or for ``ref`` itself: the ratio of the medians, low = high = None."""
     rounds = row.get("rounds", {})
-    if name in rounds and ref in rounds:
+    if name in rounds and ref in rounds and name != ref:
         r = np.array(rounds[ref]) / np.array(rounds[name])
-        return float(np.median(r)), float(r.min()), float(r.max())
+        return float(np.median(r)), float(np.percentile(r, 25)), float(np.percentile(r, 75))
     return row["t"][ref] / row["t"][name], None, None
 
 
@@ -392,7 +392,7 @@ def report(rows, bw, info, device="cpu", bw_one=None):
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
              f"minibn's speed relative to {ref} (> 1: minibn faster; '-': {ref} has no such layer, "
              f"or is not installed): the median over the timing rounds of the ratio within a round, and in "
-             f"brackets the lowest and highest round's.", "",
+             f"brackets the middle half of the rounds' ratios (25th-75th percentile).", "",
              "| layer | shape | mode | implementation | median time | GB/s | fraction of copy bandwidth | "
              f"speed vs {ref} |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
@@ -453,7 +453,7 @@ def plot(rows, device="cpu"):
     ax.set_xticks(range(len(sel)), labels, rotation=30, ha="right", fontsize=7)
     ax.set(ylabel=f"speed relative to {ref} (> 1: minibn faster)", yscale="log",
            title=f"minibn vs {ref}: forward+backward and training steps\n"
-                 "(median round's ratio; whiskers: the lowest and highest round's)")
+                 "(median round's ratio; whiskers: the middle half of the rounds)")
     lows = [v - e for v, e in zip(ratios, err[0])]
     highs = [v + e for v, e in zip(ratios, err[1])]
     ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8) if min(lows) / 2 <= t <= max(highs) * 2]
@@ -496,8 +496,10 @@ def run(out="results/bench", fast=False, progress=True):
     tg = targets(rows, bw)
     if tg:
         text += "\n\nTargets (measured in this run):\n\n"
-        text += "\n".join(f"- {d}: {v:.2f}{'' if sp is None else f' (rounds: {sp[0]:.2f}-{sp[1]:.2f})'} "
-                          f"(goal >= {goal}): {'met' if met else 'NOT met'}" for d, v, goal, met, sp in tg)
+        for d, v, goal, met, sp in tg:
+            spread = "" if sp is None else f" (middle half of the rounds: {sp[0]:.2f}-{sp[1]:.2f})"
+            text += f"- {d}: {v:.2f}{spread} (goal >= {goal}): {'met' if met else 'NOT met'}\n"
+        text = text.rstrip("\n")
     if not cuda:
         text += ("\n\nNo CUDA device was present: the minibn CuPy and PyTorch CUDA columns, and the GPU targets "
                  "(>= 70% of copy bandwidth, at least as fast as PyTorch CUDA), were not measured.")
