@@ -57,22 +57,25 @@ class SGD(Optimizer):
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
-        n = len(self.params)
-        #: momentum buffers, one per parameter, zero until the first step (buf = 0 * m + g = g)
-        self._buf, self._values, self._grads, self._flat_buf = [None] * n, None, None, None
+        self._values = self._grads = self._flat_buf = self._buf = None
         if _one_kind([p.data for p in self.params]):
             self._values, self._grads = Flat([p.data for p in self.params]), Flat([p.data for p in self.params])
             for p, v, g in zip(self.params, self._values.views, self._grads.views):
                 v[...] = p.data
                 p.data = v
                 p.set_grad_buffer(g)
-            if momentum:
-                self._flat_buf = Flat([p.data for p in self.params])
-                self._buf = list(self._flat_buf.views)
         self._scratch = {}
 
     def step(self):
-        if self._flat_step_applies():
+        if self.momentum and self._buf is None:
+            # zero momentum buffers (buf = 0 * m + g = g at a parameter's first step), made at the
+            # first step, after any move of the model: one flat array while the values are flat
+            if self._linked():
+                self._flat_buf = Flat([p.data for p in self.params])
+                self._buf = list(self._flat_buf.views)
+            else:
+                self._buf = [None] * len(self.params)
+        if self._linked() and all(p.grad is not None for p in self.params):
             for p, g in zip(self.params, self._grads.views):
                 if p.grad is not g:  # e.g. BN's dgamma, a new (C,) array: copied into the flat gradient
                     g[...] = p.grad
@@ -84,16 +87,11 @@ class SGD(Optimizer):
                 continue
             if self.momentum and self._buf[i] is None:
                 self._buf[i] = get_array_module(p.data).zeros_like(p.data)
-            self._update(i, p.data, p.grad, self._buf[i])
+            self._update(i, p.data, p.grad, self._buf[i] if self.momentum else None)
 
-    def _flat_step_applies(self):
-        """Every parameter has a gradient, and its values are still its view of the flat array."""
-        if self._values is None:
-            return False
-        for p, v in zip(self.params, self._values.views):
-            if p.grad is None or p.data is not v:
-                return False
-        return True
+    def _linked(self):
+        """Whether every parameter's values are still its view of the flat array."""
+        return self._values is not None and all(p.data is v for p, v in zip(self.params, self._values.views))
 
     def _update(self, key, w, g, buf):
         """The rule, in place on the values w, given the gradient g and the momentum buffer

@@ -120,3 +120,16 @@ def test_optimizer_over_mixed_dtypes_steps_per_parameter():
     a.grad, b.grad = np.ones(3, np.float32), np.ones(2)
     opt.step()
     assert a.data.dtype == np.float32 and (a.data == 0.5).all() and (b.data == 0.5).all()
+
+
+def test_sgd_with_momentum_follows_parameters_replaced_before_its_first_step():
+    """Moving a model (new arrays for its parameters) after making its optimizer, before the
+    first step, works as in PyTorch: the momentum buffers are made at the first step."""
+    p = nn.Parameter(np.ones(3))
+    opt = optim.SGD([p], lr=0.5, momentum=0.9)
+    p.data = np.full(3, 2.0, dtype=np.float32)  # what a move to another device or dtype does
+    for _ in range(2):
+        p.grad = np.ones(3, np.float32)
+        opt.step()
+    np.testing.assert_allclose(p.data, 2.0 - 0.5 * (1 + 1.9))
+    assert opt._buf[0].dtype == np.float32  # made like the moved parameter, not like the original
