@@ -84,6 +84,12 @@ def get_array_module(*arrays):
     return numpy
 
 
+def same_layout(a, b) -> bool:
+    """Whether ``a`` can stand in for ``b`` as an output buffer: the same array type
+    (NumPy or CuPy), shape, dtype and strides (so the same memory order)."""
+    return type(a) is type(b) and a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
+
+
 def is_gpu_array(x) -> bool:
     return cupy is not None and isinstance(x, cupy.ndarray)
 

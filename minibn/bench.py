@@ -391,8 +391,8 @@ def report(rows, bw, info, device="cpu", bw_one=None):
              f"{bw / 1e9:.1f} GB/s measured at the start of the run{one}." + own_text,
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
              f"minibn's speed relative to {ref} (> 1: minibn faster; '-': {ref} has no such layer, "
-             f"or is not installed): the median over the timing rounds of the ratio within a round, and in "
-             f"brackets the middle half of the rounds' ratios (25th-75th percentile).", "",
+             "or is not installed): the median over the timing rounds of the ratio within a round, and in "
+             "brackets the middle half of the rounds' ratios (25th-75th percentile).", "",
              "| layer | shape | mode | implementation | median time | GB/s | fraction of copy bandwidth | "
              f"speed vs {ref} |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
@@ -411,7 +411,7 @@ def targets(rows, bw=None):
     """The CPU targets, measured: (description, value, goal, met, spread). ``bw``: the all-core
     copy bandwidth, for the BN rows' fraction of it (a row's own row["bw"] first, when it has
     one). A speed's value and spread are :func:`speed`'s (the median round's ratio; the
-    lowest and highest round's), a fraction's spread is None."""
+    25th and 75th percentiles of the rounds'), a fraction's spread is None."""
     out = []
     for r in rows:
         if "minibn" not in r["t"]:
@@ -442,11 +442,11 @@ def plot(rows, device="cpu"):
     ref = "PyTorch CPU" if device == "cpu" else "PyTorch CUDA"
     sel = [r for r in rows if ref in r["t"] and "minibn" in r["t"] and r["mode"] in ("both", "train step")]
     labels = [f"{r['layer']}\n{r['shape']}" for r in sel]
-    ratios = [speed(r, "minibn", ref)[0] for r in sel]
+    speeds = [speed(r, "minibn", ref) for r in sel]
+    ratios = [v for v, _, _ in speeds]
+    err = [[v - (v if lo is None else lo) for v, lo, _ in speeds],
+           [(v if hi is None else hi) - v for v, _, hi in speeds]]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(sel)), 4.2))
-    spreads = [speed(r, "minibn", ref)[1:] for r in sel]
-    err = [[v - (lo if lo is not None else v) for v, (lo, _) in zip(ratios, spreads)],
-           [(hi if hi is not None else v) - v for v, (_, hi) in zip(ratios, spreads)]]
     colors = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
     ax.bar(range(len(sel)), ratios, color=colors, yerr=err, capsize=3, ecolor="0.3")
     ax.axhline(1.0, color="k", lw=0.8)

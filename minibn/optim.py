@@ -18,6 +18,7 @@ import bisect
 import math
 
 from .backend import get_array_module
+from .kernels.numpy_fast import Workspace
 
 
 class Optimizer:
@@ -58,20 +59,21 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self._values = self._grads = self._flat_buf = self._buf = None
-        if _one_kind([p.data for p in self.params]):
-            self._values, self._grads = Flat([p.data for p in self.params]), Flat([p.data for p in self.params])
+        values = [p.data for p in self.params]
+        if _one_kind(values):
+            self._values, self._grads = Flat(values), Flat(values)
             for p, v, g in zip(self.params, self._values.views, self._grads.views):
                 v[...] = p.data
                 p.data = v
                 p.set_grad_buffer(g)
-        self._scratch = {}
+        self._scratch = Workspace()
 
     def step(self):
         if self.momentum and self._buf is None:
             # zero momentum buffers (buf = 0 * m + g = g at a parameter's first step), made at the
             # first step, after any move of the model: one flat array while the values are flat
             if self._linked():
-                self._flat_buf = Flat([p.data for p in self.params])
+                self._flat_buf = Flat(self._values.views)
                 self._buf = list(self._flat_buf.views)
             else:
                 self._buf = [None] * len(self.params)
@@ -104,10 +106,7 @@ class SGD(Optimizer):
             g = g + self.momentum * buf if self.nesterov else buf
         # lr * g into a buffer kept between steps: a fresh temporary the size of a
         # weight matrix costs page faults every step (a fresh page costs about 2 us to fault in)
-        upd = self._scratch.get(key)
-        if upd is None or type(upd) is not type(g) or upd.shape != g.shape or upd.strides != g.strides \
-                or upd.dtype != g.dtype:
-            upd = self._scratch[key] = get_array_module(g).empty_like(g)
+        upd = self._scratch.like(key, g)
         get_array_module(g).multiply(g, self.lr, out=upd)
         w -= upd
 

@@ -31,7 +31,7 @@ The cache refers to d in the workspace: it is valid until the same layer's next 
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, same_layout
 from ..functional.batchnorm import batch_count
 
 
@@ -47,6 +47,13 @@ class Workspace:
         if a is None or a.shape != shape or a.dtype != dtype or get_array_module(a) is not xp:
             a = self._arrays[name] = xp.empty(shape, dtype=dtype)
         return a
+
+    def like(self, name, a):
+        """An array kept under ``name`` like ``a`` (type, shape, dtype and memory layout)."""
+        b = self._arrays.get(name)
+        if b is None or not same_layout(b, a):
+            b = self._arrays[name] = get_array_module(a).empty_like(a)
+        return b
 
     def __deepcopy__(self, memo):  # a copied layer gets its own (empty) workspace
         return Workspace()

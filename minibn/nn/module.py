@@ -44,10 +44,9 @@ class Parameter:
         costs page faults, and an optimizer may place this one inside its flat gradient
         array (:class:`minibn.optim.SGD`). So a gradient stored here is overwritten by the
         backward after the next ``zero_grad``: copy a ``.grad`` you want to keep."""
-        b, d = self._buffer, self.data
-        if b is None or type(b) is not type(d) or b.shape != d.shape or b.strides != d.strides or b.dtype != d.dtype:
-            b = self._buffer = backend.get_array_module(d).empty_like(d)
-        return b
+        if self._buffer is None or not backend.same_layout(self._buffer, self.data):
+            self._buffer = backend.get_array_module(self.data).empty_like(self.data)
+        return self._buffer
 
     def set_grad_buffer(self, b):
         """Use ``b``, an array like ``data``, as :meth:`grad_buffer` (an optimizer's flat gradient view)."""
