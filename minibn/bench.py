@@ -197,17 +197,36 @@ def _bytes(x, mode):
 
 
 COPY = "copy"  # the key of the copy reference timed beside a row's implementations
+TARGET_BN_SHAPES = ((4096, 1024), (64, 64, 32, 32))
+TARGET_ROUNDS = 9  # rounds for the BN rows of the targets (3 for the others): about 6 s each
 
 
-def _with_copy_reference(fns, row, copy):
+def _is_target_bn(row):
+    return row["layer"] == "BatchNorm" and row["mode"] == "both" and tuple(row["shape"]) in TARGET_BN_SHAPES
+
+
+def _with_copy_reference(fns, row, copy, rounds=3):
     """Time ``fns`` and the copy reference ``copy = (step, bytes)`` in the same interleaved
-    rounds; set row["t"] and row["bw"], the copy bandwidth of those rounds (a slow spell
-    of the machine then lowers the reference too, not only the row)."""
+    rounds; set row["t"], row["bw"], the copy bandwidth of those rounds, and row["bw_rounds"],
+    each round's (a slow spell of the machine then lowers the reference too, not only the
+    row: :func:`fraction` pairs them round by round)."""
     step, moved = copy
-    _time_row(row, {**fns, COPY: step}, rounds=3)
+    _time_row(row, {**fns, COPY: step}, rounds=rounds)
     row["bw"] = moved / row["t"].pop(COPY)
-    row["rounds"].pop(COPY)
+    row["bw_rounds"] = [moved / t for t in row["rounds"].pop(COPY)]
     return row
+
+
+def fraction(row, name, bw=None):
+    """The fraction of the copy bandwidth that ``name`` reaches in a row with a byte count:
+    (value, low, high). With the copy timed in the row's own rounds (row["bw_rounds"]) the
+    value is the median over the rounds of (bytes / t_name) / copy bandwidth within the
+    round, low and high the 25th and 75th percentiles, as in :func:`speed`; otherwise
+    bytes / median time / (row["bw"], else ``bw``), low = high = None."""
+    if "bw_rounds" in row and name in row.get("rounds", {}):
+        f = row["bytes"] / np.array(row["rounds"][name]) / np.array(row["bw_rounds"])
+        return float(np.median(f)), float(np.percentile(f, 25)), float(np.percentile(f, 75))
+    return row["bytes"] / row["t"][name] / row.get("bw", bw), None, None
 
 
 def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False, copy=None):
@@ -230,8 +249,8 @@ def bn_rows(torch, shapes, modes=("forward", "backward", "both"), cuda=False, co
             row = {"layer": "BatchNorm", "shape": shape, "mode": mode, "bytes": _bytes(x, mode)}
             if copy is None:
                 _time_row(row, fns, rounds=3)
-            else:
-                _with_copy_reference(fns, row, copy)
+            else:  # the targets' rows get more rounds: the spread of their fraction is quoted
+                _with_copy_reference(fns, row, copy, rounds=TARGET_ROUNDS if _is_target_bn(row) else 3)
             if cuda:  # pragma: no cover - GPU only
                 _gpu_bn(row, torch, cls, C, x, dy, mode)
             rows.append(row)
@@ -368,6 +387,11 @@ def step_rows(torch, batches=(60, 1024)):
 
 # -- report -------------------------------------------------------------------------------------
 
+def _fmt_fraction(row, name, bw):
+    v, lo, hi = fraction(row, name, bw)
+    return f"{v:.2f}" if lo is None else f"{v:.2f} ({lo:.2f}-{hi:.2f})"
+
+
 def _fmt_t(t):
     return f"{t * 1e3:.3f} ms" if t < 1 else f"{t:.2f} s"
 
@@ -382,7 +406,8 @@ def report(rows, bw, info, device="cpu", bw_one=None):
     if own:
         own_text = (f" Rows with a byte count carry their own: the same copy timed in the rounds that time "
                     f"the row ({min(own) / 1e9:.1f}-{max(own) / 1e9:.1f} GB/s, median "
-                    f"{float(np.median(own)) / 1e9:.1f}), and their fraction is of that.")
+                    f"{float(np.median(own)) / 1e9:.1f}), and their fraction is of that: the median over the "
+                    f"rounds of the fraction within a round, and in brackets the middle half of the rounds'.")
     else:
         own_text = " The fractions below are of it."
     when = f"Run on {info['date']}. " if "date" in info else ""
@@ -398,10 +423,9 @@ def report(rows, bw, info, device="cpu", bw_one=None):
     for r in rows:
         for name, t in r["t"].items():
             gbs = r["bytes"] / t / 1e9 if r["bytes"] else float("nan")
-            frac = r["bytes"] / t / r.get("bw", bw) if r["bytes"] else float("nan")
             ratio = _fmt_speed(r, name, ref) if ref in r["t"] else "-"
             g = f"{gbs:.1f}" if r["bytes"] else "-"
-            fr = f"{frac:.2f}" if r["bytes"] else "-"
+            fr = _fmt_fraction(r, name, bw) if r["bytes"] else "-"
             lines.append(f"| {r['layer']} | {r['shape']} | {r['mode']} | {name} | {_fmt_t(t)} | {g} | {fr} | "
                          f"{ratio} |")
     return "\n".join(lines)
@@ -410,17 +434,17 @@ def report(rows, bw, info, device="cpu", bw_one=None):
 def targets(rows, bw=None):
     """The CPU targets, measured: (description, value, goal, met, spread). ``bw``: the all-core
     copy bandwidth, for the BN rows' fraction of it (a row's own row["bw"] first, when it has
-    one). A speed's value and spread are :func:`speed`'s (the median round's ratio; the
-    25th and 75th percentiles of the rounds'), a fraction's spread is None."""
+    one). Values and spreads are :func:`speed`'s and :func:`fraction`'s (the median round's;
+    the 25th and 75th percentiles of the rounds'; no spread without per-round times)."""
     out = []
     for r in rows:
         if "minibn" not in r["t"]:
             continue
-        big_bn = r["layer"] == "BatchNorm" and r["mode"] == "both" and r["shape"] in ((4096, 1024), (64, 64, 32, 32))
-        row_bw = r.get("bw", bw)
-        if big_bn and row_bw:
+        big_bn = _is_target_bn(r)
+        if big_bn and r.get("bw", bw):
+            v, lo, hi = fraction(r, "minibn", bw)
             out.append((f"BN forward+backward {r['shape']}, fraction of the copy bandwidth of all cores",
-                        r["bytes"] / r["t"]["minibn"] / row_bw, 0.6, None))
+                        v, 0.6, None if lo is None else (lo, hi)))
         if "PyTorch CPU" not in r["t"]:
             continue
         ratio, lo, hi = speed(r, "minibn", "PyTorch CPU")

@@ -1,5 +1,6 @@
 """The benchmark suite's plumbing (timings themselves are reported, never asserted)."""
 
+import numpy as np
 import pytest
 
 from minibn import bench
@@ -63,9 +64,27 @@ def test_rows_carry_the_copy_bandwidth_timed_in_their_rounds(torch):
     copy = bench.copy_step(2 ** 22, threads=2)
     row = bench.bn_rows(torch, [(60, 100)], modes=("both",), copy=copy)[0]
     assert bench.COPY not in row["t"] and row["bw"] > 0
+    assert len(row["bw_rounds"]) == len(row["rounds"]["minibn"]) == 3
     text = bench.report([row], 1.0, {"cpu": "test"})  # the row's own bandwidth, not the 1 B/s passed
-    frac = row["bytes"] / row["t"]["minibn"] / row["bw"]
-    assert f"| {frac:.2f} |" in text and "carry their own" in text
+    frac, lo, hi = bench.fraction(row, "minibn")
+    assert f"| {frac:.2f} ({lo:.2f}-{hi:.2f}) |" in text and "carry their own" in text
+
+
+def test_fraction_pairs_the_rounds_with_the_copy_timed_beside_them():
+    """A slow spell that halves both the copy's bandwidth and the row's speed in one round
+    leaves that round's fraction alone; median time over median bandwidth would not."""
+    row = {"layer": "BatchNorm", "shape": (4096, 1024), "mode": "both", "bytes": 10.0,
+           "t": {"minibn": 2.0}, "bw": 10.0,
+           "rounds": {"minibn": [1.0, 2.0, 2.0, 1.0, 1.0]}, "bw_rounds": [20.0, 10.0, 10.0, 20.0, 16.0]}
+    v, lo, hi = bench.fraction(row, "minibn")
+    assert (v, lo, hi) == (pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.5))
+    unpaired = row["bytes"] / np.median(row["rounds"]["minibn"]) / np.median(row["bw_rounds"])
+    assert unpaired == pytest.approx(0.625)  # what the medians, taken apart, would say
+    assert bench.fraction({k: row[k] for k in ("bytes", "t", "bw")}, "minibn") == (0.5, None, None)
+    row["bw_rounds"][-1] = 40.0  # one round's copy twice as fast: its fraction 0.25, the median stays
+    assert bench.fraction(row, "minibn")[:2] == (pytest.approx(0.5), pytest.approx(0.5))
+    assert bench.targets([row]) == [("BN forward+backward (4096, 1024), fraction of the copy bandwidth of all "
+                                     "cores", pytest.approx(0.5), 0.6, False, (pytest.approx(0.5), pytest.approx(0.5)))]
 
 
 def test_median_time_counts_calls():
