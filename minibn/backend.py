@@ -90,6 +90,12 @@ def same_layout(a, b) -> bool:
     return type(a) is type(b) and a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
 
 
+def memory_order(a) -> str:
+    """"F" for a column-major array (that is not also row-major), else "C": the order in which
+    ``a.reshape(-1, order=...)`` of a contiguous array is a view rather than a copy."""
+    return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+
+
 def is_gpu_array(x) -> bool:
     return cupy is not None and isinstance(x, cupy.ndarray)
 

@@ -78,7 +78,17 @@ def interleaved_rounds(fns, rounds=5, block=5, warmup=2, max_seconds=8.0, pause=
 
 def interleaved_medians(fns, **kw):
     """{name: median time of all its timed calls} (:func:`interleaved_rounds`, same arguments)."""
-    return {name: float(np.median(np.concatenate(t))) for name, t in interleaved_rounds(fns, **kw).items()}
+    return _medians(interleaved_rounds(fns, **kw))
+
+
+def _medians(times):
+    """{name: median of all its calls} of :func:`interleaved_rounds`'s times."""
+    return {name: float(np.median(np.concatenate(t))) for name, t in times.items()}
+
+
+def _middle_half(values):
+    """(median, 25th percentile, 75th percentile) of the rounds' values."""
+    return float(np.median(values)), float(np.percentile(values, 25)), float(np.percentile(values, 75))
 
 
 def _time_row(row, fns, **kw):
@@ -86,7 +96,7 @@ def _time_row(row, fns, **kw):
     calls} and row["rounds"] {name: [median of each round's block]}, which :func:`speed`
     pairs round by round."""
     times = interleaved_rounds(fns, **kw)
-    row["t"] = {name: float(np.median(np.concatenate(t))) for name, t in times.items()}
+    row["t"] = _medians(times)
     row["rounds"] = {name: [float(np.median(b)) for b in t] for name, t in times.items()}
     return row
 
@@ -99,14 +109,13 @@ def speed(row, name, ref):
     times (a GPU row), or for ``ref`` itself: the ratio of the medians, low = high = None."""
     rounds = row.get("rounds", {})
     if name in rounds and ref in rounds and name != ref:
-        r = np.array(rounds[ref]) / np.array(rounds[name])
-        return float(np.median(r)), float(np.percentile(r, 25)), float(np.percentile(r, 75))
+        return _middle_half(np.array(rounds[ref]) / np.array(rounds[name]))
     return row["t"][ref] / row["t"][name], None, None
 
 
-def _fmt_speed(row, name, ref):
-    v, lo, hi = speed(row, name, ref)
-    return f"{v:.2f}x" if lo is None else f"{v:.2f}x ({lo:.2f}-{hi:.2f})"
+def _fmt(value, low, high, unit=""):
+    """A :func:`speed` or :func:`fraction`: "1.61x (1.45-1.89)", the spread when there is one."""
+    return f"{value:.2f}{unit}" if low is None else f"{value:.2f}{unit} ({low:.2f}-{high:.2f})"
 
 
 def gpu_time(fn, repeats=50):  # pragma: no cover - GPU only
@@ -224,8 +233,7 @@ def fraction(row, name, bw=None):
     round, low and high the 25th and 75th percentiles, as in :func:`speed`; otherwise
     bytes / median time / (row["bw"], else ``bw``), low = high = None."""
     if "bw_rounds" in row and name in row.get("rounds", {}):
-        f = row["bytes"] / np.array(row["rounds"][name]) / np.array(row["bw_rounds"])
-        return float(np.median(f)), float(np.percentile(f, 25)), float(np.percentile(f, 75))
+        return _middle_half(row["bytes"] / np.array(row["rounds"][name]) / np.array(row["bw_rounds"]))
     return row["bytes"] / row["t"][name] / row.get("bw", bw), None, None
 
 
@@ -387,11 +395,6 @@ def step_rows(torch, batches=(60, 1024)):
 
 # -- report -------------------------------------------------------------------------------------
 
-def _fmt_fraction(row, name, bw):
-    v, lo, hi = fraction(row, name, bw)
-    return f"{v:.2f}" if lo is None else f"{v:.2f} ({lo:.2f}-{hi:.2f})"
-
-
 def _fmt_t(t):
     return f"{t * 1e3:.3f} ms" if t < 1 else f"{t:.2f} s"
 
@@ -423,9 +426,9 @@ def report(rows, bw, info, device="cpu", bw_one=None):
     for r in rows:
         for name, t in r["t"].items():
             gbs = r["bytes"] / t / 1e9 if r["bytes"] else float("nan")
-            ratio = _fmt_speed(r, name, ref) if ref in r["t"] else "-"
+            ratio = _fmt(*speed(r, name, ref), unit="x") if ref in r["t"] else "-"
             g = f"{gbs:.1f}" if r["bytes"] else "-"
-            fr = _fmt_fraction(r, name, bw) if r["bytes"] else "-"
+            fr = _fmt(*fraction(r, name, bw)) if r["bytes"] else "-"
             lines.append(f"| {r['layer']} | {r['shape']} | {r['mode']} | {name} | {_fmt_t(t)} | {g} | {fr} | "
                          f"{ratio} |")
     return "\n".join(lines)

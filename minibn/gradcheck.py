@@ -24,7 +24,7 @@ import copy
 import numpy
 
 from . import backend
-from .backend import asnumpy, get_array_module
+from .backend import asnumpy, get_array_module, memory_order
 
 
 class GradcheckError(AssertionError):
@@ -48,7 +48,7 @@ def numerical_gradient(f, x, h=1e-6):
     if not (x.flags.c_contiguous or x.flags.f_contiguous):
         raise ValueError("numerical_gradient: x must be contiguous (row- or column-major)")
     grad = xp.zeros_like(x)  # x's memory layout, so that both flatten in the same order
-    order = "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"  # a view, not a copy
+    order = memory_order(x)  # flattening in it gives views, not copies
     flat, gflat = x.reshape(-1, order=order), grad.reshape(-1, order=order)
     for i in range(x.size):
         old = float(flat[i])

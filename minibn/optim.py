@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 
-from .backend import get_array_module
+from .backend import get_array_module, memory_order
 from .kernels.numpy_fast import Workspace
 
 
@@ -127,8 +127,7 @@ class Flat:
         self.array = xp.zeros(sum(a.size for a in like), dtype=like[0].dtype)
         self.views, start = [], 0
         for a in like:
-            order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
-            self.views.append(self.array[start:start + a.size].reshape(a.shape, order=order))
+            self.views.append(self.array[start:start + a.size].reshape(a.shape, order=memory_order(a)))
             start += a.size
 
 

@@ -83,15 +83,17 @@ def conv_columns_backward(dcols, x_shape, kh, kw, stride, padding, OH, OW):
     return xp.ascontiguousarray(dxc[:, :, padding:padding + H, padding:padding + W].transpose(1, 0, 2, 3))
 
 
-def conv2d_forward(x, W, b=None, stride=1, padding=0):
+def conv2d_forward(x, W, b=None, stride=1, padding=0, columns=conv_columns):
     """x: (N, C, H, W); W: (F, C, kh, kw); b: (F,) or None. Returns (y (N, F, OH, OW), cache).
 
     y = W (F, C * kh * kw) @ cols (C * kh * kw, N * OH * OW) (+ b), reshaped to (N, F, OH, OW).
+    ``columns``: the gather of the windows, with :func:`conv_columns`'s contract (the fused
+    path passes its compiled one; the products are the same).
     """
     xp = get_array_module(x)
     N = x.shape[0]
     F, C, kh, kw = W.shape
-    cols, OH, OW = conv_columns(x, kh, kw, stride, padding)
+    cols, OH, OW = columns(x, kh, kw, stride, padding)
     y = W.reshape(F, -1) @ cols                       # (F, N * OH * OW)
     if b is not None:
         y += b[:, None]
@@ -99,11 +101,12 @@ def conv2d_forward(x, W, b=None, stride=1, padding=0):
     return y, (x.shape, cols, W, b is not None, stride, padding, OH, OW)
 
 
-def conv2d_backward(dy, cache, need_dx=True):
+def conv2d_backward(dy, cache, need_dx=True, columns_backward=conv_columns_backward):
     """dy: (N, F, OH, OW). Returns (dx (N, C, H, W) or None, dW (F, C, kh, kw), db (F,) or None).
 
     With dy as a matrix dY (F, N * OH * OW): dW = dY @ cols^T, db = the row sums of dY, and
-    dx is the adjoint gather of W^T @ dY.
+    dx is the adjoint gather of W^T @ dY (``columns_backward``, with
+    :func:`conv_columns_backward`'s contract).
     """
     x_shape, cols, W, has_b, stride, padding, OH, OW = cache
     F, C, kh, kw = W.shape
@@ -112,5 +115,5 @@ def conv2d_backward(dy, cache, need_dx=True):
     db = dY.sum(axis=1) if has_b else None
     dx = None
     if need_dx:
-        dx = conv_columns_backward(W.reshape(F, -1).T @ dY, x_shape, kh, kw, stride, padding, OH, OW)
+        dx = columns_backward(W.reshape(F, -1).T @ dY, x_shape, kh, kw, stride, padding, OH, OW)
     return dx, dW, db
