@@ -89,7 +89,7 @@ def build_parser():
     add_sync_bn(rep_sub)
     from .experiments.everything import add_cli as add_all
     add_all(rep_sub)
-    from .release import add_cli as add_course
+    from .notebooks import add_cli as add_course
     add_course(sub)
     return parser
 

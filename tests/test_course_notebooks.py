@@ -1,0 +1,79 @@
+"""The course's notebooks as shipped: `minibn course notebooks` and `minibn course nbgrader`
+(nbgrader's own commands on the result are tested in test_nbgrader.py)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from minibn import notebooks
+from minibn.cli import main
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+PATHS = notebooks.paths()
+GRADED = [p for p in PATHS if any(notebooks.graded_cells(json.loads(p.read_text())))]
+
+
+def test_nine_notebooks_ship_inside_the_package():
+    assert [p.name[:2] for p in PATHS] == [f"{i:02d}" for i in range(1, 10)]
+    assert notebooks.FOLDER == Path(notebooks.__file__).parent
+
+
+def test_the_course_has_the_graded_exercises_it_promises():
+    cells = [c for p in GRADED for c in notebooks.graded_cells(json.loads(p.read_text()))]
+    assert {"bn_forward_check", "bn_backward_chain_check", "bn_backward_closed_check", "inference_check",
+            "fold_check", "running_stats_check", "layernorm_check", "groupnorm_check", "renorm_check",
+            "pooled_check", "merge_check", "iit_check", "numerical_gradient_check", "gradcheck_check"} <= \
+        {gid for gid, _, _ in cells}
+    assert sum(points for _, points, _ in cells) == 36
+    for p in PATHS:
+        for cell in json.loads(p.read_text())["cells"]:
+            meta = cell["metadata"].get("nbgrader", {})
+            assert not cell.get("outputs"), f"{p.name}: committed with outputs"
+            if meta.get("solution"):
+                assert BEGIN in "".join(cell["source"]) and END in "".join(cell["source"]), p.name
+            if meta.get("grade"):
+                assert meta.get("locked") and meta.get("points", 0) > 0, f"{p.name}: {meta}"
+
+
+def test_course_notebooks_copies_and_never_overwrites(tmp_path, capsys):
+    assert main(["course", "notebooks", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [p.name for p in PATHS]
+    assert (tmp_path / "c" / PATHS[0].name).read_bytes() == PATHS[0].read_bytes()
+    # a student's notebook already there stays as it is, and nothing else is copied
+    (tmp_path / "d").mkdir()
+    mine = tmp_path / "d" / PATHS[5].name
+    mine.write_text("my work")
+    capsys.readouterr()
+    assert main(["course", "notebooks", str(tmp_path / "d")]) == 2
+    assert "would overwrite" in capsys.readouterr().err
+    assert mine.read_text() == "my work" and list((tmp_path / "d").iterdir()) == [mine]
+
+
+def test_course_notebooks_picks_by_number(tmp_path):
+    written = notebooks.copy_notebooks(tmp_path, ["01", "06_renorm_and_memorized_bn.ipynb"])
+    assert [p.name[:2] for p in written] == ["01", "06"]
+    with pytest.raises(ValueError, match="no course notebook named '10'"):
+        notebooks.copy_notebooks(tmp_path / "x", ["10"])
+
+
+def test_course_commands_refuse_the_package_folder_and_files(tmp_path, capsys):
+    before = {p: p.read_bytes() for p in PATHS}
+    for action in ("notebooks", "nbgrader"):
+        assert main(["course", action, str(notebooks.FOLDER)]) == 2
+        assert "package's own notebook folder" in capsys.readouterr().err
+        assert main(["course", action, str(notebooks.FOLDER / "sub")]) == 2
+    assert {p: p.read_bytes() for p in PATHS} == before
+    (tmp_path / "f").write_text("")
+    assert main(["course", "notebooks", str(tmp_path / "f" / "c")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_course_nbgrader_lays_out_one_assignment_per_graded_notebook(tmp_path):
+    names = notebooks.nbgrader_course(tmp_path, timeout=120)
+    assert names == [p.stem for p in GRADED]
+    for p in GRADED:
+        assert (tmp_path / "source" / p.stem / p.name).read_bytes() == p.read_bytes()
+    assert "c.Execute.timeout = 120" in (tmp_path / "nbgrader_config.py").read_text()
+    with pytest.raises(FileExistsError):
+        notebooks.nbgrader_course(tmp_path)
