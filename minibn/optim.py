@@ -10,25 +10,64 @@ Schedules are functions of (step, total_steps); a :class:`Scheduler` writes the 
 into an attribute of one or more objects (an optimizer's ``lr``, a layer's ``r_max``...)
 before each step, e.g. ``Piecewise([0.1, 0.5, 0.9], at=[0.4, 0.6])`` changes a value at
 40% and 60% of training.
+
+Every hyperparameter is checked where it comes in (:func:`check_number`), as torch.optim
+checks it, and NaN and inf are refused as well: NaN slips through a plain range test
+(``nan < 0`` is False), and one step with a NaN or infinite rate makes the parameters NaN.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import numbers
 
 from .backend import get_array_module, memory_order
 from .kernels.numpy_fast import Workspace
 
 
+def check_number(where, name, value, low=None, high=None, low_open=False):
+    """``value``, unless it is not a finite real number in [low, high) ((low, high) with
+    ``low_open``; None: no bound): then a ValueError naming ``where``, the argument, the
+    values allowed and the value given, e.g. "SGD: lr must be > 0 and finite, got inf"."""
+    ok = isinstance(value, numbers.Real) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high
+    if not ok:
+        if high is not None:
+            rule = f"in {'(' if low_open else '['}{low}, {high})"
+        elif low is not None:
+            rule = f"{'>' if low_open else '>='} {low} and finite"
+        else:
+            rule = "a finite number"
+        raise ValueError(f"{where}: {name} must be {rule}, got {value!r}")
+    return value
+
+
 class Optimizer:
     def __init__(self, params, lr):
+        where = type(self).__name__
         self.params = list(params)
         if not self.params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        if not lr > 0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr!r}")
+            raise ValueError(f"{where}: got an empty parameter list")
+        first = {}  # id of a parameter -> where it is first listed
+        for i, p in enumerate(self.params):
+            j = first.setdefault(id(p), i)
+            if j != i:  # it would take two steps per step (torch.optim warns; across groups it refuses)
+                raise ValueError(f"{where}: parameter {i} is parameter {j} again ({p!r}): list each parameter "
+                                 f"once (a layer used twice in a model is listed twice by model.parameters())")
         self.lr = lr
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        """Checked on every assignment: also a value a :class:`Scheduler` writes."""
+        self._lr = check_number(type(self).__name__, "lr", value, low=0, low_open=True)
 
     def zero_grad(self):
         for p in self.params:
@@ -53,8 +92,8 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr)
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}")
+        check_number("SGD", "momentum", momentum, low=0)  # >= 1 is allowed, as in torch.optim.SGD
+        check_number("SGD", "weight_decay", weight_decay, low=0)
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
@@ -137,8 +176,12 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
         self.beta1, self.beta2 = betas
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        check_number("Adam", "betas[0]", self.beta1, low=0, high=1)
+        check_number("Adam", "betas[1]", self.beta2, low=0, high=1)
+        # eps > 0, where torch.optim.Adam allows 0: with eps = 0, a weight whose gradient has
+        # been exactly 0 so far (one from an always-0 input, e.g. an MNIST border pixel) gets 0 / 0 = NaN
+        check_number("Adam", "eps", eps, low=0, low_open=True)
+        check_number("Adam", "weight_decay", weight_decay, low=0)
         self.eps, self.weight_decay = eps, weight_decay
         self.t = 0
         self._m = [None] * len(self.params)
@@ -169,7 +212,7 @@ class Adam(Optimizer):
 
 class Constant:
     def __init__(self, value):
-        self.value = value
+        self.value = check_number("Constant", "value", value)
 
     def __call__(self, step, total_steps):
         return self.value
@@ -179,8 +222,9 @@ class StepDecay:
     """initial * gamma ** (step // step_size)."""
 
     def __init__(self, initial, step_size, gamma=0.1):
-        if step_size < 1:
-            raise ValueError(f"StepDecay: step_size must be >= 1, got {step_size}")
+        check_number("StepDecay", "initial", initial)
+        check_number("StepDecay", "step_size", step_size, low=1)
+        check_number("StepDecay", "gamma", gamma, low=0, low_open=True)
         self.initial, self.step_size, self.gamma = initial, step_size, gamma
 
     def __call__(self, step, total_steps):
@@ -200,6 +244,8 @@ class Piecewise:
             raise ValueError(f"Piecewise: need len(values) == len(at) + 1, got {len(values)} and {len(at)}")
         if any(not 0 < a < 1 for a in at) or at != sorted(at):
             raise ValueError(f"Piecewise: 'at' must be increasing fractions in (0, 1), got {at}")
+        for i, v in enumerate(values):
+            check_number("Piecewise", f"values[{i}]", v)
         self.values, self.at = values, at
 
     def __call__(self, step, total_steps):
@@ -207,20 +253,24 @@ class Piecewise:
 
 
 class Cosine:
-    """Cosine decay from ``initial`` to ``final`` over the run."""
+    """Cosine decay from ``initial`` to ``final`` over the run; ``final`` after it (a cosine
+    would climb back up), as :class:`Piecewise` keeps its last value."""
 
     def __init__(self, initial, final=0.0):
-        self.initial, self.final = initial, final
+        self.initial = check_number("Cosine", "initial", initial)
+        self.final = check_number("Cosine", "final", final)
 
     def __call__(self, step, total_steps):
-        return self.final + 0.5 * (self.initial - self.final) * (1 + math.cos(math.pi * step / total_steps))
+        t = min(step / total_steps, 1.0)
+        return self.final + 0.5 * (self.initial - self.final) * (1 + math.cos(math.pi * t))
 
 
 class Scheduler:
     """Sets ``attr`` of every target to ``schedule(step, total_steps)``; call ``step()`` once per step.
 
     Setting goes through normal attribute assignment, so a layer that validates its
-    attributes (e.g. a property that rejects r_max < 1) rejects a bad scheduled value.
+    attributes (e.g. a property that rejects r_max < 1) rejects a bad scheduled value, as
+    an optimizer rejects an ``lr`` that is not > 0 and finite.
     """
 
     def __init__(self, targets, attr, schedule, total_steps):
@@ -230,6 +280,7 @@ class Scheduler:
         for t in self.targets:
             if not hasattr(t, attr):
                 raise AttributeError(f"Scheduler: {type(t).__name__} has no attribute {attr!r}")
+        check_number("Scheduler", "total_steps", total_steps, low=1)
         self.attr, self.schedule, self.total_steps = attr, schedule, total_steps
         self.t = 0
 
