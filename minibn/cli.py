@@ -2,6 +2,7 @@
 
 Errors a user can fix (no MNIST, a bad option, no GPU for --backend cupy, a file in the
 way) are one line on stderr and exit status 2; ``--debug`` shows the traceback instead.
+An output folder that cannot be written is such an error before any training starts.
 Ctrl-C exits with 130 after the command has written what it had.
 """
 
@@ -9,6 +10,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2, like every
+    other error of the command. argparse's own error() prints the whole usage block first,
+    which buries the one line that says what is wrong; --help still shows the usage."""
+
+    def error(self, message):
+        self.exit(2, usage_error(self.prog, message))
+
+
+def usage_error(prog, message):
+    """The line a bad command line gets: what is wrong, and where the options are listed."""
+    return f"{prog}: error: {message} ({prog} --help lists the options)\n"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -43,9 +58,7 @@ def _cmd_gradcheck(args) -> int:
 
 def _cmd_bench(args) -> int:
     from .bench import run
-    from .experiments._io import check_out_dir
 
-    check_out_dir(args.out)
     text = run(args.out, fast=args.fast, progress=not args.quiet)
     print(text)
     print(f"outputs in {args.out}/ (cpu.md, cpu.png)")
@@ -55,12 +68,19 @@ def _cmd_bench(args) -> int:
 def build_parser():
     from .experiments._io import nonnegative_int
 
-    parser = argparse.ArgumentParser(prog="minibn", description="minibn: batch normalization from scratch",
-                                     formatter_class=HelpFormatter)
+    parser = Parser(prog="minibn", description="minibn: batch normalization from scratch, in NumPy. "
+                                               "`minibn COMMAND --help` says what a command does, what it "
+                                               "writes and how long it takes.",
+                    formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # parser_class: the subcommands' parsers (and theirs) report errors in one line too
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
     p = sub.add_parser("gradcheck", help="gradient-check every layer (float64, random dy)",
+                       description="Compare every layer's hand-written backward with central finite "
+                                   "differences (float64, a random upstream gradient dy) and print one row "
+                                   "per checked tensor; exit status 1 if any fails. Writes no files; takes "
+                                   "about half a minute on 2 cores.",
                        formatter_class=HelpFormatter)
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="the array backend (default: the active one)%(default).0s")
@@ -71,14 +91,22 @@ def build_parser():
     add_drift(sub)
 
     p = sub.add_parser("bench", help="benchmark minibn against PyTorch (and CuPy/CUDA where present)",
+                       description="Time minibn's BN layers and a training step against PyTorch on the CPU "
+                                   "(and CuPy against PyTorch CUDA where a GPU is present), next to the "
+                                   "machine's copy bandwidth. Writes cpu.md (the tables) and cpu.png to --out; "
+                                   "takes about 2.5 minutes (--fast: about 35 s).",
                        formatter_class=HelpFormatter)
     p.add_argument("--out", default="results/bench", help="where to write cpu.md and cpu.png")
     p.add_argument("--fast", action="store_true", help="two small shapes only (a quick check)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
 
-    rep = sub.add_parser("reproduce", help="reproduce a paper's experiment (see `minibn reproduce -h`)")
-    rep_sub = rep.add_subparsers(dest="experiment", required=True)
+    rep = sub.add_parser("reproduce", help="reproduce a paper's experiment (see `minibn reproduce -h`)",
+                         description="Reproduce the papers' experiments at MNIST scale: each writes its figure, "
+                                     "its table, summary.json and provenance.json to its --out folder. "
+                                     "`minibn reproduce EXPERIMENT --help` says what one does and how long it "
+                                     "takes; --fast runs a quick check of it.")
+    rep_sub = rep.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True, parser_class=Parser)
     from .experiments.small_batch import add_cli as add_small_batch
     add_small_batch(rep_sub)
     from .experiments.adaptation import add_cli as add_adaptation
@@ -97,11 +125,20 @@ def build_parser():
 def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .data.mnist import DataError
+    from .experiments._io import check_out_dir
 
     parser = build_parser()
-    args = parser.parse_args(argv)
-    where = " ".join(filter(None, ["minibn", args.command, getattr(args, "experiment", None)]))
+    args, unknown = parser.parse_known_args(argv)
+    where = " ".join(filter(None, ["minibn", args.command, getattr(args, "experiment", None),
+                                   getattr(args, "action", None)]))
+    if unknown:  # reported here, not by parse_args: its line would name `minibn`, not the subcommand
+        parser.exit(2, usage_error(where, f"unrecognized arguments: {' '.join(unknown)}"))
     try:
+        # the folder a subcommand writes to (--out; DEST of `minibn course`), checked before any
+        # work: a run must not train for minutes and then find it cannot save what it did
+        out = getattr(args, "out", None) or getattr(args, "dest", None)
+        if out is not None:
+            check_out_dir(out)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The training loop, evaluation, and a recorder of activation percentiles.
 
 ``fit`` runs a fixed number of SGD steps over an endless batch iterator, evaluates
-every ``eval_every`` steps, calls callbacks, and shows a tqdm progress bar. Inside a
+every ``eval_every`` steps, calls callbacks, and shows a progress bar (:func:`progress_bar`:
+a tqdm bar shaped for where it is shown: a terminal, a notebook, or a log). Inside a
 step nothing is copied to the host: the running loss is summed on the device and read
 only at evaluation time (on a GPU, a host read would wait for the device every step).
 
@@ -12,6 +13,8 @@ the caller can still write its outputs.
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -34,6 +37,119 @@ class History:
         self.eval_steps.append(step)
         for k, v in values.items():
             self.metrics.setdefault(k, []).append(v)
+
+
+def _in_notebook_kernel():
+    """True in a Jupyter kernel (JupyterLab, VS Code, nbclient, nbconvert --execute), where the
+    cell's outputs are all the user sees: no terminal to redraw a line in."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # a broken or partial IPython: not a kernel we can display in
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _is_terminal(stream):
+    try:
+        return bool(stream.isatty())
+    except Exception:  # a closed or odd stream
+        return False
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _states(text):
+    """The bar states in what tqdm writes: it starts each with a carriage return and moves
+    the cursor with escape codes (for stacked bars); keep the text, drop the moves."""
+    for part in _ESCAPES.sub("", text).replace("\n", "\r").split("\r"):
+        if part.strip():
+            yield part.rstrip()
+
+
+class _DisplayLine:
+    """A file for tqdm in a notebook kernel: the bar is one display output whose text each new
+    state replaces (``update_display``), so the cell shows one line that moves, and an executed
+    notebook (nbclient, which applies the updates) keeps one line: the final state. Whatever
+    clears the bar (``leave=False``) is ignored: the last state stays, which is what a reader
+    of the notebook wants to see."""
+
+    encoding = "utf-8"  # tqdm draws its unicode blocks
+
+    def __init__(self):
+        self._handle, self._shown = None, None
+
+    def write(self, text):
+        for state in _states(text):
+            if state == self._shown:
+                continue
+            from IPython.display import display
+            bundle = {"text/plain": state}
+            if self._handle is None:
+                self._handle = display(bundle, raw=True, display_id=True)
+            else:
+                self._handle.update(bundle, raw=True)
+            self._shown = state
+
+    def flush(self):
+        pass
+
+
+class _Lines:
+    """A file for tqdm where nothing can be redrawn (a pipe, a log file, a training process
+    started by a notebook, whose stderr the kernel copies into the cell): each state becomes
+    one whole line, so bars of several processes do not write over one another."""
+
+    def __init__(self, stream):
+        self._stream, self._shown = stream, None
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+
+    def write(self, text):
+        for state in _states(text):
+            if state != self._shown:
+                self._stream.write(state + "\n")
+                self._shown = state
+        self._stream.flush()
+
+    def flush(self):
+        self._stream.flush()
+
+
+#: where nothing can be redrawn, a bar writes a line when it starts, at most one a minute
+#: (a long run is seen to progress in a log), and one when it ends
+LINE_INTERVAL_SECONDS = 60.0
+
+
+def progress_bar(total, desc=None, disable=False, position=None, leave=True, mininterval=0.5, **kwargs):
+    """A tqdm progress bar that reads well where it is shown.
+
+    * In a terminal (stderr is a TTY): an ordinary tqdm bar, redrawn in place; ``position``
+      stacks the bars of several processes, ``leave`` says whether it stays.
+    * In a notebook kernel: one line of text in the cell, replaced as the bar moves, that
+      stays at its final state (also in an executed notebook's saved outputs, where a widget
+      would show its first state, "0%", for ever).
+    * Elsewhere (a pipe, a log file, the worker processes a notebook starts): one line at
+      the start, at most one a minute, and one at the end with the totals; never a cursor
+      move or a carriage return.
+
+    Other keyword arguments go to tqdm. Print through ``tqdm.write`` while a bar runs (as
+    minibn's one-time "compiling" message does), so the message does not break into the bar.
+    """
+    from tqdm import tqdm
+
+    if disable:
+        return tqdm(total=total, desc=desc, disable=True, **kwargs)
+    if _in_notebook_kernel():
+        return tqdm(total=total, desc=desc, file=_DisplayLine(), position=0, leave=True, mininterval=mininterval,
+                    **kwargs)
+    if _is_terminal(sys.stderr):
+        return tqdm(total=total, desc=desc, file=sys.stderr, position=position, leave=leave,
+                    mininterval=mininterval, **kwargs)
+    return tqdm(total=total, desc=desc, file=_Lines(sys.stderr), position=0, leave=True,
+                mininterval=max(mininterval, LINE_INTERVAL_SECONDS), maxinterval=float("inf"), **kwargs)
 
 
 def evaluate(model, x, y, loss_fn=None, batch_size=10000):
@@ -105,8 +221,6 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
     Returns a :class:`History` with the mean training loss between evaluations
     ("train_loss") and whatever eval_fn returns.
     """
-    from tqdm.auto import tqdm
-
     if steps < 1:
         raise ValueError(f"fit: steps must be >= 1, got {steps}")
     eval_every = eval_every or steps
@@ -125,7 +239,7 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
     checkpoint(0, 0.0, 0)
     loss_sum, n = 0.0, 0
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=0.5, leave=False, position=position)
+    bar = progress_bar(steps, desc=desc, disable=not progress, leave=False, position=position)
     step = 0
     try:
         for step in range(1, steps + 1):

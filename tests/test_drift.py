@@ -129,3 +129,51 @@ def test_drift_with_layernorm_runs_at_batch_one(tmp_path, mnist_dir):
                         progress=False, jobs=1)
     assert summary["config"]["norm"] == "layernorm" and summary["nets"]["bn"]["steps"] == 6
     assert exit_status(["drift", "--norm", "weightnorm"]) == 2
+
+
+def _fake_results(steps, acc_start=0.1):
+    """What drift.plot needs, for a run whose accuracy climbs from chance."""
+    from minibn.train import History
+    t = np.asarray(steps, dtype=float) / steps[-1]
+    results = {}
+    for k, name in enumerate(drift.NETS):
+        acc = list(acc_start + (0.97 + 0.01 * k - acc_start) * (1 - np.exp(-20 * t)))
+        med = -np.log1p(10 * t)
+        values = np.stack([med - 1 - k * t, med, med + 1 + 2 * t], axis=1)[:, None, :]
+        results[name] = {"history": History(eval_steps=list(steps), metrics={"accuracy": acc}),
+                         "recorder": drift.Trace(list(steps), values, (15, 50, 85))}
+    return results
+
+
+def test_figure_shows_every_point_and_keeps_legends_off_the_curves():
+    import matplotlib
+    matplotlib.use("Agg")
+    steps = list(range(0, 5001, 100))
+    results = _fake_results(steps)
+    fig = drift.plot(results, drift.NETS, drift.DriftConfig(steps=5000))
+    fig.canvas.draw()
+    a, b, c = fig.axes[:3]
+    low, high = a.get_ylim()
+    accs = [x for r in results.values() for x in r["history"].metrics["accuracy"]]
+    assert low < min(accs) and high > max(accs)  # the start at chance shows too
+    labels = [t.get_text() for t in a.get_yticklabels() if t.get_text()]
+    assert labels and all(label.replace(".", "").isdigit() for label in labels), labels
+    # no legend inside a panel; the figure's legends lie below the panels
+    assert all(ax.get_legend() is None for ax in (a, b, c)) and len(fig.legends) == 2
+    bottom = min(ax.get_window_extent().y0 for ax in (a, b, c))
+    assert all(leg.get_window_extent().y1 <= bottom for leg in fig.legends)
+    # the 15th and 85th percentiles are told apart by their line style
+    for ax in (b, c):
+        p15, p50, p85 = (line.get_linestyle() for line in ax.get_lines()[:3])
+        assert len({p15, p50, p85}) == 3
+    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "Without BN" in texts and "With BN" in texts and "15th percentile" in texts and "85th percentile" in texts
+
+
+def test_figure_of_one_net_says_which_is_missing():
+    import matplotlib
+    matplotlib.use("Agg")
+    results = _fake_results([0, 10, 20])
+    del results["bn"]
+    fig = drift.plot(results, ("baseline",), drift.DriftConfig(steps=20))
+    assert "not trained" in [t.get_text() for t in fig.axes[2].texts]

@@ -50,3 +50,47 @@ nn.LayerNorm(4)(np.ones((3, 4), np.float32))
     assert "minibn: compiling the fused CPU loops" in first.stderr and "minibn: compiled in" in first.stderr
     second = _python(code, NUMBA_CACHE_DIR=str(tmp_path))
     assert second.returncode == 0 and "compiling" not in second.stderr
+
+
+@pytest.mark.skipif(not numba_cpu.available(), reason="numba is not installed")
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_the_compiling_message_does_not_break_into_a_progress_bar(tmp_path):
+    """In a terminal, a bar is redrawn in place; the message (printed when the first training
+    step compiles the loops, while the bar runs) must start a line of its own, not continue the
+    bar's ("... 1/3 [00:00<?, ?it/s]minibn: compiling ...")."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    code = """
+import numpy as np
+from minibn import nn
+from minibn.train import progress_bar
+bar = progress_bar(3, desc="steps", mininterval=0)
+bar.update(1)
+nn.LayerNorm(4)(np.ones((3, 4), np.float32))
+bar.update(2)
+bar.close()
+"""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # a 100-column terminal
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stderr=child, stdout=child,
+                            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)})
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    os.close(main)
+    out = b"".join(chunks).decode()
+    assert "steps:  33%" in out  # the bar was drawn before the compilation
+    for message in ("minibn: compiling", "minibn: compiled in"):
+        at = out.index(message)
+        assert out[at - 1] in "\r\n", repr(out[max(0, at - 80):at + 20])

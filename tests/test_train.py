@@ -71,3 +71,73 @@ def test_fit_records_history_and_interrupt_keeps_it(rng):
     assert h.interrupted and h.steps_done == 6 and h.eval_steps == [0, 5, 6]
     with pytest.raises(ValueError, match="steps must be >= 1"):
         fit(model, nn.SoftmaxCrossEntropy(), opt, batches, 0)
+
+
+def _tiny_fit(steps=12, **kwargs):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    return fit(model, nn.SoftmaxCrossEntropy(), optim.SGD(model.parameters(), lr=0.1), BatchIterator(x, y, 8),
+               steps, eval_fn=lambda: evaluate(model, x, y), eval_every=4, desc="tiny", **kwargs)
+
+
+def test_progress_where_nothing_can_be_redrawn_is_whole_lines(monkeypatch):
+    """A pipe, a log, or a worker process a notebook started (its stderr copied into the cell):
+    no carriage return, no cursor move, a line at the start and one at the end, even for a bar
+    stacked at position 1 (the second net of `minibn drift`)."""
+    import io
+    import sys
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    _tiny_fit(position=1)
+    text = err.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("tiny:   0%") and lines[1].startswith("tiny: 100%")
+    assert "12/12" in lines[1] and "accuracy=" in lines[1]
+
+
+def test_progress_in_a_notebook_is_one_line_that_ends_at_the_final_state(monkeypatch):
+    """In a kernel the bar is one display output, updated in place (nbclient applies the
+    updates to the saved notebook too): no widget whose saved text says 0%, no stacked lines,
+    and the final state stays although fit's bar is made with leave=False."""
+    pytest.importorskip("IPython")
+    import IPython.display
+
+    from minibn import train
+    shown = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            shown.append(bundle["text/plain"])
+
+    def display(bundle, raw=False, display_id=None):
+        assert raw and display_id is True
+        shown.append(bundle["text/plain"])
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(train, "_in_notebook_kernel", lambda: True)
+    _tiny_fit(position=1)
+    assert shown and shown[0].startswith("tiny:   0%") and shown[-1].startswith("tiny: 100%")
+    assert all("\r" not in s and "\n" not in s and "\x1b" not in s and s.strip() for s in shown)
+
+
+def test_progress_in_a_terminal_is_tqdm_redrawing_its_line(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    _tiny_fit()
+    assert "\rtiny:" in err.getvalue()  # redrawn in place, and cleared at the end (leave=False)
+
+
+def test_no_progress_writes_nothing(monkeypatch, capsys):
+    _tiny_fit(progress=False)
+    assert capsys.readouterr().err == ""

@@ -115,9 +115,11 @@ def _download(name: str, dest: Path, mirrors=None, progress=True) -> None:
 
 
 def _missing_message(folder: Path, why="downloading is off") -> str:
-    return (f"MNIST files not found in {folder} and {why}. Put the four files "
-            f"({', '.join(FILES)}) there, or set MINIBN_DATA to a directory that holds mnist/, "
-            f"or call load_mnist(download=True) on a machine with internet access.")
+    absent = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    where = f" ({absent[-1]} does not exist)" if absent else ""
+    return (f"MNIST files not found in {folder} and {why}{where}. {folder} should contain the four files "
+            f"{', '.join(FILES)}: put them there, or set MINIBN_DATA (or --data) to a directory that holds "
+            f"mnist/ with them, or call load_mnist(download=True) on a machine with internet access.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -131,12 +133,28 @@ def ensure_files(root=None, download=True, progress=True) -> Path:
     missing = [n for n in FILES if not (folder / n).exists()]
     if missing and not download:
         raise DataError(_missing_message(folder))
-    for name in missing:
-        try:
+    # the folders the download will create, deepest first: removed again if it fails, so that
+    # a mistyped --data leaves nothing behind (files already downloaded and verified stay)
+    created = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    try:
+        for name in missing:
             _download(name, folder / name, progress=progress)
-        except DataError as e:
-            raise DataError(f"{e}\n{_missing_message(folder, 'the download failed')}") from e
+    except DataError as e:
+        _remove_if_empty(created)  # first: the message then says which folder does not exist
+        raise DataError(f"{_missing_message(folder, 'the download failed')}\n{e}") from e
+    except KeyboardInterrupt:
+        _remove_if_empty(created)
+        raise
     return folder
+
+
+def _remove_if_empty(folders):
+    """Remove ``folders`` (deepest first), stopping at the first that is not empty."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            return
 
 
 def load_mnist(root=None, download=True, progress=True):

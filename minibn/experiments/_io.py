@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from .._files import atomic_write
@@ -32,10 +34,19 @@ def write_bytes(path, data):
     _atomic(path, lambda f: f.write(data))
 
 
+def _close(fig):
+    """Close a figure once written: pyplot keeps every figure it made until it is closed, and a
+    process that runs many experiments (the test suite) would pile them up."""
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
 def figure_bytes(fig, fmt="png", dpi=120):
+    """The figure's file contents (and the figure closed)."""
     import io
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi)
+    _close(fig)
     return buf.getvalue()
 
 
@@ -56,7 +67,9 @@ def write_csv(path, header, rows):
 
 
 def save_figure(fig, path, dpi=120):
+    """Write the figure to ``path`` atomically, and close it."""
     _atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi))
+    _close(fig)
 
 
 def versions():
@@ -109,11 +122,23 @@ def check_runs(seeds, steps=None, variants=None, known=()):
 
 
 def check_out_dir(out):
-    """ValueError before any work if ``out`` cannot be the output folder (it names a file)."""
+    """ValueError, before any work, if the outputs cannot be written to the folder ``out``.
+
+    The folder itself, or where it does not exist yet the nearest folder above it (where it
+    will be created), must take a new file: a probe file is written there and removed at
+    once. A real write, not the permission bits: those say nothing of a read-only file
+    system, and root writes whatever they say. Nothing is created, so a run that fails
+    later (bad data, Ctrl-C) leaves no empty output folder behind.
+    """
     out = Path(out)
-    for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
-            raise ValueError(f"--out {out}: {p} exists and is not a folder")
+    folder = next((p for p in (out, *out.parents) if os.path.lexists(p)), Path("."))
+    if not folder.is_dir():
+        raise ValueError(f"cannot write to {out}: {folder} exists and is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".minibn-write-test-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write to {out}: creating a file in {folder} failed ({e.strerror or e})") from None
 
 
 def add_common_options(p, out):
@@ -128,12 +153,12 @@ def add_common_options(p, out):
 
 def run_cli(name, cfg, args, run, files):
     """Apply the overrides in ``args`` to ``cfg``, run ``run(cfg, out, data, jobs, progress)``
-    and report: exit 2 on a bad option (before any training), 130 on Ctrl-C."""
+    and report: exit 2 on a bad option (before any training), 130 on Ctrl-C. (``--out`` has
+    been checked by :func:`minibn.cli.main` already.)"""
     import sys
 
     try:
         cfg.validate()
-        check_out_dir(args.out)
     except ValueError as e:
         print(f"minibn reproduce {name}: error: {e}", file=sys.stderr)
         return 2

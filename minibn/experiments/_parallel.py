@@ -70,15 +70,16 @@ def run_tasks(fn, tasks, jobs):
 
 
 def run_with_progress(fn, tasks, jobs, desc, progress=True):
-    """run_tasks over ``tasks`` in chunks of 2 * jobs, with a tqdm bar; stops at Ctrl-C.
+    """run_tasks over ``tasks`` in chunks of 2 * jobs, with a progress bar
+    (:func:`minibn.train.progress_bar`); stops at Ctrl-C.
 
     Returns (results of the tasks that finished, interrupted).
     """
-    from tqdm.auto import tqdm
+    from ..train import progress_bar
 
     tasks, results, interrupted = list(tasks), [], False
     step = max(jobs, 1) * 2
-    with tqdm(total=len(tasks), desc=desc, disable=not progress) as bar:
+    with progress_bar(len(tasks), desc=desc, disable=not progress) as bar:
         for i in range(0, len(tasks), step):
             res, interrupted = run_tasks(fn, tasks[i:i + step], jobs)
             results += [r for r in res if r is not None]

@@ -175,7 +175,8 @@ def _mean_std(values):
 
 
 def tables(iit_rows, dann_rows, cfg):
-    lines = [f"Target test error (%), mean [95% interval] over seeds {cfg.seeds}; {cfg.n_adapt} labelled target "
+    several = stats.several(cfg.seeds)
+    lines = [f"Target test error (%), {stats.what_the_cells_are(cfg.seeds)}; {cfg.n_adapt} labelled target "
              f"images, {cfg.adapt_steps} fine-tuning steps.", "",
              "| method | " + " | ".join(cfg.shifts) + " |", "| --- | " + " | ".join("---:" for _ in cfg.shifts) + " |"]
     summary = {"error": {}, "kl": {}, "dann": {}}
@@ -184,12 +185,13 @@ def tables(iit_rows, dann_rows, cfg):
         for s in cfg.shifts:
             st = stats.summarize([r["error"][m] for r in iit_rows if r["shift"] == s])
             summary["error"].setdefault(m, {})[s] = st
-            cells.append(stats.cell(st))
+            cells.append(stats.cell(st, mark_single=several))
         lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     src = _mean_std([r["source_error"] for r in iit_rows])
-    lines += ["", f"(The base networks' error on the source test set: {src[0]:.2f} +- {src[1]:.2f}%.)", "",
+    src_text = f"{src[0]:.2f} +- {src[1]:.2f}% (mean +- std over seeds)" if several else f"{src[0]:.2f}%"
+    lines += ["", f"(The base networks' error on the source test set: {src_text}.)", "",
               "KL divergence between training-mode and inference-mode BN outputs on the target adaptation data at "
-              "the start of adaptation (mean over seeds):", "",
+              f"the start of adaptation ({'mean over seeds' if several else f'seed {cfg.seeds[0]}'}):", "",
               "| shift | layer | vanilla | after IIT |", "| --- | --- | ---: | ---: |"]
     for s in cfg.shifts:
         rows = [r for r in iit_rows if r["shift"] == s]
@@ -199,7 +201,7 @@ def tables(iit_rows, dann_rows, cfg):
             summary["kl"].setdefault(s, {})[name] = {"vanilla": v, "iit": w}
             lines.append(f"| {s} | {name} | {v:.3g} | {w:.1e} |")
     if dann_rows:
-        lines += ["", f"DANN, unlabelled target, target test accuracy (%), mean [95% interval] over seeds {cfg.seeds}:",
+        lines += ["", f"DANN, unlabelled target, target test accuracy (%), {stats.what_the_cells_are(cfg.seeds)}:",
                   "",
                   "| normalization | " + " | ".join(cfg.dann_shifts) + " |",
                   "| --- | " + " | ".join("---:" for _ in cfg.dann_shifts) + " |"]
@@ -209,14 +211,18 @@ def tables(iit_rows, dann_rows, cfg):
                 vals = [r["accuracy"][v] for r in dann_rows if r["shift"] == s and v in r["accuracy"]]
                 st = stats.summarize(vals)
                 summary["dann"].setdefault(v, {})[s] = st
-                cells.append(stats.cell(st) if vals else "-")
+                cells.append(stats.cell(st, mark_single=several) if vals else "-")
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
     lines += _verdicts(summary, cfg)
     return "\n".join(lines), summary
 
 
 def _verdicts(summary, cfg):
-    """For each shift, the best method and whether it beats the others beyond the noise."""
+    """For each shift, the best method and whether it beats the others beyond the noise (nothing
+    of the kind for one seed: without an interval there is no telling a finding from seed noise)."""
+    if not stats.several(cfg.seeds):
+        return ["", "One seed: no interval, so no verdict on which method is best for a shift (a difference "
+                "between two runs may be seed noise). Run several seeds for that."]
     out = ["", "Best per shift, and whether beyond the noise (separated 95% intervals):", ""]
     for table, goal, shifts, what in ((summary["error"], min, cfg.shifts, "error"),
                                      (summary["dann"], max, cfg.dann_shifts, "DANN accuracy")):
@@ -238,6 +244,7 @@ def plot(iit_rows, cfg):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    several = stats.several(cfg.seeds)
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
     ax = axes[0]
     colors = COLORS
@@ -257,13 +264,14 @@ def plot(iit_rows, cfg):
     for j, m in enumerate(METHODS):
         sts = [stats.summarize([r["error"][m] for r in iit_rows if r["shift"] == s]) for s in cfg.shifts]
         means = [st["mean"] for st in sts]
-        half = np.nan_to_num([st["ci95"][1] - st["mean"] for st in sts])  # the 95% interval (none for one seed)
+        half = np.nan_to_num([st["ci95"][1] - st["mean"] for st in sts]) if several else None  # one seed: no bar
         ax.bar(np.arange(len(cfg.shifts)) + (j - 2) * width, means, width, yerr=half, capsize=2, label=LABELS[m],
                color=COLORS[m])
     ax.set_xticks(np.arange(len(cfg.shifts)), cfg.shifts)
     # a linear axis from zero: bars on a log axis have no baseline, so their lengths mislead
     ax.set_ylim(0, None)
-    ax.set(title="(b) Target test error after adaptation (mean, 95% interval)", ylabel="test error (%)")
+    what = f"mean, 95% interval over {len(set(cfg.seeds))} seeds" if several else "one seed, no interval"
+    ax.set(title=f"(b) Target test error after adaptation ({what})", ylabel="test error (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -314,7 +322,11 @@ def add_cli(reproduce_sub):
     from ..cli import HelpFormatter
     d = AdaptationConfig()
     p = reproduce_sub.add_parser("adaptation", help="AdaBN, IIT, freezing and TransNorm on shifted MNIST",
-                                 description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+                                 description=__doc__.split("\n\n")[0] + " Trains on MNIST, adapts to shifted "
+                                 "MNIST (AdaBN, IIT, BN freezing, fine-tuning; DANN with BN and TransNorm) and "
+                                 "writes tables.md, adaptation.png, summary.json and provenance.json to --out; "
+                                 "takes about 2 minutes on 2 cores (--fast: about a minute).",
+                                 formatter_class=HelpFormatter)
     p.add_argument("--fast", action="store_true", help=f"a quick check: {FAST}")
     p.add_argument("--seeds", type=_io.nonnegative_int, nargs="+", default=None,
                    help=f"seeds of the runs (default: {d.seeds})%(default).0s")

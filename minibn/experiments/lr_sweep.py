@@ -92,7 +92,12 @@ def plot(curves, summaries, steps):
 def add_cli(reproduce_sub):
     from ..cli import HelpFormatter
     p = reproduce_sub.add_parser("lr-sweep", help="Fig. 1 at learning rates 0.5, 0.1 and 0.02",
-                                 description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+                                 description="Run `minibn drift` (both nets) at learning rates 0.5, 0.1 and "
+                                 "0.02: how much the plain network's sigmoid input drifts, and how stable the BN "
+                                 "network's stays, depending on the rate. Writes lr_sweep.png, table.md, "
+                                 "provenance.json and each run's outputs (lr_<rate>/) to --out; takes about "
+                                 "2.5 minutes on 2 cores (--fast: 300 steps per run, 1-2 minutes).",
+                                 formatter_class=HelpFormatter)
     p.add_argument("--fast", action="store_true", help="300 steps per run (a quick check)")
     p.add_argument("--steps", type=_io.positive_int, default=None,
                    help="SGD steps per run (default: 50000)%(default).0s")

@@ -6,6 +6,10 @@ with Student's t for n - 1 degrees of freedom (the runs of a setting are indepen
 draws; with 5 seeds t = 2.78, so the interval is wide, as it should be). A sentence that
 says one method beats another is written only where their intervals do not overlap
 (:func:`separated`); elsewhere the difference is within the noise.
+
+One seed has no spread: a one-seed run prints its means with no interval and no verdict
+(:func:`several`, :func:`what_the_cells_are`), rather than an interval of NaNs or "beats
+none beyond the noise", which would read as a finding.
 """
 
 from __future__ import annotations
@@ -36,10 +40,25 @@ def summarize(values):
     return {"mean": mean, "std": std, "n": n, "ci95": [mean - half, mean + half]}
 
 
-def cell(s, digits=2):
-    """A table cell: "2.33 [2.18, 2.48]" (mean [95% interval]), or "2.33 (1 seed)"."""
+def several(seeds):
+    """Whether a run with these seeds can have intervals and verdicts (two seeds or more)."""
+    return len(set(seeds)) >= 2
+
+
+def what_the_cells_are(seeds):
+    """How a table's header describes its cells: "mean [95% interval] over seeds [0, 1, 2]", or,
+    for one seed, "one seed (0): no interval"."""
+    seeds = list(seeds)
+    if several(seeds):
+        return f"mean [95% interval] over seeds {seeds}"
+    return f"one seed ({', '.join(map(str, seeds))}): no interval"
+
+
+def cell(s, digits=2, mark_single=True):
+    """A table cell: "2.33 [2.18, 2.48]" (mean [95% interval]), or "2.33 (1 seed)" for a single
+    value (just "2.33" with ``mark_single=False``: a one-seed table says so in its header)."""
     if s["n"] < 2:
-        return f"{s['mean']:.{digits}f} (1 seed)"
+        return f"{s['mean']:.{digits}f}" + (" (1 seed)" if mark_single else "")
     lo, hi = s["ci95"]
     return f"{s['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 

@@ -88,11 +88,22 @@ def loops(module):
 def _announce_compilation():
     """Say when numba compiles our loops (the first use on a machine, or of a new input type:
     a few seconds), rather than pause without a word. Loading them from numba's disk cache
-    compiles nothing and says nothing."""
+    compiles nothing and says nothing. The lines go through ``tqdm.write``, which lifts a
+    progress bar of this process out of the way and redraws it below, so a message never
+    breaks into a bar's line."""
     import sys
     import time
 
     from numba.core import event
+
+    def say(message):
+        try:
+            from tqdm import tqdm
+        except ImportError:  # tqdm is a dependency, but the message must not depend on it
+            print(message, file=sys.stderr, flush=True)
+        else:
+            tqdm.write(message, file=sys.stderr)
+            sys.stderr.flush()
 
     class Announce(event.Listener):
         depth, start = 0, 0.0
@@ -100,8 +111,8 @@ def _announce_compilation():
         def on_start(self, ev):
             if self.depth == 0 and _ours(ev):
                 self.start = time.perf_counter()
-                print("minibn: compiling the fused CPU loops for this input type (once: they are cached on "
-                      "disk for next time)...", file=sys.stderr, flush=True)
+                say("minibn: compiling the fused CPU loops for this input type (once: they are cached on "
+                    "disk for next time)...")
                 self.depth = 1
             elif self.depth:
                 self.depth += 1
@@ -110,8 +121,7 @@ def _announce_compilation():
             if self.depth:
                 self.depth -= 1
                 if self.depth == 0:
-                    print(f"minibn: compiled in {time.perf_counter() - self.start:.1f} s", file=sys.stderr,
-                          flush=True)
+                    say(f"minibn: compiled in {time.perf_counter() - self.start:.1f} s")
 
     event.register("numba:compile", Announce())
 
