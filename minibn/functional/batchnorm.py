@@ -27,6 +27,10 @@ makes that channel's outputs NaN, and nothing is clipped.
 
 from __future__ import annotations
 
+import numbers
+
+from .._checks import check_inputs
+
 __all__ = ["batch_moments", "batch_norm_forward", "batch_norm_backward_paper", "batch_norm_backward",
            "batch_norm_inference_forward", "batch_norm_inference_backward", "update_running_stats",
            "per_channel", "reduced_axes", "check_axis", "check_batch_count", "batch_count"]
@@ -38,13 +42,20 @@ def reduced_axes(x):
 
 
 def check_axis(x, axis):
-    """``axis`` as a tuple, checked: BN's statistics are per channel (axis 1), over all other axes."""
+    """``axis`` (None, an int or a tuple of ints) as a tuple, checked: BN's statistics are per
+    channel (axis 1), over all other axes."""
     expected = reduced_axes(x)
     if axis is None:
         return expected
-    if tuple(axis) != expected:
+    if isinstance(axis, numbers.Integral):
+        given = (int(axis),)
+    elif isinstance(axis, (tuple, list)) and all(isinstance(a, numbers.Integral) for a in axis):
+        given = tuple(int(a) for a in axis)
+    else:
+        raise TypeError(f"batch normalization: axis must be None, an int or a tuple of ints, got {axis!r}")
+    if given != expected:
         raise ValueError(f"batch normalization reduces over axes {expected} of an input of shape "
-                         f"{tuple(x.shape)} (all but the channel axis 1), got axis={tuple(axis)}")
+                         f"{tuple(x.shape)} (all but the channel axis 1), got axis={axis!r}")
     return expected
 
 
@@ -100,8 +111,10 @@ def batch_norm_forward(x, gamma, beta, eps=1e-5, axis=None):
         and m, the number of values per channel.
 
     Raises:
-        ValueError if m == 1: one value per channel has no variance to normalize by.
+        ValueError if m == 1: one value per channel has no variance to normalize by; TypeError /
+        ValueError naming the argument for arguments of the wrong type or shape.
     """
+    x = check_inputs("batch_norm_forward", x, gamma, beta)                 # the boundary
     axis, m = batch_count(x, axis)
     mu_B, var_B = batch_moments(x, axis)                                    # lines 1-2
     x_hat = (x - per_channel(mu_B, x)) / per_channel((var_B + eps) ** 0.5, x)  # line 3: normalize
@@ -179,6 +192,7 @@ def batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps=
     ``running_mean`` (E[x]) and ``running_var`` (Var[x], unbiased) are (C,); gamma and
     beta (C,) or None. Works for a batch of one. Returns (y, cache).
     """
+    x = check_inputs("batch_norm_inference_forward", x, gamma, beta)
     check_axis(x, axis)
     inv_std = (running_var + eps) ** -0.5
     scale = inv_std if gamma is None else gamma * inv_std
@@ -192,12 +206,12 @@ def batch_norm_inference_forward(x, gamma, beta, running_mean, running_var, eps=
 def batch_norm_inference_backward(dy, cache):
     """Backward of the fixed transform: dx = dy * gamma / sqrt(Var[x] + eps);
     dgamma = sum dy * (x - E[x]) / sqrt(Var[x] + eps), dbeta = sum dy (None without affine)."""
-    x, axis = cache["x"], cache["axis"]
+    x, axis, gamma = cache["x"], cache["axis"], cache["gamma"]
     dx = (dy * per_channel(cache["scale"], x)).astype(x.dtype, copy=False)
-    if cache["gamma"] is None:
+    if gamma is None:
         return dx, None, None
     x_hat = (x - per_channel(cache["running_mean"], x)) * per_channel(cache["inv_std"], x)
-    return dx, (dy * x_hat).sum(axis=axis), dy.sum(axis=axis)
+    return dx, (dy * x_hat).sum(axis=axis).astype(gamma.dtype), dy.sum(axis=axis).astype(gamma.dtype)
 
 
 def update_running_stats(running_mean, running_var, mu_B, var_B, m, factor):

@@ -9,6 +9,9 @@ normalization (Ulyanov et al. 2016): each channel of each sample on its own.
 
 from __future__ import annotations
 
+import math
+
+from .._checks import check_inputs
 from .batchnorm import per_channel
 from .standardize import standardize, standardize_backward
 
@@ -16,12 +19,14 @@ __all__ = ["group_norm_forward", "group_norm_backward", "instance_norm_forward",
 
 
 def _grouped(a, G):
-    """(N, C, *) -> (N, G, C/G * positions): the channels of a group are contiguous."""
-    return a.reshape(a.shape[0], G, -1)
+    """(N, C, *) -> (N, G, C/G * positions): the channels of a group are contiguous. (Sizes
+    written out, not -1: an empty batch has no size to infer them from.)"""
+    return a.reshape(a.shape[0], G, math.prod(a.shape[1:]) // G)
 
 
 def group_norm_forward(x, gamma, beta, num_groups, eps=1e-5):
     """x: (N, C, *); gamma, beta: (C,) or None. Returns (y, cache)."""
+    x = check_inputs("group_norm_forward", x, gamma, beta)                       # the boundary
     x_hat, inv_std = standardize(_grouped(x, num_groups), (2,), eps)  # per (sample, group)
     x_hat = x_hat.reshape(x.shape)
     y = x_hat if gamma is None else per_channel(gamma, x) * x_hat + per_channel(beta, x)

@@ -8,6 +8,7 @@ training and inference compute the same thing, and the batch size does not matte
 
 from __future__ import annotations
 
+from .._checks import check_inputs
 from .standardize import standardize, standardize_backward
 
 __all__ = ["layer_norm_forward", "layer_norm_backward"]
@@ -18,6 +19,7 @@ def layer_norm_forward(x, gamma, beta, normalized_ndim, eps=1e-5):
 
     Returns (y, cache); y has x's shape and dtype.
     """
+    x = check_inputs("layer_norm_forward", x, gamma, beta, normalized_ndim)  # the boundary
     axis = tuple(range(x.ndim - normalized_ndim, x.ndim))
     x_hat, inv_std = standardize(x, axis, eps)          # per sample: (x - mean) / sqrt(var + eps)
     y = x_hat if gamma is None else gamma * x_hat + beta

@@ -30,6 +30,7 @@ Inference: Eq. 6 over the memory alone with weights eta^(k - i) (lam cancels).
 
 from __future__ import annotations
 
+from .._checks import check_inputs
 from .batchnorm import batch_moments, check_axis, per_channel
 from .standardize import standardize_backward
 
@@ -72,6 +73,7 @@ def memorized_batch_norm_forward(x, gamma, beta, mem_means, mem_vars, mem_counts
     Returns (y, cache); cache["mu_B"], cache["var_B"], cache["m"] are the current batch's
     own statistics (for the memory), cache["mu_hat"], cache["var_hat"] the pooled ones (C,).
     """
+    x = check_inputs("memorized_batch_norm_forward", x, gamma, beta)                       # the boundary
     axis = check_axis(x, axis)
     n = x.size // x.shape[1]
     if n < 2 and len(alphas) == 0:

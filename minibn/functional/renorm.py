@@ -21,6 +21,7 @@ dl/dz = gamma * r * dl/dy and dl/dx is BN's closed form through z
 
 from __future__ import annotations
 
+from .._checks import check_inputs
 from .batchnorm import batch_count, batch_moments, check_axis, per_channel
 from .standardize import standardize_backward
 
@@ -39,6 +40,7 @@ def batch_renorm_forward(x, gamma, beta, running_mean, running_std, r_max, d_max
     Returns (y, cache); cache["mu_B"], cache["sigma_B"] (for the caller's moving averages),
     cache["r"], cache["d"] are (C,).
     """
+    x = check_inputs("batch_renorm_forward", x, gamma, beta)     # the boundary
     axis, m = batch_count(x, axis)
     mu_B, var_B = batch_moments(x, axis)
     sigma_B = (var_B + eps) ** 0.5
@@ -70,6 +72,7 @@ def batch_renorm_backward(dy, cache):
 
 def batch_renorm_inference_forward(x, gamma, beta, running_mean, running_std, axis=None):
     """y = gamma * (x - mu) / sigma + beta with the moving averages (eps is already inside sigma)."""
+    x = check_inputs("batch_renorm_inference_forward", x, gamma, beta)
     axis = check_axis(x, axis)
     x_hat = (x - per_channel(running_mean, x)) / per_channel(running_std, x)
     y = x_hat if gamma is None else per_channel(gamma, x) * x_hat + per_channel(beta, x)

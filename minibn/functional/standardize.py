@@ -9,6 +9,8 @@ standardization with constants around it.
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["standardize", "standardize_backward"]
 
 
@@ -31,7 +33,7 @@ def standardize_backward(dx_hat, x_hat, inv_std, axis, m=None):
     against x_hat (reduced axes of size 1).
     """
     if m is None:
-        m = x_hat.size // inv_std.size
+        m = math.prod(x_hat.shape[a] for a in axis)  # not sizes' ratio: 0 / 0 for an empty batch
     sum_dxh = dx_hat.sum(axis=axis, keepdims=True)
     sum_dxh_xh = (dx_hat * x_hat).sum(axis=axis, keepdims=True)
     return inv_std * (dx_hat - sum_dxh / m - x_hat * sum_dxh_xh / m)

@@ -31,6 +31,7 @@ sum is the whole batch's), and a global value returned here would be counted k t
 
 from __future__ import annotations
 
+from .._checks import check_inputs
 from ..backend import get_array_module
 from .batchnorm import check_axis, per_channel
 
@@ -51,6 +52,7 @@ def sync_batch_norm_forward(x, gamma, beta, eps, group):
     Raises ValueError (on every rank alike, since all see the same counts) if a rank has no
     values or the whole batch has one value per channel.
     """
+    x = check_inputs("sync_batch_norm_forward", x, gamma, beta)              # the boundary
     xp = get_array_module(x)
     axis = check_axis(x, None)
     C = x.shape[1]

@@ -27,6 +27,7 @@ Where the paper and the code differ (we follow the code):
 
 from __future__ import annotations
 
+from .._checks import check_inputs
 from ..backend import get_array_module
 from .batchnorm import (
     batch_norm_backward,
@@ -64,6 +65,7 @@ def transnorm_forward(x, gamma, beta, eps=1e-5, axis=None, alpha=None):
 
     Raises ValueError unless each half has at least 2 values per channel.
     """
+    x = check_inputs("transnorm_forward", x, gamma, beta)                # the boundary
     xp = get_array_module(x)
     N = x.shape[0]
     n_s = transnorm_split_point(N)

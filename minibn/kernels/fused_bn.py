@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 
+from .._checks import check_inputs
 from ..backend import get_array_module
 from ..functional.batchnorm import batch_count, check_axis
 from ..functional.memorized import pool_with_batch
@@ -78,13 +79,15 @@ class FusedBN:
 
     def batch_norm_forward(self, x, gamma, beta, eps=1e-5, axis=None):
         """Same contract as :func:`batch_norm_forward` (training mode) for x (N, C, *): (y, cache)."""
+        x = check_inputs("batch_norm_forward_fused", x, gamma, beta)
         k = self.kernels(x)
         xp = k.xp
         _, m = batch_count(x, axis)
         C = x.shape[1]
         x3 = _as3(x, xp)
-        g = xp.ones(C, x.dtype) if gamma is None else gamma
-        b = xp.zeros(C, x.dtype) if beta is None else beta
+        # gamma and beta in x's dtype: one compiled signature per dtype of x, not per pair
+        g = xp.ones(C, x.dtype) if gamma is None else gamma if gamma.dtype == x.dtype else gamma.astype(x.dtype)
+        b = xp.zeros(C, x.dtype) if beta is None else beta if beta.dtype == x.dtype else beta.astype(x.dtype)
         y = xp.empty_like(x3)
         if not k.parallel(x3):
             mu, var, inv_std = k.forward(x3, g, b, eps, y)
@@ -115,12 +118,15 @@ class FusedBN:
         closed form's means are over (default the batch's, cache["m"])."""
         gamma = cache["gamma"]
         xp = get_array_module(dy)
-        g = xp.ones(dy.shape[1], dy.dtype) if gamma is None else gamma
+        dt = cache["x3"].dtype
+        if dy.dtype != dt:
+            dy = dy.astype(dt)  # dx in x's dtype
+        g = xp.ones(dy.shape[1], dt) if gamma is None else gamma if gamma.dtype == dt else gamma.astype(dt)
         dx, dgamma, dbeta = self._backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g,
                                            cache["m"] if m is None else m)
         if gamma is None:
             return dx, None, None
-        return dx, dgamma.astype(dy.dtype), dbeta.astype(dy.dtype)
+        return dx, dgamma.astype(gamma.dtype), dbeta.astype(gamma.dtype)
 
     # -- Batch Renormalization (Ioffe 2017) on the same two loops ----------------------------
 
@@ -132,6 +138,7 @@ class FusedBN:
         gamma * r / sigma_B and shift gamma * d + beta, so it runs on the same two loops; only
         the per-channel r and d (computed from the moving statistics, or passed frozen) differ.
         """
+        x = check_inputs("batch_renorm_forward_fused", x, gamma, beta)
         k = self.kernels(x)
         xp = k.xp
         _, m = batch_count(x, axis)
@@ -155,10 +162,12 @@ class FusedBN:
         BN's backward with gamma * r in place of gamma; dgamma = sum dy (r x_hat_BN + d)."""
         gamma, r, d = cache["gamma"], cache["r"], cache["d"]
         g_r = r if gamma is None else gamma.astype("float64") * r
+        if dy.dtype != cache["x3"].dtype:
+            dy = dy.astype(cache["x3"].dtype)  # dx in x's dtype
         dx, dgamma_bn, dbeta = self._backward(dy, cache["x3"], cache["mu"], cache["inv_std"], g_r, cache["m"])
         if gamma is None:
             return dx, None, None
-        return dx, (r * dgamma_bn + d * dbeta).astype(dy.dtype), dbeta.astype(dy.dtype)
+        return dx, (r * dgamma_bn + d * dbeta).astype(gamma.dtype), dbeta.astype(gamma.dtype)
 
     # -- Memorized BN (Guo et al. 2018) on the same two loops ---------------------------------
 
@@ -170,6 +179,7 @@ class FusedBN:
         the memory (:func:`pool_with_batch`, a few (C,) vectors), and Eq. 7 is BN's affine loop
         with mu_hat and var_hat in place of the batch statistics.
         """
+        x = check_inputs("memorized_batch_norm_forward_fused", x, gamma, beta)
         k = self.kernels(x)
         xp = k.xp
         check_axis(x, axis)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 
+from .._checks import check_inputs
 from ..backend import get_array_module
 from . import numba_cpu
 
@@ -57,13 +58,14 @@ class FusedRows:
         """dx (dy's shape) and the (P, Lc) table sums of dy * x_hat and of dy (dgamma, dbeta)."""
         k = self.kernels(dy)
         x2 = cache["x2"]
-        dy2 = k.xp.ascontiguousarray(dy).reshape(x2.shape)
+        dy2 = k.xp.ascontiguousarray(dy, dtype=x2.dtype).reshape(x2.shape)  # dx in x's dtype
         dx = k.xp.empty_like(dy2)
         parts = self.blocks(k.row_backward, dy2, dy2, x2, cache["mu"], cache["inv_std"], cache["gtab"], dx)
         return dx.reshape(dy.shape), sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     def layer_norm_forward(self, x, gamma, beta, normalized_ndim, eps=1e-5):
         """Same contract as :func:`layer_norm_forward`: x (*, *D), gamma, beta D or None."""
+        x = check_inputs("layer_norm_forward_fused", x, gamma, beta, normalized_ndim)
         D = tuple(x.shape[x.ndim - normalized_ndim:])
         L = math.prod(D)
         x2 = get_array_module(x).ascontiguousarray(x).reshape(-1, L)
@@ -76,12 +78,14 @@ class FusedRows:
         dx, dg, db = self._backward(dy, cache)
         if cache["gamma"] is None:
             return dx, None, None
-        return dx, dg.reshape(cache["D"]).astype(dy.dtype), db.reshape(cache["D"]).astype(dy.dtype)
+        gamma = cache["gamma"]
+        return dx, dg.reshape(cache["D"]).astype(gamma.dtype), db.reshape(cache["D"]).astype(gamma.dtype)
 
     def group_norm_forward(self, x, gamma, beta, num_groups, eps=1e-5):
         """Same contract as :func:`group_norm_forward`: x (N, C, *), gamma, beta (C,) or None."""
+        x = check_inputs("group_norm_forward_fused", x, gamma, beta)
         N, C = x.shape[:2]
-        x2 = get_array_module(x).ascontiguousarray(x).reshape(N * num_groups, -1)
+        x2 = get_array_module(x).ascontiguousarray(x).reshape(N * num_groups, math.prod(x.shape[1:]) // num_groups)
         y, cache = self._forward(x2, gamma, beta, num_groups, C // num_groups, eps)
         cache.update(gamma=gamma)
         return y.reshape(x.shape), cache
@@ -91,7 +95,8 @@ class FusedRows:
         dx, dg, db = self._backward(dy, cache)
         if cache["gamma"] is None:
             return dx, None, None
-        return dx, dg.reshape(-1).astype(dy.dtype), db.reshape(-1).astype(dy.dtype)  # (G, C/G) -> (C,)
+        gamma = cache["gamma"]
+        return dx, dg.reshape(-1).astype(gamma.dtype), db.reshape(-1).astype(gamma.dtype)  # (G, C/G) -> (C,)
 
     def instance_norm_forward(self, x, gamma, beta, eps=1e-5):
         """Same contract as :func:`instance_norm_forward`: GroupNorm with one channel per group."""

@@ -25,12 +25,29 @@ x_hat = (d - c) / sqrt(var + eps) is never stored. Backward, with g = gamma * in
 
 three passes (sum dy, sum dy * d, then dx in place), instead of six.
 
+Dtypes and range: everything runs in x's dtype (y and dx have it; a float64 gamma's
+products are rounded to it for their pass; dgamma and dbeta have gamma's dtype). Two
+things can leave x's dtype's range; each is detected on (C,) vectors, never by a pass
+over x, and then computed the slow, safe way. The squares of a float32 input of magnitude
+1e19 and above overflow float32: q is then inf, and the moments are recomputed with
+float64 sums (:func:`_moments_float64`; the per-channel numbers are float64 from there on).
+And B ~ inv_std^2 underflows (or overflows) float32 for such an input (the forward bounds
+inv_std from the same sum of q): dx's B * d term is then computed as (d * inv_std) *
+(B / inv_std). On CuPy these checks would wait for the device at every step, and are not
+made there.
+
 The cache refers to d in the workspace: it is valid until the same layer's next forward
 (as in any training step: forward, backward, then the next forward).
 """
 
 from __future__ import annotations
 
+import functools
+import math
+
+import numpy
+
+from .._checks import check_inputs
 from ..backend import get_array_module, same_layout
 from ..functional.batchnorm import batch_count
 
@@ -87,9 +104,32 @@ def check(x):
                         f"(use impl='reference', which accumulates statistics in float64)")
 
 
+def _moments_float64(x3, d, m, xp):
+    """mu0, c and q of the forward again, with float64 sums (slower: NumPy casts as it goes),
+    for an input whose squares overflow its dtype; d (x3 - mu0) is rewritten in place."""
+    mu0 = (x3.sum(axis=(0, 2), dtype="float64") * (1.0 / m)).astype(x3.dtype)
+    xp.subtract(x3, mu0[:, None], out=d)
+    c = d.sum(axis=(0, 2), dtype="float64") * (1.0 / m)
+    return mu0, c, xp.einsum("ncs,ncs->c", d, d, dtype="float64") * (1.0 / m)
+
+
+@functools.lru_cache(maxsize=None)
+def _safe_inv_std(dtype):
+    """(lo, hi): for inv_std in this range, B ~ inv_std^2 (times numbers near 1) neither
+    underflows nor overflows ``dtype``."""
+    info = numpy.finfo(dtype)
+    return math.sqrt(float(info.tiny)) * 1e4, math.sqrt(float(info.max)) * 1e-4
+
+
+def _as(dt, v):
+    """A (C,) vector in the dtype of a pass (cast only when it differs: a float64 gamma)."""
+    return v if v.dtype == dt else v.astype(dt)
+
+
 def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=None, work=None):
     """Same contract as :func:`batch_norm_forward` (training mode), for float32/float64
     inputs. ``work``: a :class:`Workspace` (the layer's own), whose buffer the cache refers to."""
+    x = check_inputs("batch_norm_forward_fast", x, gamma, beta)
     xp = get_array_module(x)
     _, m = batch_count(x, axis)
     x3 = _as3(x)
@@ -98,14 +138,22 @@ def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=None, work=None):
     d = xp.subtract(x3, mu0[:, None], out=work.get("d", x3.shape, x.dtype, xp))  # pass 2
     c = _channel_sum(d, xp) * (1.0 / m)                                      # pass 3
     q = _channel_dot(d, d, xp) * (1.0 / m)
+    wide = False  # whether B ~ inv_std^2 may leave x's dtype's range (the backward then scales it)
+    if xp is numpy:
+        total, (lo, hi) = float(q.sum()), _safe_inv_std(x.dtype)
+        if not math.isfinite(total):  # the squares overflowed x's dtype (or x has NaN or inf)
+            mu0, c, q = _moments_float64(x3, d, m, xp)
+            total = float(q.sum())
+        # var + eps <= q + eps, and var >= 0: the bounds of inv_std, from the one sum
+        wide = not (total + eps < lo ** -2 and (eps > 0 and eps ** -0.5 < hi))
     var = xp.maximum(q - c * c, 0.0)  # >= 0 up to rounding; clip the rounding
     inv_std = (var + eps) ** -0.5
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -c * scale if beta is None else beta - c * scale
-    y = d * scale[:, None]                                                   # pass 4
-    y += shift[:, None]
+    y = d * _as(x.dtype, scale)[:, None]                                     # pass 4
+    y += _as(x.dtype, shift)[:, None]
     cache = {"x": x, "dev": d, "c": c, "inv_std": inv_std, "gamma": gamma, "m": m, "work": work,
-             "mu_B": (mu0 + c), "var_B": var}
+             "mu_B": (mu0 + c), "var_B": var, "wide": wide}
     return y.reshape(x.shape), cache
 
 
@@ -113,17 +161,24 @@ def batch_norm_backward_fast(dy, cache):
     """Same contract as :func:`batch_norm_backward`: returns (dx, dgamma, dbeta)."""
     xp = get_array_module(dy)
     d, c, inv_std, gamma, m = cache["dev"], cache["c"], cache["inv_std"], cache["gamma"], cache["m"]
+    dt = d.dtype  # x's
     dy3 = _as3(dy)
     dbeta = _channel_sum(dy3, xp)
     dgamma = inv_std * (_channel_dot(dy3, d, xp) - c * dbeta)  # sum dy * x_hat
     g = inv_std if gamma is None else gamma * inv_std
-    B = -g * inv_std * dgamma * (1.0 / m)
-    K = -g * dbeta * (1.0 / m) - B * c
-    dx = dy3 * g[:, None]
-    tmp = xp.multiply(d, B[:, None], out=cache["work"].get("tmp", d.shape, d.dtype, xp))
+    B_sigma = -g * dgamma * (1.0 / m)  # B / inv_std: no underflow where B itself would (see the module docstring)
+    K = -g * dbeta * (1.0 / m) - B_sigma * (inv_std * c)
+    dx = dy3 * _as(dt, g)[:, None]
+    tmp = cache["work"].get("tmp", d.shape, dt, xp)
+    lo, hi = _safe_inv_std(dt)
+    if cache["wide"] and not lo < inv_std.min() <= inv_std.max() < hi:  # B would underflow (overflow) x's dtype
+        xp.multiply(d, _as(dt, inv_std)[:, None], out=tmp)
+        tmp *= _as(dt, B_sigma)[:, None]
+    else:
+        xp.multiply(d, _as(dt, B_sigma * inv_std)[:, None], out=tmp)
     dx += tmp
-    dx += K[:, None]
-    dx = dx.reshape(dy.shape)
+    dx += _as(dt, K)[:, None]
+    dx = _as(dt, dx.reshape(dy.shape))
     if gamma is None:
         return dx, None, None
-    return dx, dgamma, dbeta
+    return dx, _as(gamma.dtype, dgamma), _as(gamma.dtype, dbeta)

@@ -16,7 +16,7 @@ class _Elementwise(Module):
         return y
 
     def backward(self, dy):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         return type(self)._backward(dy, self._cache)
 
 
@@ -51,7 +51,7 @@ class Dropout(Module):
         return y
 
     def backward(self, dy):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         return F.dropout_backward(dy, self._mask)
 
     def extra_repr(self):

@@ -8,6 +8,16 @@ running statistics (``running_mean`` and ``running_var`` are None) and normalize
 batch statistics in eval mode too. The running variance is unbiased (m / (m - 1));
 normalization uses the biased batch variance.
 
+When a channel's unbiased batch variance does not fit ``running_var``'s dtype (a float32
+layer fed values of magnitude 1e20 and above: the variance 1e40 exceeds float32's 3.4e38),
+that channel's running statistics are not updated, and a :class:`NumericalWarning` names
+the channels and the remedy (a float64 layer, or a smaller input). The output is still
+normalized by the batch's own statistics (every implementation sums in float64 where x's
+dtype would overflow); updating would have made ``running_var`` inf for good, and every
+later eval-mode output beta. An empty batch
+(N = 0) gives an empty output, as in PyTorch: in training it is counted in
+``num_batches_tracked`` and changes no running statistic.
+
 ``backward="closed"`` (default) uses the simplified closed form, ``"paper"`` the paper's
 step-by-step chain rule; both give the same gradient. ``backward="paper"`` always runs
 the reference implementation (the chain rule needs its cache), whatever ``impl`` says.
@@ -30,7 +40,7 @@ from __future__ import annotations
 from .. import backend
 from .. import functional as F
 from .._checks import check_positive_int
-from .norm import Normalization, RunningStatistics
+from .norm import Normalization, RunningStatistics, _largest
 
 _BACKWARDS = ("closed", "paper")
 
@@ -71,14 +81,17 @@ class BatchNorm(RunningStatistics, Normalization):
 
     def forward(self, x):
         """x: (N, C, *) -> y of the same shape (see the module docstring for the modes)."""
-        self._check(x)
+        x = self._check(x)
+        batch_statistics = (self.training and not self.frozen) or not self.track_running_stats
+        if x.size == 0:
+            return self._empty_batch(x, count=batch_statistics and self.track_running_stats)
         gamma, beta = self._affine()
-        if (self.training and not self.frozen) or not self.track_running_stats:
+        if batch_statistics:
             y, cache = self._train_forward(x, gamma, beta, self.eps)
             self._after_batch_statistics(cache)
         else:
             y, cache = F.batch_norm_inference_forward(x, gamma, beta, self.running_mean, self.running_var, self.eps)
-            self._remember(F.batch_norm_inference_backward, cache, y)
+            self._remember(F.batch_norm_inference_backward, cache, y, x)
         return y
 
     def _after_batch_statistics(self, cache):
@@ -86,9 +99,11 @@ class BatchNorm(RunningStatistics, Normalization):
         training, update the running statistics (Algorithm 2, step 10) from the cache's
         mu_B, var_B and m, leaving the unusable channels as they were."""
         update = self.training and self.track_running_stats
-        var = cache["var_B"]  # >= 0 (clipped where rounding could make it negative): var + eps > 0 if eps > 0
+        var, m = cache["var_B"], cache["m"]  # var >= 0 (rounding clipped): var + eps > 0 if eps > 0
+        # the unbiased variance var * m / (m - 1) must fit running_var's dtype
+        fits = (_largest(self.running_var.dtype) * ((m - 1) / m), "variance", "running_var") if update else None
         bad = self._unusable_channels(var, var if self.eps == 0 else None,
-                                      "running statistics were not updated" if update else "outputs are NaN")
+                                      "running statistics were not updated" if update else "outputs are NaN", fits)
         if update:
             factor = self._momentum_factor()
             self._keep_channels((self.running_mean, self.running_var), bad, lambda: F.update_running_stats(

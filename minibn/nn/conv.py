@@ -61,7 +61,7 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy, need_dx=True):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         dx, dW, db = self.last_implementation.backward(dy, self._cache, need_dx)
         self.weight.accumulate(dW)
         if self.bias is not None:
@@ -120,7 +120,7 @@ class MaxPool2d(_Pool2d):
         return y
 
     def backward(self, dy):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         return self.last_implementation.backward(dy, self._cache)
 
     def extra_repr(self):
@@ -138,7 +138,7 @@ class AvgPool2d(_Pool2d):
         return y
 
     def backward(self, dy):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         return F.avg_pool2d_backward(dy, self._cache)
 
 
@@ -155,5 +155,5 @@ class Flatten(Module):
         return x.reshape(x.shape[0], features)  # not -1: an empty batch has no size to infer it from
 
     def backward(self, dy):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         return dy.reshape(self._shape)

@@ -50,7 +50,7 @@ class Linear(Module):
         check_dim("x", x, 1, self.in_features, "Linear", f"(N, {self.in_features})")
 
     def backward(self, dy, need_dx=True):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         w = self.weight
         # the step's first dW goes into the array kept for it (Parameter.grad_buffer)
         out = w.grad_buffer() if w.grad is None else None

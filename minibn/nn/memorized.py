@@ -6,7 +6,7 @@ from .. import backend, optim
 from .. import functional as F
 from .._checks import check_positive_int, check_range
 from .module import Module
-from .norm import Normalization
+from .norm import Normalization, _largest
 
 
 class MemorizedBatchNorm(Normalization):
@@ -94,7 +94,9 @@ class MemorizedBatchNorm(Normalization):
         self.memory_len = 0
 
     def forward(self, x):
-        self._check(x)
+        x = self._check(x)
+        if x.size == 0:
+            return self._empty_batch(x)  # nothing to memorize
         gamma, beta = self._affine()
         xp = backend.get_array_module(x)
         means, variances, counts = self.memory()
@@ -102,7 +104,8 @@ class MemorizedBatchNorm(Normalization):
             alphas = F.memory_weights(self.memory_len, self.lam, self.eta, xp)
             y, cache = self._train_forward(x, gamma, beta, means, variances, counts, alphas, self.eps)
             bad = self._unusable_channels(cache["var_B"], cache["var_hat"] + self.eps,
-                                          "statistics were not memorized (the memory is left as it was)")
+                                          "statistics were not memorized (the memory is left as it was)",
+                                          fits=(_largest(self.memory_var.dtype), "variance", "memory_var"))
             if bad is None and (self._recording or not self.double_forward):
                 self.push(cache["mu_B"], cache["var_B"], cache["m"])
             return y
@@ -111,7 +114,7 @@ class MemorizedBatchNorm(Normalization):
                                f"forward) before using eval mode")
         mu, var = F.pooled_statistics(means, variances, counts, F.memory_weights(self.memory_len, 1.0, self.eta, xp))
         y, cache = F.batch_norm_inference_forward(x, gamma, beta, mu, var, self.eps)
-        self._remember(F.batch_norm_inference_backward, cache, y)
+        self._remember(F.batch_norm_inference_backward, cache, y, x)
         return y
 
     def extra_repr(self):

@@ -18,6 +18,7 @@ from collections import OrderedDict
 import numpy
 
 from .. import backend, dispatch
+from .._checks import PLAIN_ARRAYS, plain_array
 
 
 class Parameter:
@@ -81,6 +82,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         y = self.forward(*args, **kwargs)
         self._y_shape = tuple(getattr(y, "shape", ()))  # what backward's dy must look like
+        self._y_dtype = getattr(y, "dtype", None)
         return y
 
     def _run(self, op, impl, x, *args, **kwargs):
@@ -96,14 +98,30 @@ class Module:
         return out
 
     def _check_dy(self, dy):
-        """RuntimeError if no forward ran yet, ValueError unless dy has the output's shape."""
-        shape = getattr(self, "_y_shape", None)
+        """dy, checked against the last forward's output, in the output's dtype.
+
+        RuntimeError if no forward ran yet; TypeError unless dy is a plain array
+        (:func:`minibn._checks.plain_array`) of a floating dtype; ValueError unless it has
+        the output's shape. A dy of another floating dtype (float64 for a float32 output)
+        is converted to the output's, as PyTorch's autograd converts a gradient: the
+        backward then computes in the dtype of the forward, and dx has x's dtype.
+        """
+        shape, dtype = getattr(self, "_y_shape", None), getattr(self, "_y_dtype", None)
+        if type(dy) in PLAIN_ARRAYS and dy.shape == shape and dy.dtype == dtype:
+            return dy  # the usual case, in one test: what follows builds the messages
+        name = type(self).__name__
         if shape is None:
-            raise RuntimeError(f"{type(self).__name__}: backward called before any forward "
-                               f"(run the layer on an input first)")
-        if tuple(getattr(dy, "shape", ())) != shape:
-            raise ValueError(f"{type(self).__name__}: expected dy of shape {shape} (the output's), "
-                             f"got {tuple(getattr(dy, 'shape', ()))}")
+            raise RuntimeError(f"{name}: backward called before any forward (run the layer on an input first)")
+        if type(dy) not in PLAIN_ARRAYS:
+            dy = plain_array("dy", dy, name)
+        if dy.dtype.kind != "f":
+            raise TypeError(f"{name}: dy must be a floating-point array (the gradient of the output, of dtype "
+                            f"{dtype}), got dtype {dy.dtype}: pass dy.astype(numpy.{dtype})")
+        if tuple(dy.shape) != shape:
+            raise ValueError(f"{name}: expected dy of shape {shape} (the output's), got {tuple(dy.shape)}")
+        if dtype is not None and dy.dtype != dtype:
+            dy = dy.astype(dtype)
+        return dy
 
     def forward(self, x):
         raise NotImplementedError

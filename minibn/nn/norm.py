@@ -10,10 +10,30 @@ own ``forward``; its ``backward`` is the one here.
 Layers with moving averages (BatchNorm, BatchRenorm, TransNorm) also mix in
 :class:`RunningStatistics`: the momentum (validated on every assignment) and the factor
 of each update.
+
+The contract every normalization layer keeps, whatever implementation runs (tested for
+each registered layer and implementation in tests/test_contract.py):
+
+* x is a plain array (``numpy.ndarray``, a CuPy array; a ``numpy.memmap`` is read as the
+  ndarray it holds); a ``numpy.ma.MaskedArray``, a ``numpy.matrix`` or another subclass is
+  refused with a TypeError that names its type and the fix;
+* y and dx have x's dtype, dgamma and dbeta the parameters' dtype; a dy of another
+  floating dtype is converted to y's, an integer dy is refused (naming the fix);
+* an empty batch (x.size == 0) gives an empty y, an empty dx and zero gradients, as
+  PyTorch's BatchNorm, LayerNorm and GroupNorm do; running statistics and memories are
+  left as they are (SyncBatchNorm, whose ranks must exchange, raises ValueError instead);
+* a statistic that does not fit its running buffer's dtype (the variance 1e60 of a float32
+  input of scale 1e30, in a float32 ``running_var``) leaves that channel's running
+  statistics as they were, with a :class:`NumericalWarning` naming the channels and the
+  buffer, as NaN and inf in a batch do: a buffer never becomes inf;
+* x changed in place between the forward and the backward makes the backward raise
+  RuntimeError (it would use the new values with the old statistics); the check keeps a
+  few of x's values (:func:`minibn._checks.fingerprint`), on the CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from numbers import Real
@@ -21,7 +41,7 @@ from numbers import Real
 import numpy
 
 from .. import backend, dispatch
-from .._checks import check_dim, check_float, check_ndim
+from .._checks import PLAIN_ARRAYS, check_dim, check_float, check_ndim, check_unchanged, fingerprint, plain_array
 from ..kernels.numpy_fast import Workspace
 from .module import Module, Parameter
 
@@ -83,13 +103,17 @@ class Normalization(Module):
 
     # -- the input ---------------------------------------------------------------------
     def _check(self, x):
-        """TypeError / ValueError naming the layer, the expected and the actual shape."""
-        if getattr(x, "ndim", None) in self._ndims and x.shape[1] == self.num_features and x.dtype.kind == "f":
-            return  # the usual case, in one line: the messages below are built only for an error
+        """x, checked: TypeError / ValueError naming the layer, the expected and the actual shape
+        (and for an array subclass, its type and the fix: :func:`minibn._checks.plain_array`)."""
+        if (type(x) in PLAIN_ARRAYS and x.ndim in self._ndims and x.shape[1] == self.num_features
+                and x.dtype.kind == "f"):
+            return x  # the usual case, in one line: the messages below are built only for an error
+        x = plain_array("x", x, self.name)
         check_float("x", x, self.name)
         layout = self._layout.format(C=self.num_features)
         check_ndim("x", x, self._ndims, self.name, layout)
         check_dim("x", x, 1, self.num_features, self.name, layout)
+        return x
 
     # -- forward and backward ------------------------------------------------------------
     def _choice(self):
@@ -99,26 +123,45 @@ class Normalization(Module):
     def _train_forward(self, x, *args):
         """Run the op's implementation chosen for x; returns (y, cache)."""
         y, cache = self._run(self.op, self._choice(), x, *args, work=self._work)
-        self._remember(self.last_implementation.backward, cache, y)
+        self._remember(self.last_implementation.backward, cache, y, x)
         return y, cache
 
-    def _unusable_channels(self, spread, positive, what="running statistics were not updated"):
+    def _empty_batch(self, x, count=False):
+        """The output for an empty batch (x.size == 0): an empty y, as PyTorch's BatchNorm,
+        LayerNorm and GroupNorm give, in every mode and whatever ``impl`` says; its backward
+        gives an empty dx and zero gradients for gamma and beta. No statistic is computed
+        from no values: running statistics and memories stay as they were. ``count``: the
+        batch is counted in ``num_batches_tracked`` (PyTorch counts it in training)."""
+        if count:
+            self.num_batches_tracked += 1
+        y = backend.get_array_module(x).zeros(x.shape, x.dtype)
+        gamma, beta = self._affine()
+        self._remember(_empty_backward, {"x": x, "gamma": gamma, "beta": beta}, y, x)
+        return y
+
+    def _unusable_channels(self, spread, positive, what="running statistics were not updated", fits=None):
         """Channels whose batch statistics cannot be used, each kind with a warning naming the
         layer and the channels: ``spread`` (C,) values (the batch variance, or std) that are
         NaN or inf (the batch had NaN or inf there: a non-finite mean makes the variance NaN
         too), ``positive`` (C,) values (variance + eps) that are not > 0 (a constant channel
-        with eps = 0; None when they cannot be: a variance >= 0 plus an eps > 0). Returns
-        their indices, or None when all are fine.
+        with eps = 0; None when they cannot be: a variance >= 0 plus an eps > 0), and, with
+        ``fits`` = (limit, statistic, buffer), ``spread`` values above ``limit``: the ones
+        whose moving average would overflow the dtype of the running buffer ``buffer`` (a
+        float32 ``running_var`` cannot hold the variance 1e60 of a float32 input of scale
+        1e30: it would become inf for good, and eval mode would output beta). Returns their
+        indices, or None when all are fine.
 
         Host arrays only: on the GPU, reading the answer would wait for the device at every
         step (there, a NaN shows in the loss).
         """
         if type(spread) is not numpy.ndarray:
             return None
-        if math.isfinite(spread.sum()) and (positive is None or positive.min() > 0):
+        total, limit = float(spread.sum()), math.inf if fits is None else fits[0]
+        if math.isfinite(total) and total <= limit and (positive is None or positive.min() > 0):
             return None  # the usual case: one or two reductions, no arrays
         nonfinite = ~numpy.isfinite(spread)
         flat = ~nonfinite & ~(positive > 0) if positive is not None else numpy.zeros_like(nonfinite)
+        over = ~nonfinite & (spread.astype("float64") > limit)  # in float64: a limit may exceed spread's dtype
         if nonfinite.any():
             warnings.warn(f"{self.name}: the batch has NaN or inf values in channel(s) "
                           f"{numpy.flatnonzero(nonfinite).tolist()}: their outputs are NaN, and their {what}",
@@ -127,7 +170,14 @@ class Normalization(Module):
             warnings.warn(f"{self.name}: channel(s) {numpy.flatnonzero(flat).tolist()} are constant in this batch "
                           f"and eps = {self.eps}: 0 / 0 makes their outputs NaN, and their {what} (use eps > 0)",
                           NumericalWarning, stacklevel=4)
-        return numpy.flatnonzero(nonfinite | flat)
+        if over.any():
+            _, statistic, buffer = fits
+            dtype = getattr(self, buffer).dtype
+            warnings.warn(f"{self.name}: the batch {statistic} of channel(s) {numpy.flatnonzero(over).tolist()} "
+                          f"(up to {spread[over].max():.3g}) overflows {buffer}'s dtype {dtype} (largest "
+                          f"{numpy.finfo(dtype).max:.3g}): their {what} (keep the layer in float64, "
+                          f"layer.astype('float64'), or scale the input down)", NumericalWarning, stacklevel=4)
+        return numpy.flatnonzero(nonfinite | flat | over)
 
     @staticmethod
     def _keep_channels(buffers, bad, update):
@@ -135,23 +185,48 @@ class Normalization(Module):
         if bad is None:
             return update()
         old = [b[bad].copy() for b in buffers]
-        update()
+        with numpy.errstate(all="ignore"):  # the bad channels' new values (inf, NaN) are put back just below
+            update()
         for b, o in zip(buffers, old):
             b[bad] = o
 
-    def _remember(self, backward, cache, y):
-        """Keep what :meth:`backward` needs: the function, its cache and the output shape."""
-        self._backward_fn, self._cache, self._y_shape = backward, cache, tuple(y.shape)
+    def _remember(self, backward, cache, y, x):
+        """Keep what :meth:`backward` needs: the function, its cache, the output's shape and
+        dtype, and a fingerprint of x (:func:`minibn._checks.fingerprint`: a few of its
+        values, no pass over it) to refuse a backward after x was changed in place."""
+        self._backward_fn, self._cache, self._y_shape, self._y_dtype = backward, cache, tuple(y.shape), y.dtype
+        self._x_print = fingerprint(x)
 
     def backward(self, dy):
-        """dy: like the last forward's output. Returns dx; accumulates dgamma, dbeta into
-        gamma.grad, beta.grad (not when frozen)."""
-        self._check_dy(dy)
+        """dy: like the last forward's output (another floating dtype is converted to the
+        output's). Returns dx, in x's dtype; accumulates dgamma, dbeta, in the parameters'
+        dtype, into gamma.grad, beta.grad (not when frozen).
+
+        RuntimeError if x was changed in place since the forward (the backward would use
+        the new values with the old statistics: a wrong dx, which PyTorch refuses too)."""
+        dy = self._check_dy(dy)
+        check_unchanged(self._x_print, self.name)
         dx, dgamma, dbeta = self._backward_fn(dy, self._cache)
         if self.gamma is not None and not self.frozen:
             self.gamma.accumulate(dgamma)
             self.beta.accumulate(dbeta)
         return dx
+
+
+@functools.lru_cache(maxsize=None)
+def _largest(dtype):
+    """The largest finite value of a floating dtype (``numpy.finfo(dtype).max``, cached: asked every step)."""
+    return float(numpy.finfo(dtype).max)
+
+
+def _empty_backward(dy, cache):
+    """The backward of an empty batch: an empty dx, zero dgamma and dbeta (None without affine)."""
+    x, gamma, beta = cache["x"], cache["gamma"], cache["beta"]
+    xp = backend.get_array_module(dy)
+    dx = xp.zeros(x.shape, x.dtype)
+    if gamma is None:
+        return dx, None, None
+    return dx, xp.zeros_like(gamma), xp.zeros_like(beta)
 
 
 class RunningStatistics:

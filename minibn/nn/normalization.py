@@ -9,7 +9,7 @@ and ``eval()`` change nothing here, and the batch size does not matter. ``impl``
 
 from __future__ import annotations
 
-from .._checks import check_float, check_positive_int
+from .._checks import check_float, check_positive_int, plain_array
 from .norm import Normalization
 
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm2d"]
@@ -33,14 +33,18 @@ class LayerNorm(Normalization):
                          affine_shape=self.normalized_shape)
 
     def _check(self, x):
+        x = plain_array("x", x, self.name)
         check_float("x", x, self.name)
         k = len(self.normalized_shape)
         if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
             raise ValueError(f"{self.name}: expected x of shape (*, {', '.join(map(str, self.normalized_shape))}), "
                              f"got shape {tuple(x.shape)}")
+        return x
 
     def forward(self, x):
-        self._check(x)
+        x = self._check(x)
+        if x.size == 0:
+            return self._empty_batch(x)
         return self._train_forward(x, *self._affine(), len(self.normalized_shape), self.eps)[0]
 
     def extra_repr(self):
@@ -70,13 +74,17 @@ class GroupNorm(Normalization):
         return self.num_features
 
     def _check(self, x):
+        x = plain_array("x", x, self.name)
         check_float("x", x, self.name)
         if x.ndim < 2 or x.shape[1] != self.num_features:
             raise ValueError(f"{self.name}: expected x of shape {self._layout.format(C=self.num_features)}, "
                              f"got shape {tuple(x.shape)}")
+        return x
 
     def forward(self, x):
-        self._check(x)
+        x = self._check(x)
+        if x.size == 0:
+            return self._empty_batch(x)
         return self._train_forward(x, *self._affine(), self.num_groups, self.eps)[0]
 
     def extra_repr(self):
@@ -100,7 +108,9 @@ class InstanceNorm2d(Normalization):
         super().__init__(num_features, eps, affine, impl, dtype)
 
     def forward(self, x):
-        self._check(x)
+        x = self._check(x)
+        if x.size == 0:
+            return self._empty_batch(x)
         return self._train_forward(x, *self._affine(), self.eps)[0]
 
     def extra_repr(self):

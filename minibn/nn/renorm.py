@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import backend, optim
 from .. import functional as F
 from .._checks import check_positive_int
-from .norm import Normalization, RunningStatistics
+from .norm import Normalization, RunningStatistics, _largest
 
 
 class BatchRenorm(RunningStatistics, Normalization):
@@ -61,13 +61,16 @@ class BatchRenorm(RunningStatistics, Normalization):
         self._d_max = float(value)
 
     def forward(self, x):
-        self._check(x)
+        x = self._check(x)
+        if x.size == 0:
+            return self._empty_batch(x, count=self.training)
         gamma, beta = self._affine()
         if self.training:
             y, cache = self._train_forward(x, gamma, beta, self.running_mean, self.running_std, self.r_max,
                                            self.d_max, self.eps)
             f = self._momentum_factor()
-            bad = self._unusable_channels(cache["sigma_B"], cache["sigma_B"])
+            bad = self._unusable_channels(cache["sigma_B"], cache["sigma_B"],
+                                          fits=(_largest(self.running_std.dtype), "standard deviation", "running_std"))
 
             def update():
                 self.running_mean *= 1 - f
@@ -78,7 +81,7 @@ class BatchRenorm(RunningStatistics, Normalization):
             self.last_r, self.last_d = cache["r"], cache["d"]
         else:
             y, cache = F.batch_renorm_inference_forward(x, gamma, beta, self.running_mean, self.running_std)
-            self._remember(F.batch_renorm_inference_backward, cache, y)
+            self._remember(F.batch_renorm_inference_backward, cache, y, x)
         return y
 
     def extra_repr(self):

@@ -49,13 +49,13 @@ class SyncBatchNorm(BatchNorm):
         """x: this rank's (n_r, C, *) -> y of the same shape."""
         if not ((self.training and not self.frozen) or not self.track_running_stats):
             return super().forward(x)  # the fixed inference transform: no communication
-        self._check(x)
+        x = self._check(x)
         gamma, beta = self._affine()
         try:
             y, cache = F.sync_batch_norm_forward(x, gamma, beta, self.eps, self.comm)
         except ValueError as e:  # the same on every rank: they all saw the same counts
             raise ValueError(f"{self.name}: {e}") from None
-        self._remember(F.sync_batch_norm_backward, cache, y)
+        self._remember(F.sync_batch_norm_backward, cache, y, x)
         self._after_batch_statistics(cache)  # the global m, mu_B, var_B: the same on every rank
         return y
 

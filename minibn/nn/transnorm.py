@@ -6,7 +6,7 @@ from .. import backend
 from .. import functional as F
 from .._checks import check_positive_int
 from .module import Module
-from .norm import Normalization, RunningStatistics
+from .norm import Normalization, RunningStatistics, _largest
 
 
 class TransNorm(RunningStatistics, Normalization):
@@ -50,7 +50,10 @@ class TransNorm(RunningStatistics, Normalization):
         return xp.zeros(self.num_features, dtype="float64") + xp.asarray(self.fixed_alpha, dtype="float64")
 
     def forward(self, x):
-        self._check(x)
+        x = self._check(x)
+        if x.size == 0:
+            self.last_alpha = None
+            return self._empty_batch(x, count=self.training)
         gamma, beta = self._affine()
         alpha = self._fixed(backend.get_array_module(x))
         if self.training:
@@ -59,8 +62,9 @@ class TransNorm(RunningStatistics, Normalization):
             for dom in ("source", "target"):
                 c = cache[dom]
                 buffers = (getattr(self, f"running_mean_{dom}"), getattr(self, f"running_var_{dom}"))
+                fits = (_largest(buffers[1].dtype) * ((c["m"] - 1) / c["m"]), "variance", f"running_var_{dom}")
                 bad = self._unusable_channels(c["var_B"], c["var_B"] + self.eps,
-                                              f"{dom} running statistics were not updated")
+                                              f"{dom} running statistics were not updated", fits)
                 self._keep_channels(buffers, bad, lambda c=c, b=buffers: F.update_running_stats(
                     *b, c["mu_B"], c["var_B"], c["m"], f))
         else:
@@ -69,7 +73,7 @@ class TransNorm(RunningStatistics, Normalization):
                                           self.running_mean_target, self.running_var_target, self.eps)
             y, cache = F.transnorm_inference_forward(x, gamma, beta, self.running_mean_target,
                                                      self.running_var_target, alpha, self.eps)
-            self._remember(F.transnorm_inference_backward, cache, y)
+            self._remember(F.transnorm_inference_backward, cache, y, x)
         self.last_alpha = cache["alpha"]
         return y
 
@@ -114,7 +118,7 @@ class GradientReversal(Module):
         return x
 
     def backward(self, dy):
-        self._check_dy(dy)
+        dy = self._check_dy(dy)
         return dy * -self.scale
 
     def extra_repr(self):
