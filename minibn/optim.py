@@ -57,7 +57,7 @@ class Optimizer:
             j = first.setdefault(id(p), i)
             if j != i:  # it would take two steps per step (torch.optim warns; across groups it refuses)
                 raise ValueError(f"{where}: parameter {i} is parameter {j} again ({p!r}): list each parameter "
-                                 f"once (a layer used twice in a model is listed twice by model.parameters())")
+                                 f"once")
         self.lr = lr
 
     @property

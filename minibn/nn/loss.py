@@ -15,6 +15,11 @@ class SoftmaxCrossEntropy(Module):
 
     ``loss = loss_fn(logits, labels)`` with logits (N, K) and labels (N,) integer class
     ids in [0, K); ``loss_fn.backward()`` returns dloss/dlogits (N, K).
+
+    A label outside [0, K) raises ValueError for host labels. Device labels are not read
+    back (that would make the host wait for the GPU at every step): there such a label
+    makes the loss NaN (:func:`minibn.functional.softmax_cross_entropy_forward`), seen at
+    the next evaluation or logged loss.
     """
 
     def forward(self, logits, labels):
@@ -28,7 +33,7 @@ class SoftmaxCrossEntropy(Module):
             raise ValueError(f"SoftmaxCrossEntropy: expected labels of shape ({logits.shape[0]},), "
                              f"got {tuple(labels.shape)}")
         C = logits.shape[1]
-        if backend.get_array_module(labels) is numpy:  # on the GPU this check would wait for the device
+        if backend.get_array_module(labels) is numpy:  # on the GPU a bad label makes the loss NaN instead
             bad = (labels < 0) | (labels >= C)
             if bad.any():
                 rows = numpy.flatnonzero(bad)[:10].tolist()

@@ -69,6 +69,45 @@ def _is_array(v):
     return hasattr(v, "shape") and hasattr(v, "dtype")
 
 
+def unfit_value(name, value, dtype):
+    """Why the host value ``value`` (an array or a number) cannot be loaded into the state
+    entry ``name`` of dtype ``dtype``, or None when it can. It cannot when it is not numbers,
+    holds NaN or inf, or holds a value that the conversion to ``dtype`` would change: 1e300
+    becomes inf in float32, 2.5 becomes 2 in int64, -1 becomes 255 in uint8 (rounding to a
+    float dtype's precision is fine). The reason names the entry and the first bad value,
+    e.g. "entry '1.running_var' holds nan at index (3,): NaN and inf are not valid ...".
+    Used by :meth:`Module.load_state_dict`; :func:`minibn.checkpoint.load` makes the same
+    checks, in the same words.
+    """
+    value, dtype = numpy.asarray(value), numpy.dtype(dtype)
+    if value.dtype.kind not in "fiub":
+        return f"entry {name!r} holds {value.dtype} values, not numbers"
+    if value.dtype.kind == "f":
+        why = _first_bad(name, value, ~numpy.isfinite(value), "NaN and inf are not valid parameters or "
+                         "statistics (did training diverge?)")
+        if why:
+            return why
+    with numpy.errstate(all="ignore"):
+        converted = value.astype(dtype)
+        kept = numpy.isfinite(converted) if dtype.kind == "f" else converted == value
+    why = f"the model keeps this entry as {dtype}, where it would become {{}}"
+    return _first_bad(name, value, ~kept, why, converted)
+
+
+def _first_bad(name, value, bad, why, became=None):
+    """None if no value is ``bad``; else "entry 'name' holds v at index i (and n more bad
+    values): why", with ``{}`` in ``why`` filled with what ``became`` holds at index i."""
+    if not bad.any():
+        return None
+    index = tuple(int(i) for i in numpy.argwhere(bad)[0])
+    at = f" at index {index}" if index else ""
+    more = int(bad.sum()) - 1
+    others = f" (and {more} more bad value{'s' if more > 1 else ''})" if more else ""
+    if became is not None:
+        why = why.format(became[index].item())
+    return f"entry {name!r} holds {value[index].item()!r}{at}{others}: {why}"
+
+
 class Module:
     """Base class: subclasses implement ``forward(x)`` and ``backward(dy)``."""
 
@@ -136,11 +175,22 @@ class Module:
                 yield name, value
 
     def named_parameters(self, prefix=""):
+        """(dotted name, parameter) pairs, each parameter once: a module that holds one layer
+        under two names lists its parameters under the first name only, as torch's
+        ``named_parameters()`` does, so an optimizer steps them once per step."""
+        seen = set()
+        for name, p in self._all_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_parameters(self, prefix):
+        """Every (dotted name, parameter) pair, a shared parameter under each of its names."""
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield prefix + name, value
         for name, child in self.named_children():
-            yield from child.named_parameters(prefix + name + ".")
+            yield from child._all_parameters(prefix + name + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -190,12 +240,14 @@ class Module:
         return d
 
     def _slots(self):
-        """(name, owner, attribute, is_parameter) for every entry of the state dict."""
-        out = []
+        """(name, owner, attribute, is_parameter) for every entry of the state dict (a shared
+        parameter under its first name only, as in :meth:`named_parameters`)."""
+        out, seen = [], set()
 
         def walk(mod, prefix):
             for name, value in vars(mod).items():
-                if isinstance(value, Parameter):
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
                     out.append((prefix + name, mod, name, True))
             for name in mod._buffers:
                 out.append((prefix + name, mod, name, False))
@@ -205,11 +257,18 @@ class Module:
         walk(self, "")
         return out
 
-    def load_state_dict(self, state, strict: bool = True):
+    def load_state_dict(self, state, strict: bool = True, check_values: bool = True):
         """Copy arrays from ``state`` (name -> array) into this module.
 
-        Every shape is checked before anything is assigned, so a mismatch leaves the
-        module unchanged. Values keep this module's device, dtype and memory layout.
+        Values keep this module's device, dtype and memory layout; an array already on the
+        entry's device is copied there (no trip through the host). Every entry is checked
+        before anything is assigned, so a refused load leaves the module unchanged: names
+        (KeyError with ``strict``), shapes, and values on the host (:func:`unfit_value`:
+        NaN or inf, or a value the entry's dtype cannot hold, 1e300 in float32 or 2.5 in an
+        integer) raise, naming the entry. Device values loaded into a device module are not
+        looked at: reading them would make the host wait for the device. ``check_values=False``
+        skips the value check, for putting back a module's own earlier state (which may hold
+        the NaN that made a computation fail).
         """
         slots = self._slots()
         names = {s[0] for s in slots}
@@ -229,17 +288,22 @@ class Module:
             if cur_shape != new_shape:
                 raise ValueError(
                     f"load_state_dict: {name}: expected shape {cur_shape}, got {new_shape}")
-            plan.append((owner, attr, is_param, current, new))
-        values = []  # every conversion first: a bad entry leaves the module unchanged
-        for *_, current, new in plan:
+            plan.append((name, owner, attr, is_param, current, new))
+        values = []  # every check and conversion first: a refused entry leaves the module unchanged
+        for name, *_, current, new in plan:
+            if backend.is_gpu_array(new) and not backend.is_gpu_array(current):
+                new = backend.asnumpy(new)  # into a host array, or a Python scalar buffer
+            if check_values and not backend.is_gpu_array(new):
+                why = unfit_value(name, new, current.dtype if _is_array(current) else numpy.asarray(current).dtype)
+                if why:
+                    raise ValueError(f"load_state_dict: {why}")
             if _is_array(current):
-                xp = backend.get_array_module(current)
-                value = xp.empty_like(current)  # this module's device, dtype and memory layout
-                value[...] = xp.asarray(backend.to_device(backend.asnumpy(new), backend.device_of(current)))
+                value = backend.get_array_module(current).empty_like(current)  # device, dtype, memory layout
+                value[...] = backend.to_device(new, backend.device_of(current))  # a copy only between devices
                 values.append(value)
             else:  # a Python scalar buffer such as num_batches_tracked
-                values.append(type(current)(backend.asnumpy(new)))
-        for (owner, attr, is_param, _, _), value in zip(plan, values):
+                values.append(type(current)(new))
+        for (_, owner, attr, is_param, _, _), value in zip(plan, values):
             if is_param:
                 getattr(owner, attr).data = value
             else:
@@ -283,9 +347,17 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
+        first = {}
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
+            # A layer keeps the cache of its last forward only, so the backward of its first use
+            # would read the second use's input: the gradients would be silently wrong.
+            j = first.setdefault(id(layer), i)
+            if j != i:
+                raise ValueError(f"Sequential: layer {i} is layer {j} again ({type(layer).__name__}): a layer keeps "
+                                 f"one forward's cache, so it cannot be used twice in a model; use two layers "
+                                 f"(copy.deepcopy(layer) for the same initial values)")
         self.layers = list(layers)
 
     def named_children(self):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from .. import backend
 from .. import functional as F
 from .._checks import check_positive_int
@@ -45,9 +47,17 @@ class TransNorm(RunningStatistics, Normalization):
         self.fixed_alpha = None
 
     def _fixed(self, xp):
-        if self.fixed_alpha is None:
+        """``fixed_alpha`` as a float64 (C,) array on the device of ``xp``, or None. A number is
+        made there directly; an array on another device is moved once, and kept where it now
+        is, so that a training step on the GPU copies nothing from the host."""
+        fixed = self.fixed_alpha
+        if fixed is None:
             return None
-        return xp.zeros(self.num_features, dtype="float64") + xp.asarray(self.fixed_alpha, dtype="float64")
+        if isinstance(fixed, numbers.Real):
+            return xp.full(self.num_features, float(fixed), dtype="float64")
+        if backend.get_array_module(fixed) is not xp:
+            self.fixed_alpha = fixed = xp.asarray(backend.asnumpy(fixed), dtype="float64")
+        return xp.zeros(self.num_features, dtype="float64") + fixed
 
     def forward(self, x):
         x = self._check(x)
