@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -530,7 +529,497 @@ def run(out="results/bench", fast=False, progress=True):
     if not cuda:
         text += ("\n\nNo CUDA device was present: the minibn CuPy and PyTorch CUDA columns, and the GPU targets "
                  "(>= 70% of copy bandwidth, at least as fast as PyTorch CUDA), were not measured.")
-    out = Path(out)
-    _io._atomic(out / "cpu.md", lambda f: f.write((text + "\n").encode()))
-    _io.save_figure(plot(rows), out / "cpu.png")
+    # both files replace the previous run's together (a folder such as docs/benchmarks keeps
+    # its other notes: only these two are bench's)
+    _io.write_all(out, {"cpu.md": (text + "\n").encode(), "cpu.png": _io.figure_bytes(plot(rows))},
+                  ("cpu.md", "cpu.png"))
     return text
+
+
+# -- the GPU rows: minibn on CuPy against PyTorch CUDA and the device's copy bandwidth ----------
+#
+# Run by `benchmarks/gpu_checks.py bench` (in `benchmarks/gpu_run.sh`, the GPU machine's one
+# prepared call). Each call of an implementation is timed by CUDA events recorded before and
+# after it, the host waiting for the second (cupyx.profiler.benchmark for minibn and the copy,
+# torch.cuda.Event for PyTorch: the same method): a call's time runs from its first kernel to
+# its last, with any wait of the device for the host's launches in between. The implementations
+# of a row and the copy reference are timed in alternating blocks, round by round, so that
+# speed() and fraction() pair them as they do on the CPU. Without CuPy the same code runs on a
+# stand-in (NumPy arrays, wall-clock times, PyTorch CPU in the PyTorch CUDA column), so that the
+# rows, the report and the targets can be tested on any machine; its report says that its
+# numbers are not GPU numbers.
+
+GPU = "minibn CuPy"  # impl="auto": the numba-cuda kernels where numba-cuda is installed
+GPU_FAST = "minibn CuPy fast"
+GPU_REFERENCE = "minibn CuPy reference"
+TORCH_CUDA = "PyTorch CUDA"
+GPU_BN_SHAPES = [(4096, 1024), (65536, 1024), (64, 64, 32, 32), (256, 64, 56, 56)]
+GPU_TARGET_BN_SHAPES = ((65536, 1024), (256, 64, 56, 56))  # the "two large shapes" of the bandwidth target
+GPU_TARGET_FRACTION = 0.7
+GPU_COPY_BYTES = 2 ** 30  # 1 GiB: far beyond the H200's 60 MB of L2
+GPU_BATCHES = (60, 1024)
+#: the stand-in's sizes (and a quick check on a GPU): the same rows, small
+GPU_TINY = {"bn_shapes": [(64, 32), (256, 32), (8, 4, 6, 6), (16, 4, 6, 6)],
+            "large": ((256, 32), (16, 4, 6, 6)), "rows_2d": (256, 32), "rows_4d": (16, 8, 6, 6),
+            "batches": (8, 32), "copy_bytes": 2 ** 22, "rounds": 2, "block": 2}
+GPU_FULL = {"bn_shapes": GPU_BN_SHAPES, "large": GPU_TARGET_BN_SHAPES, "rows_2d": (65536, 1024),
+            "rows_4d": (256, 64, 56, 56), "batches": GPU_BATCHES, "copy_bytes": GPU_COPY_BYTES, "rounds": 5,
+            "block": 10}
+GPU_TARGET_ROUNDS = 9  # the BN rows of the targets, as on the CPU
+
+
+def _host_call_times(fn, n):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+class GpuDevice:
+    """Where the GPU rows run: CuPy and PyTorch CUDA, or (``stand_in=True``, or no CuPy with
+    a device and ``allow_stand_in``) NumPy and PyTorch CPU with wall-clock times."""
+
+    def __init__(self, torch=None, stand_in=False, allow_stand_in=False):
+        if not stand_in and backend.cupy is None:
+            if not allow_stand_in:
+                raise RuntimeError(f"the GPU rows need CuPy with a CUDA device ({backend._CUPY_ERROR})")
+            stand_in = True
+        self.stand_in, self.torch = stand_in, torch
+        self.xp = np if stand_in else backend.cupy
+        if torch is None:
+            self.torch_device = None
+        elif stand_in:
+            self.torch_device = "cpu"
+        else:
+            self.torch_device = "cuda" if torch.cuda.is_available() else None
+
+    @property
+    def name(self):
+        return "cpu" if self.stand_in else "gpu"
+
+    def to(self, a):
+        return backend.to_device(a, self.name)
+
+    def synchronize(self):
+        if not self.stand_in:  # pragma: no cover - GPU only
+            self.xp.cuda.Device().synchronize()
+            if self.torch_device == "cuda":
+                self.torch.cuda.synchronize()
+
+    def call_times(self, fn, n):
+        """[seconds of each of n calls] of a CuPy (minibn) function."""
+        if self.stand_in:
+            return _host_call_times(fn, n)
+        from cupyx.profiler import benchmark  # pragma: no cover - GPU only
+        return [float(t) for t in benchmark(fn, n_repeat=n, n_warmup=0).gpu_times[0]]  # pragma: no cover
+
+    def torch_call_times(self, fn, n):
+        """[seconds of each of n calls] of a PyTorch function (CUDA events on the GPU)."""
+        if self.torch_device != "cuda":
+            return _host_call_times(fn, n)
+        torch, times = self.torch, []  # pragma: no cover - GPU only
+        for _ in range(n):  # pragma: no cover - GPU only
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return times  # pragma: no cover - GPU only
+
+    def active(self):
+        """A context in which minibn creates its arrays on this device (backend.use)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            previous = backend._active
+            backend.use("numpy" if self.stand_in else "cupy")
+            try:
+                yield self
+            finally:
+                backend.use(previous)
+        return ctx()
+
+
+def gpu_copy_step(dev, nbytes=GPU_COPY_BYTES):
+    """(step, bytes): a copy of ``nbytes`` on the device (cupy.copyto), and the bytes it moves
+    (read + written)."""
+    src = dev.xp.ones(nbytes // 4, dev.xp.float32)
+    dst = dev.xp.empty_like(src)
+    return (lambda: dev.xp.copyto(dst, src)), 2 * src.nbytes
+
+
+def gpu_copy_bandwidth(dev, nbytes=GPU_COPY_BYTES, repeats=20):
+    """Bytes read + written per second by a copy of ``nbytes`` on the device (median call)."""
+    step, moved = gpu_copy_step(dev, nbytes)
+    for _ in range(3):
+        step()
+    dev.synchronize()
+    return moved / float(np.median(dev.call_times(step, repeats)))
+
+
+def _gpu_time_row(dev, row, fns, torch_names=(), copy=None, rounds=5, block=10, warmup=3):
+    """Time ``fns`` {name: call} on ``dev`` in alternating blocks of ``block`` calls, ``rounds``
+    rounds, with the copy reference ``copy`` = (step, bytes) in the same rounds: row["t"] (median
+    of all calls), row["rounds"] (each round's median), row["bw"] and row["bw_rounds"] (the copy's),
+    as :func:`_time_row` and :func:`_with_copy_reference` give on the CPU. An implementation that
+    raises is left out of the row, its error in row["errors"]."""
+    calls = dict(fns)
+    if copy is not None:
+        calls[COPY] = copy[0]
+    errors = row.setdefault("errors", {})
+    for name in list(calls):
+        try:
+            for _ in range(warmup):
+                calls[name]()
+            dev.synchronize()
+        except Exception as e:  # one implementation failing must not lose the others
+            errors[name] = f"{type(e).__name__}: {e}"
+            del calls[name]
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in list(calls.items()):
+            if name not in times:
+                continue
+            try:
+                timer = dev.torch_call_times if name in torch_names else dev.call_times
+                times[name].append(timer(fn, block))
+            except Exception as e:
+                errors[name] = f"{type(e).__name__}: {e}"
+                del times[name]
+    times = {name: t for name, t in times.items() if t}
+    row["t"] = _medians(times)
+    row["rounds"] = {name: [float(np.median(b)) for b in t] for name, t in times.items()}
+    if COPY in row["t"]:
+        moved = copy[1]
+        row["bw"] = moved / row["t"].pop(COPY)
+        row["bw_rounds"] = [moved / t for t in row["rounds"].pop(COPY)]
+    if not errors:
+        del row["errors"]
+    return row
+
+
+def _torch_device_layer_step(torch, layer, x, dy, device):
+    """PyTorch forward+backward on ``device``; x.grad is dropped before each call, so that the
+    call does not also add the new gradient to the last one (a pass more than minibn's)."""
+    xt = torch.tensor(x, device=device, requires_grad=True)
+    dyt = torch.tensor(dy, device=device)
+    layer = layer.to(device)
+
+    def both():
+        xt.grad = None
+        layer(xt).backward(dyt)
+    return both
+
+
+def _implementation(layer):
+    impl = getattr(layer, "last_implementation", None)
+    return None if impl is None else f"{impl.name} ({impl.forward_path})"
+
+
+def _gpu_norm_row(dev, name, shape, makes, make_torch, data, copy, rounds, block, target=False):
+    """A forward+backward row: minibn's layers ``makes`` {column: make()} and PyTorch's
+    ``make_torch()`` (or None) at ``shape``, float32, with the copy reference."""
+    x, dy = data(shape)
+    xd, dyd = dev.to(x), dev.to(dy)
+    row = {"layer": name, "shape": tuple(shape), "mode": "both", "bytes": _bytes(x, "both"), "target": target}
+    fns, layers, errors = {}, {}, {}
+    for column, make in makes.items():
+        try:
+            layers[column] = make().to(dev.name)
+            fns[column] = _minibn_layer_step(layers[column], xd, dyd, "both")
+        except Exception as e:
+            errors[column] = f"{type(e).__name__}: {e}"
+    if make_torch is not None and dev.torch_device is not None:
+        try:
+            fns[TORCH_CUDA] = _torch_device_layer_step(dev.torch, make_torch(), x, dy, dev.torch_device)
+        except Exception as e:
+            errors[TORCH_CUDA] = f"{type(e).__name__}: {e}"
+    row["errors"] = errors
+    _gpu_time_row(dev, row, fns, torch_names=(TORCH_CUDA,), copy=copy, rounds=rounds, block=block)
+    if GPU in layers:
+        row["implementation"] = _implementation(layers[GPU])
+    return row
+
+
+def _host_data():
+    """data(shape) -> (x, dy), float32 host arrays, made once per shape."""
+    cache = {}
+
+    def data(shape):
+        shape = tuple(shape)
+        if shape not in cache:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(shape, dtype=np.float32)
+            x *= 3
+            x += 1
+            cache.clear()  # one shape at a time: the large ones are 256 MiB each
+            cache[shape] = x, rng.standard_normal(shape, dtype=np.float32)
+        return cache[shape]
+    return data
+
+
+def gpu_bn_rows(dev, shapes=GPU_BN_SHAPES, large=GPU_TARGET_BN_SHAPES, copy=None, rounds=5, block=10, data=None):
+    """BatchNorm forward+backward on the device at each shape: minibn (auto, fast, reference)
+    and PyTorch CUDA, with the copy reference; the ``large`` shapes (the bandwidth target's)
+    get :data:`GPU_TARGET_ROUNDS` rounds (at least ``rounds``)."""
+    data = data or _host_data()
+    rows = []
+    for shape in shapes:
+        C = shape[1]
+        cls = nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d
+        T = dev.torch
+        tcls = None if T is None else (T.nn.BatchNorm1d if len(shape) == 2 else T.nn.BatchNorm2d)
+        target = tuple(shape) in {tuple(s) for s in large}
+        makes = {GPU: lambda: cls(C), GPU_FAST: lambda: cls(C, impl="fast"),
+                 GPU_REFERENCE: lambda: cls(C, impl="reference")}
+        rows.append(_gpu_norm_row(dev, "BatchNorm", shape, makes, None if tcls is None else (lambda: tcls(C)), data,
+                                  copy, max(rounds, GPU_TARGET_ROUNDS) if target else rounds, block, target))
+    return rows
+
+
+def gpu_other_norm_rows(dev, rows_2d=(65536, 1024), rows_4d=(256, 64, 56, 56), copy=None, rounds=5, block=10,
+                        data=None):
+    """LayerNorm, GroupNorm (32 groups), BatchRenorm and Memorized BN forward+backward on the
+    device at the large shapes: minibn (auto and reference) and PyTorch CUDA where it has the layer."""
+    data = data or _host_data()
+    T = dev.torch
+    L, C = rows_2d[1], rows_4d[1]
+    from math import gcd
+    groups = gcd(32, C)  # 32 groups at the benchmark's 64 channels
+
+    def pair(make):
+        return {GPU: lambda: make(), GPU_REFERENCE: lambda: make(impl="reference")}
+    cases = [("LayerNorm", rows_2d, pair(lambda **kw: nn.LayerNorm(L, **kw)),
+              None if T is None else (lambda: T.nn.LayerNorm(L))),
+             (f"GroupNorm ({groups} groups)", rows_4d, pair(lambda **kw: nn.GroupNorm(groups, C, **kw)),
+              None if T is None else (lambda: T.nn.GroupNorm(groups, C))),
+             ("BatchRenorm", rows_2d, pair(lambda **kw: nn.BatchRenorm1d(L, r_max=3.0, d_max=5.0, **kw)), None),
+             ("MemorizedBN", rows_2d, pair(lambda **kw: nn.MemorizedBatchNorm1d(L, lam=0.5, **kw)), None)]
+    return [_gpu_norm_row(dev, name, shape, makes, make_torch, data, copy, rounds, block)
+            for name, shape, makes, make_torch in cases]
+
+
+def _torch_fig1_mlp(torch):
+    layers, width = [], 784
+    for _ in range(3):
+        layers += [torch.nn.Linear(width, 100, bias=False), torch.nn.BatchNorm1d(100), torch.nn.Sigmoid()]
+        width = 100
+    layers.append(torch.nn.Linear(100, 10))
+    return torch.nn.Sequential(*layers)
+
+
+def _torch_device_train_step(torch, model, x, y, device, lr=0.1):
+    xt, yt = torch.tensor(x, device=device), torch.tensor(y, device=device)
+    model = model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        loss = loss_fn(model(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def gpu_step_rows(dev, batches=GPU_BATCHES, rounds=5, block=10):
+    """The Fig. 1 MLP's training step (forward, backward, SGD) on the device at each batch size."""
+    from .experiments.drift import build_net
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        x = rng.random((batch, 784), dtype=np.float32)
+        y = rng.integers(0, 10, batch)
+        row = {"layer": "Fig. 1 MLP step (BN)", "shape": (batch, 784), "mode": "train step", "bytes": 0}
+        fns, errors = {}, {}
+        try:
+            model, _ = build_net(True)
+            model.to(dev.name)
+            fns[GPU] = _minibn_train_step(model, dev.to(x), dev.to(y))
+        except Exception as e:
+            errors[GPU] = f"{type(e).__name__}: {e}"
+        if dev.torch_device is not None:
+            try:
+                model_t = _torch_fig1_mlp(dev.torch)
+                fns[TORCH_CUDA] = _torch_device_train_step(dev.torch, model_t, x, y, dev.torch_device)
+            except Exception as e:
+                errors[TORCH_CUDA] = f"{type(e).__name__}: {e}"
+        row["errors"] = errors
+        rows.append(_gpu_time_row(dev, row, fns, torch_names=(TORCH_CUDA,), rounds=rounds, block=block))
+    return rows
+
+
+def gpu_targets(rows):
+    """The GPU targets, measured: [{"target", "value", "goal", "met", "spread"}]: BN
+    forward+backward at >= 0.7 of the device's copy bandwidth at the large shapes (rows with
+    row["target"]) and at least as fast as PyTorch CUDA at every BN shape. A target whose
+    column is missing (an error, no PyTorch) has value None and met None."""
+    out = []
+
+    def add(text, measured, goal):
+        value, lo, hi = measured if measured is not None else (None, None, None)
+        out.append({"target": text, "value": value, "goal": goal, "met": None if value is None else value >= goal,
+                    "spread": None if lo is None else [lo, hi]})
+    for r in rows:
+        if r["layer"] != "BatchNorm" or r["mode"] != "both":
+            continue
+        has = GPU in r["t"]
+        if r.get("target"):
+            add(f"BN forward+backward {tuple(r['shape'])}, fraction of the device's copy bandwidth",
+                fraction(r, GPU) if has and "bw" in r else None, GPU_TARGET_FRACTION)
+        add(f"BN forward+backward {tuple(r['shape'])}, speed vs PyTorch CUDA",
+            speed(r, GPU, TORCH_CUDA) if has and TORCH_CUDA in r["t"] else None, 1.0)
+    return out
+
+
+def gpu_machine(dev):
+    """The device and the versions that its numbers depend on."""
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if dev.stand_in:
+        info["device"] = "CPU stand-in (no CuPy with a CUDA device): NumPy, wall-clock times, PyTorch CPU"
+    else:  # pragma: no cover - GPU only
+        cupy = dev.xp
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        info["device"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        info["cupy"] = cupy.__version__
+        info["cuda runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+        info["cuda driver"] = cupy.cuda.runtime.driverGetVersion()
+    info["numpy"] = np.__version__
+    for mod in ("numba", "numba_cuda"):
+        try:
+            info[mod.replace("_", "-")] = __import__(mod).__version__
+        except Exception:
+            info[mod.replace("_", "-")] = "not importable"
+    if dev.torch is not None:
+        info["torch"] = dev.torch.__version__ + ("" if dev.torch_device != "cuda" else
+                                                  f" (CUDA {dev.torch.version.cuda})")
+    else:
+        info["torch"] = "not installed (no PyTorch column)"
+    return info
+
+
+def gpu_bench(torch=None, stand_in=False, tiny=False, progress=None):
+    """Every GPU row, each part on its own (an error is recorded and the next part runs):
+    {"info", "stand_in", "copy_bandwidth", "rows", "targets", "errors"}. ``tiny``: the small
+    sizes of :data:`GPU_TINY` (the stand-in's; a quick check on a GPU); ``progress(text)`` is
+    called before each part."""
+    import traceback
+
+    sizes = GPU_TINY if tiny else GPU_FULL
+    dev = GpuDevice(torch, stand_in=stand_in, allow_stand_in=stand_in)
+    result = {"info": gpu_machine(dev), "stand_in": dev.stand_in, "tiny": tiny, "copy_bandwidth": None, "rows": [],
+              "targets": [], "errors": []}
+    say = progress or (lambda text: None)
+    rounds, block = sizes["rounds"], sizes["block"]
+    data = _host_data()
+    with dev.active():
+        copy = None
+        try:
+            say("copy bandwidth")
+            copy = gpu_copy_step(dev, sizes["copy_bytes"])
+            result["copy_bandwidth"] = gpu_copy_bandwidth(dev, sizes["copy_bytes"])
+        except Exception:
+            result["errors"].append(("copy bandwidth", traceback.format_exc()))
+        parts = [(f"BatchNorm {s}", lambda s=s: gpu_bn_rows(dev, [s], sizes["large"], copy, rounds, block, data))
+                 for s in sizes["bn_shapes"]]
+        parts.append(("LayerNorm, GroupNorm, BatchRenorm, Memorized BN",
+                      lambda: gpu_other_norm_rows(dev, sizes["rows_2d"], sizes["rows_4d"], copy, rounds, block, data)))
+        parts.append(("Fig. 1 MLP steps", lambda: gpu_step_rows(dev, sizes["batches"], rounds, block)))
+        for name, part in parts:
+            say(name)
+            try:
+                result["rows"] += part()
+            except Exception:
+                result["errors"].append((name, traceback.format_exc()))
+    result["targets"] = gpu_targets(result["rows"])
+    return result
+
+
+def _spread_ms(row, name):
+    rounds = row.get("rounds", {}).get(name)
+    if not rounds or len(rounds) < 2:
+        return ""
+    lo, hi = np.percentile(rounds, 25) * 1e3, np.percentile(rounds, 75) * 1e3
+    return f" ({lo:.3f}-{hi:.3f})"
+
+
+def gpu_report(result):
+    """The markdown of :func:`gpu_bench`'s result: the device, the copy bandwidth, one line per
+    implementation of each row, the targets and any errors."""
+    info, rows = result["info"], result["rows"]
+    lines = []
+    if result.get("stand_in"):
+        lines += ["**CPU stand-in: no CuPy with a CUDA device here. These are NOT GPU numbers** (NumPy arrays, "
+                  "wall-clock times, PyTorch CPU in the PyTorch CUDA column, small sizes): this report only "
+                  "shows that the GPU rows' code and report run.", ""]
+    lines.append(f"Run on {info.get('date', '?')}. " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "date")
+                 + ".")
+    bw = result.get("copy_bandwidth")
+    own = [r["bw"] for r in rows if "bw" in r]
+    copy_text = ("not measured" if bw is None else f"{bw / 1e9:.0f} GB/s at the start of the run")
+    if own:
+        copy_text += (f"; the rows with a byte count carry their own, the copy timed in their rounds "
+                      f"({min(own) / 1e9:.0f}-{max(own) / 1e9:.0f} GB/s), and their fraction is of that, paired "
+                      f"round by round (median over the rounds; brackets: their middle half)")
+    lines += [f"Copy bandwidth of the device (bytes read + written by a copy on the device): {copy_text}.",
+              "Float32, forward+backward (training mode) or a whole training step (forward, backward, SGD). "
+              "Each call timed by CUDA events (cupyx.profiler.benchmark for minibn and the copy, torch.cuda.Event "
+              "for PyTorch), the host waiting for the device after each call; the implementations of a row in "
+              "alternating blocks, round by round. Time: the median of all calls, and in brackets the middle half "
+              "(25th-75th percentile) of the rounds' medians. GB/s counts x and y forward, x, dy and dx backward. "
+              f"Speed: relative to {TORCH_CUDA} (> 1: minibn faster), the median over the rounds of the ratio "
+              "within a round.", "",
+              "| layer | shape | mode | implementation | median time, ms | GB/s | fraction of copy bandwidth | "
+              f"speed vs {TORCH_CUDA} |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        for name, t in r["t"].items():
+            nbytes = r.get("bytes") or 0
+            gbs = f"{nbytes / t / 1e9:.0f}" if nbytes else "-"
+            fr = _fmt(*fraction(r, name, bw)) if nbytes and ("bw" in r or bw) else "-"
+            ratio = _fmt(*speed(r, name, TORCH_CUDA), unit="x") if TORCH_CUDA in r["t"] else "-"
+            label = name + (f" [{r['implementation']}]" if name == GPU and r.get("implementation") else "")
+            lines.append(f"| {r['layer']} | {tuple(r['shape'])} | {r['mode']} | {label} | {t * 1e3:.3f}"
+                         f"{_spread_ms(r, name)} | {gbs} | {fr} | {ratio} |")
+        for name, err in r.get("errors", {}).items():
+            lines.append(f"| {r['layer']} | {tuple(r['shape'])} | {r['mode']} | {name} | error: "
+                         f"{err.splitlines()[0][:200] if err else ''} | | | |")
+    lines += ["", "Targets (measured in this run):", ""]
+    for t in result.get("targets", []):
+        if t["value"] is None:
+            lines.append(f"- {t['target']}: not measured (goal >= {t['goal']})")
+            continue
+        spread = "" if not t["spread"] else f" (middle half of the rounds: {t['spread'][0]:.2f}-{t['spread'][1]:.2f})"
+        lines.append(f"- {t['target']}: {t['value']:.2f}{spread} (goal >= {t['goal']}): "
+                     f"{'met' if t['met'] else 'NOT met'}")
+    if not result.get("targets"):
+        lines.append("- none measured")
+    for part, tb in result.get("errors", []):
+        lines += ["", f"Error in {part}:", "", "```", tb.rstrip(), "```"]
+    return "\n".join(lines)
+
+
+def gpu_json(result):
+    """:func:`gpu_bench`'s result as JSON-ready data (shapes as lists; each row's fractions and
+    speeds computed, as in the report)."""
+    rows = []
+    bw = result.get("copy_bandwidth")
+    for r in result["rows"]:
+        row = {k: v for k, v in r.items()}
+        row["shape"] = list(r["shape"])
+        derived = {}
+        for name in r["t"]:
+            d = {}
+            if r.get("bytes"):
+                d["gb_per_s"] = r["bytes"] / r["t"][name] / 1e9
+                if "bw" in r or bw:
+                    d["fraction"] = list(fraction(r, name, bw))
+            if TORCH_CUDA in r["t"]:
+                d["speed_vs_torch"] = list(speed(r, name, TORCH_CUDA))
+            derived[name] = d
+        row["derived"] = derived
+        rows.append(row)
+    return {**{k: v for k, v in result.items() if k != "rows"}, "rows": rows}
