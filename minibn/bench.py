@@ -529,10 +529,17 @@ def run(out="results/bench", fast=False, progress=True):
     if not cuda:
         text += ("\n\nNo CUDA device was present: the minibn CuPy and PyTorch CUDA columns, and the GPU targets "
                  "(>= 70% of copy bandwidth, at least as fast as PyTorch CUDA), were not measured.")
+    files = {"cpu.md": None}
+    if torch is None:
+        # the figure is the speed relative to PyTorch: without it there is nothing to draw
+        text += ("\n\nPyTorch is not installed: no speed ratios and no cpu.png, only the times and the "
+                 "fractions of the copy bandwidth (pip install torch for the comparison).")
+    else:
+        files["cpu.png"] = _io.figure_bytes(plot(rows))
+    files["cpu.md"] = (text + "\n").encode()
     # both files replace the previous run's together (a folder such as docs/benchmarks keeps
     # its other notes: only these two are bench's)
-    _io.write_all(out, {"cpu.md": (text + "\n").encode(), "cpu.png": _io.figure_bytes(plot(rows))},
-                  ("cpu.md", "cpu.png"))
+    _io.write_all(out, files, ("cpu.md", "cpu.png"))
     return text
 
 

@@ -113,3 +113,23 @@ def test_the_bn_benchmark_script_runs(tmp_path, torch):
     text = out.read_text()
     for name in ("minibn paper", "minibn closed", "minibn fast (NumPy)", "minibn fused (numba)", "PyTorch CPU"):
         assert f"| (60, 100) | {name} |" in text
+
+
+def test_without_pytorch_the_run_writes_its_table_and_says_why_there_is_no_figure(tmp_path, monkeypatch):
+    """`minibn bench` on a plain install (no torch): it failed in plot() with "min() arg is an
+    empty sequence" after timing everything, and wrote nothing."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kw):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setattr(bench, "FAST_BN_SHAPES", [(8, 4)])
+    monkeypatch.setattr(bench, "step_rows", lambda torch, batches: [])
+    text = bench.run(tmp_path / "b", fast=True, progress=False)
+    assert "PyTorch is not installed" in text
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["cpu.md"]

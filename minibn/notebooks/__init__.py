@@ -24,14 +24,14 @@ __all__ = ["FOLDER", "paths", "graded_cells", "copy_notebooks", "nbgrader_course
 FOLDER = Path(__file__).resolve().parent
 """The folder of the instructor notebooks inside the installed package."""
 
-# nbgrader runs each cell with a 30 s limit by default; notebook 06's experiment cells take
-# minutes in the full run (docs/course.md gives the times measured per notebook).
+# nbgrader runs each cell with a 30 s limit by default; the experiment cells of notebooks 06,
+# 07 and 09 take minutes in the full run (docs/course.md gives the times measured per notebook).
 NBGRADER_CONFIG = '''\
 # nbgrader's configuration for the minibn course (written by `minibn course nbgrader`).
 c = get_config()
 c.CourseDirectory.course_id = "minibn"
 # Seconds a cell may run when nbgrader executes a notebook (autograde, validate): the
-# experiments of notebooks 03, 04, 06 and 07 run for minutes in their full mode. With
+# experiments of notebooks 06, 07 and 09 run for minutes in their full mode. With
 # MINIBN_FAST=1 in the environment of `nbgrader autograde` every notebook takes its short
 # path (the graded checks are the same).
 c.Execute.timeout = {timeout}
@@ -108,7 +108,7 @@ def nbgrader_course(dest, names=None, timeout=600) -> list[str]:
     dest = _writable_folder(dest)
     sources = [p for p in _select(names) if any(graded_cells(json.loads(p.read_text())))]
     if not sources:
-        raise ValueError(f"none of the notebooks {names} has graded exercises")
+        raise ValueError(f"none of the notebooks {' '.join(names)} has graded exercises (01, 02, 05, 06, 07 and 09 do)")
     config = dest / "nbgrader_config.py"
     targets = [dest / "source" / p.stem / p.name for p in sources]
     _refuse_overwrite([config, *targets])
@@ -122,18 +122,20 @@ def nbgrader_course(dest, names=None, timeout=600) -> list[str]:
 def add_cli(sub):
     """The ``minibn course`` subcommands."""
     from ..cli import HelpFormatter
+    from ..experiments._io import positive_int
 
     p = sub.add_parser("course", help="get the course's notebooks, or an nbgrader course directory",
                        description="The course's notebooks ship with minibn. `notebooks` copies them to read "
                                    "and run; `nbgrader` lays out a course directory for nbgrader, whose own "
-                                   "commands then release and grade them (docs/course.md).")
+                                   "commands then release and grade them (the recipe: docs/course.md, in the "
+                                   "source distribution and the repository).")
     course_sub = p.add_subparsers(dest="action", required=True)
     n = course_sub.add_parser("notebooks", help="copy the notebooks into a folder", formatter_class=HelpFormatter,
                               description="Copy the course's notebooks (instructor versions, with the solutions) "
                                           "into DEST, e.g. `minibn course notebooks course && jupyter lab course`. "
                                           "Refuses to overwrite a notebook that is already there.")
     n.add_argument("dest", help="the folder to copy them into (created if needed)")
-    n.add_argument("names", nargs="*", help="only these notebooks, e.g. 01 06 (default: all)")
+    n.add_argument("names", nargs="*", default=[], help="only these notebooks, e.g. 01 06 (default: all)%(default).0s")
     n.set_defaults(func=_cmd_notebooks)
     g = course_sub.add_parser("nbgrader", help="lay out an nbgrader course directory", formatter_class=HelpFormatter,
                               description="Write DEST/source/<notebook>/<notebook>.ipynb for each notebook with "
@@ -142,8 +144,9 @@ def add_cli(sub):
                                           "01_batchnorm_from_scratch` writes the student version (solutions "
                                           "stubbed, check cells locked and checksummed) to release/.")
     g.add_argument("dest", help="the course directory (created if needed)")
-    g.add_argument("names", nargs="*", help="only these notebooks, e.g. 01 06 (default: all that are graded)")
-    g.add_argument("--timeout", type=int, default=600, help="seconds a cell may run when nbgrader executes it")
+    g.add_argument("names", nargs="*", default=[],
+                   help="only these notebooks, e.g. 01 06 (default: all that are graded)%(default).0s")
+    g.add_argument("--timeout", type=positive_int, default=600, help="seconds a cell may run when nbgrader executes it")
     g.set_defaults(func=_cmd_nbgrader)
 
 
@@ -159,6 +162,7 @@ def _cmd_nbgrader(args) -> int:
     assignments = nbgrader_course(args.dest, args.names, timeout=args.timeout)
     for name in assignments:
         print(f"source/{name}/{name}.ipynb")
-    print(f"nbgrader course directory {Path(args.dest)}/ with {len(assignments)} assignments. Next:\n"
+    n = len(assignments)
+    print(f"nbgrader course directory {Path(args.dest)}/ with {n} assignment{'s' if n != 1 else ''}. Next:\n"
           f"  cd {args.dest} && nbgrader generate_assignment {assignments[0]}   # student version in release/")
     return 0
