@@ -3,7 +3,9 @@
 `minibn course nbgrader` lays out the course directory; nbgrader's `generate_assignment`
 writes the student versions, `autograde` executes submissions (with MINIBN_FAST=1, which the
 root conftest sets) and `generate_feedback` writes the HTML a student reads. Every graded
-notebook: the untouched student version scores 0. Notebook 01 in full: the instructor's
+notebook is generated; the untouched student version scores 0 in each of the four that grade
+in seconds (06 and 07 run experiments for about 40 s each even in fast mode: their checkers'
+refusal of a stub is tested directly in test_course.py). Notebook 01 in full: the instructor's
 solution scores every point, a typical mistake loses that exercise's points and its hint
 reaches the feedback, and an edited check cell is detected and restored.
 """
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 GRADED = [p.stem for p in notebooks.paths() if any(notebooks.graded_cells(json.loads(p.read_text())))]
 FIRST = "01_batchnorm_from_scratch"
+STUBS_GRADED = [a for a in GRADED if not a.startswith(("06", "07"))]
 # nbgrader calls the programs of its environment (alembic for the gradebook): this
 # interpreter's bin folder first on PATH, as in an activated virtual environment
 _ENV = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
@@ -69,6 +72,7 @@ def graded(tmp_path_factory):
     logs = {}
     for a in GRADED:
         _nbgrader(course, "generate_assignment", a)
+    for a in STUBS_GRADED:
         _submit(course, "stub", a, _cells(course / "release" / a / f"{a}.ipynb"))
 
     release = _cells(course / "release" / FIRST / f"{FIRST}.ipynb")
@@ -85,7 +89,7 @@ def graded(tmp_path_factory):
     _set_cell(tampered, "bn_forward_check", "print('batchnorm_forward: all checks passed')\n")
     _submit(course, "tampered", FIRST, tampered)
 
-    for a in GRADED:
+    for a in STUBS_GRADED:
         logs[a] = _nbgrader(course, "autograde", a)
     logs["feedback"] = _nbgrader(course, "generate_feedback", FIRST)
     return course, logs
@@ -100,12 +104,20 @@ def _score(course, assignment, student):
 
 
 @pytest.mark.parametrize("assignment", GRADED)
+def test_the_student_version_has_stubs_and_locked_checks(graded, assignment):
+    course, logs = graded
+    released = _cells(course / "release" / assignment / f"{assignment}.ipynb")
+    assert "### BEGIN SOLUTION" not in json.dumps(released) and "NotImplementedError" in json.dumps(released)
+    checks = [c for c in released["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
+    assert checks and all(c["metadata"]["nbgrader"]["locked"] and c["metadata"]["nbgrader"].get("checksum")
+                          for c in checks)
+
+
+@pytest.mark.parametrize("assignment", STUBS_GRADED)
 def test_the_student_version_scores_zero(graded, assignment):
     course, logs = graded
     score, max_score = _score(course, assignment, "stub")
     assert max_score > 0 and score == 0
-    released = json.dumps(_cells(course / "release" / assignment / f"{assignment}.ipynb"))
-    assert "### BEGIN SOLUTION" not in released and "NotImplementedError" in released
 
 
 def test_the_solution_scores_full_marks_without_warnings(graded):
