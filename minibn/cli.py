@@ -3,13 +3,18 @@
 Errors a user can fix (no MNIST, a bad option, no GPU for --backend cupy, a file in the
 way) are one line on stderr and exit status 2; ``--debug`` shows the traceback instead.
 An output folder that cannot be written is such an error before any training starts.
-Ctrl-C exits with 130 after the command has written what it had.
+Ctrl-C exits with 130 after the command has written what it had. SIGTERM (what ``kill``,
+``timeout`` and a batch scheduler send) is handled as Ctrl-C is, and the command then exits
+with 143 (128 + 15, the status of a process ended by SIGTERM): a job script can tell a run
+stopped from outside from one a user interrupted, and either way the outputs are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 
 class Parser(argparse.ArgumentParser):
@@ -122,7 +127,42 @@ def build_parser():
     return parser
 
 
+#: set by the SIGTERM handler: the interrupt is a termination (exit status 143, not 130)
+_terminated = False
+
+
+def _terminate_as_interrupt(signum, frame):
+    """SIGTERM's default is to end the process at once: nothing written, and the worker
+    processes left behind. Raised as KeyboardInterrupt instead, it takes Ctrl-C's way: the
+    training loop stops, the outputs so far are written, the workers are stopped too
+    (:mod:`minibn.experiments._parallel`)."""
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
+def _interrupted_status():
+    return 128 + signal.SIGTERM if _terminated else 130
+
+
 def main(argv=None) -> int:
+    global _terminated
+    _terminated = False
+    # main() is also called in a thread or an interpreter that owns SIGTERM (a test runner):
+    # the handler is installed only in the main thread, and the previous one restored after
+    installed = threading.current_thread() is threading.main_thread()
+    if installed:
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        status = _main(argv)
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    # the commands return 130 on an interrupt; a SIGTERM's is 143
+    return _interrupted_status() if status == 130 else status
+
+
+def _main(argv):
     from .checkpoint import CheckpointError
     from .data.mnist import DataError
     from .experiments._io import check_out_dir
@@ -141,7 +181,7 @@ def main(argv=None) -> int:
             check_out_dir(out)
         return args.func(args)
     except KeyboardInterrupt:
-        print(f"{where}: interrupted", file=sys.stderr)
+        print(f"{where}: {'terminated (SIGTERM)' if _terminated else 'interrupted'}", file=sys.stderr)
         return 130
     except (DataError, CheckpointError, ValueError, TypeError, RuntimeError, OSError, ImportError) as e:
         if args.debug:

@@ -21,6 +21,13 @@ What is here:
   exactly what one process with k * b rows would: the runs can be compared number for number.
 * :func:`abort_on_error`: an exception on one rank stops every rank (``MPI_Abort``), instead
   of leaving the others waiting in a collective.
+* :func:`check_same_config`: a run's first collective. Ranks started with different settings
+  (another ``--steps``, another seed) would call different collectives, or train on batches
+  that do not fit together; they stop at once instead, with an error naming the settings.
+
+minibn's commands (``drift --distributed``, ``reproduce sync-bn``) give every collective a
+timeout (:data:`RUN_TIMEOUT`): MPI's own collectives wait for ever, so a rank that died or
+went another way would hang the others until someone noticed.
 
 GPU arrays (CuPy) are copied to the host for each collective and back: minibn does not
 assume a CUDA-aware MPI library (MPICH from the package index is not one). The sums are
@@ -30,6 +37,7 @@ small for BN (2C + 1 and 2C values per layer); the gradient buffer is the model'
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 
@@ -38,6 +46,14 @@ import numpy as np
 from . import backend
 
 INSTALL = 'pip install "minibn[mpi]"   (mpi4py and the MPICH library, with its mpiexec)'
+
+
+#: seconds a collective of minibn's commands may wait for the other ranks before it is an
+#: error (:class:`CollectiveTimeout`). Generous: in training the ranks meet every step, and
+#: the longest legitimate wait is rank 0 evaluating the test set while the others wait in
+#: the next step (under a second here); a rank that is gone is found out within minutes
+#: instead of never.
+RUN_TIMEOUT = 600.0
 
 
 class CollectiveTimeout(RuntimeError):
@@ -103,15 +119,16 @@ class Communicator:
         return f"Communicator(rank={self.rank}, size={self.size}, timeout={self.timeout})"
 
     # -- plumbing ------------------------------------------------------------------------
-    def _wait(self, request, what):
-        if self.timeout is None:
+    def _wait(self, request, what, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        if timeout is None:
             request.Wait()
             return
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + timeout
         while not request.Test():
             if time.monotonic() > deadline:
                 raise CollectiveTimeout(
-                    f"rank {self.rank} of {self.size}: {what} did not complete in {self.timeout} s "
+                    f"rank {self.rank} of {self.size}: {what} did not complete in {timeout} s "
                     f"(another rank failed, or is calling a different collective)")
             time.sleep(2e-5)
 
@@ -143,18 +160,29 @@ class Communicator:
                 self._wait(self.comm.Iallreduce(host, out), f"a sum of {host.size} values (allreduce)")
         return backend.get_array_module(a).asarray(out)
 
-    def allgather(self, a):
-        """(size, *a.shape) float64: every rank's ``a``, in rank order, on every rank."""
-        host = np.ascontiguousarray(backend.asnumpy(a), dtype=np.float64)
-        out = np.empty((self.size,) + host.shape)
+    def allgather(self, a, dtype=np.float64, timeout=None):
+        """(size, *a.shape): every rank's ``a``, in rank order, on every rank, in ``dtype``
+        (float64 by default). ``timeout``: this call's, instead of the communicator's."""
+        host = np.ascontiguousarray(backend.asnumpy(a), dtype=dtype)
+        out = np.empty((self.size,) + host.shape, dtype=dtype)
         with self._collective(host):
             if self.size == 1:
                 out[0] = host
-            elif self.timeout is None:
+            elif self.timeout is None and timeout is None:
                 self.comm.Allgather(host, out)
             else:
-                self._wait(self.comm.Iallgather(host, out), f"a gather of {host.size} values per rank (allgather)")
+                self._wait(self.comm.Iallgather(host, out), f"a gather of {host.size} values per rank (allgather)",
+                           timeout)
         return out
+
+    def allgather_bytes(self, data, timeout=None):
+        """Every rank's ``data`` (bytes, of any length), in rank order, on every rank: two
+        collectives (the lengths, then the bytes padded to the longest), both with the timeout."""
+        sizes = self.allgather(np.array([len(data)]), dtype=np.int64, timeout=timeout)[:, 0]
+        buf = np.zeros(max(1, int(sizes.max())), dtype=np.uint8)
+        buf[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+        table = self.allgather(buf, dtype=np.uint8, timeout=timeout)
+        return [table[r, :sizes[r]].tobytes() for r in range(self.size)]
 
     def broadcast(self, a, root=0):
         """``a`` from rank ``root``, written into ``a`` on every other rank (in place; returns a)."""
@@ -206,6 +234,30 @@ class Communicator:
                 self.comm.Barrier()
             else:
                 self._wait(self.comm.Ibarrier(), "a barrier")
+
+
+def check_same_config(comm, config):
+    """ValueError on every rank unless every rank was started with the same ``config`` (a dict
+    of JSON-able settings: the steps, the seed, the batch size, the model...). Call it first,
+    before any collective of the run: the ranks of a job are started with the same command
+    line as a rule, and one that was not (another ``--steps``, another ``--seed``) would wait
+    for ever in a collective the others never call, or train on batches that do not fit
+    together, without a word. The error names each setting that differs, rank by rank; every
+    rank raises it (all see the same table), so the job ends cleanly."""
+    mine = json.dumps(config, sort_keys=True, default=str)
+    configs = [json.loads(b) for b in comm.allgather_bytes(mine.encode())]
+    differ = []
+    for key in sorted(set().union(*configs)):
+        values = [json.dumps(c[key]) if key in c else "(not set)" for c in configs]
+        if any(v != values[0] for v in values):
+            ranks = {}  # value -> the ranks that have it
+            for r, v in enumerate(values):
+                ranks.setdefault(v, []).append(r)
+            differ.append(f"{key}: " + ", ".join(f"{v} on rank{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))}"
+                                                   for v, rs in ranks.items()))
+    if differ:
+        raise ValueError(f"the {comm.size} ranks were not started with the same configuration ("
+                         + "; ".join(differ) + "): start every rank with the same options")
 
 
 def share_cores(comm):
@@ -334,6 +386,14 @@ class DataParallel:
         dx = self.module.backward(dy * self._scale, need_dx=need_dx)
         self.allreduce_gradients()
         return dx
+
+    def loss_over_ranks(self, loss_sum, rows):
+        """(the sum over every rank, the total row count) of each rank's ``loss_sum``, its
+        per-row losses summed over some steps, and ``rows``, the rows they came from: the mean
+        loss of the whole batch, not of this rank's part of it. One small all-reduce;
+        :func:`minibn.train.fit` calls it at each evaluation, on every rank."""
+        total = self.comm.allreduce_sum(np.array([float(loss_sum), float(rows)]))
+        return float(total[0]), float(total[1])
 
     def allreduce_gradients(self):
         """Sum every parameter's gradient over the ranks, in one all-reduce of a flat buffer."""

@@ -202,6 +202,17 @@ def second_forward(model, x):
                 setattr(m, name, value)
 
 
+def interrupt(e):
+    """Whether the exception ``e`` is Ctrl-C (or SIGTERM, which the ``minibn`` command and its
+    workers turn into Ctrl-C). Usually that is a KeyboardInterrupt; but one that arrives while
+    a numba-compiled function is calling back into Python comes out of it as a SystemError
+    ("... returned a result with an exception set") caused by the KeyboardInterrupt, and must
+    stop training the same way, not lose the run."""
+    while isinstance(e, SystemError) and e.__cause__ is not None:
+        e = e.__cause__
+    return isinstance(e, KeyboardInterrupt)
+
+
 def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None, callbacks=(),
         schedulers=(), progress=True, desc="train", after_step=None, position=0, double_forward=False):
     """Train for ``steps`` SGD steps.
@@ -220,15 +231,24 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
 
     Returns a :class:`History` with the mean training loss between evaluations
     ("train_loss") and whatever eval_fn returns.
+
+    A model trained across processes (:class:`minibn.distributed.DataParallel`, which has
+    ``loss_over_ranks``) sees only its rank's rows of each batch; its "train_loss" is still
+    that of the whole batch: each rank sums its per-row losses and rows, and the sums of all
+    ranks are added at each evaluation (one small collective, on every rank).
     """
     if steps < 1:
         raise ValueError(f"fit: steps must be >= 1, got {steps}")
     eval_every = eval_every or steps
     history = History()
     model.train()
+    over_ranks = getattr(model, "loss_over_ranks", None)
 
-    def checkpoint(step, loss_sum, n):
-        values = {"train_loss": float(loss_sum) / n if n else float("nan")}
+    def checkpoint(step, loss_sum, n, collective=True):
+        loss_sum = float(loss_sum)
+        if over_ranks is not None and collective:
+            loss_sum, n = over_ranks(loss_sum, n)
+        values = {"train_loss": loss_sum / n if n else float("nan")}
         if eval_fn is not None:
             values.update(eval_fn())
         history.add(step, values)
@@ -254,8 +274,12 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
                 second_forward(model, x)
             if after_step is not None:
                 after_step(model, x, labels)
-            loss_sum = loss_sum + loss  # stays on the device: no synchronisation per step
-            n += 1
+            if over_ranks is None:
+                loss_sum = loss_sum + loss  # stays on the device: no synchronisation per step
+                n += 1
+            else:  # this rank's rows are a part of the batch: sum per row, to add the parts up
+                loss_sum = loss_sum + loss * len(labels)
+                n += len(labels)
             if step % eval_every == 0 or step == steps:
                 history.train_seconds += time.perf_counter() - start
                 values = checkpoint(step, loss_sum, n)
@@ -264,7 +288,9 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
                 start = time.perf_counter()
             bar.update(1)
         history.steps_done = steps
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as e:
+        if not interrupt(e):
+            raise
         history.interrupted = True
         history.steps_done = max(step - 1, 0)
         if history.eval_steps[-1] != history.steps_done:
@@ -272,9 +298,12 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
             # not of the last scheduled evaluation (step 0 in a short run)
             history.train_seconds += time.perf_counter() - start
             try:
-                checkpoint(history.steps_done, loss_sum, n)
-            except KeyboardInterrupt:  # a second Ctrl-C: stop now
-                pass
+                # no collective here: the ranks may have been interrupted at different steps, and
+                # would wait for each other for ever (this rank's own loss is recorded)
+                checkpoint(history.steps_done, loss_sum, n, collective=False)
+            except (KeyboardInterrupt, SystemError) as again:  # a second Ctrl-C: stop now
+                if not interrupt(again):
+                    raise
     finally:
         bar.close()
     return history

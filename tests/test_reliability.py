@@ -143,11 +143,12 @@ def test_output_files_respect_the_umask(tmp_path):
     try:
         mb.save(_model(), tmp_path / "m.npz")
         from minibn.experiments import _io
-        _io.write_json(tmp_path / "s.json", {"a": 1})
+        _io.write_all(tmp_path / "out", {"s.json": _io.json_bytes({"a": 1})})
     finally:
         os.umask(old)
-    for name in ("m.npz", "s.json"):
+    for name in ("m.npz", "out/s.json"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755  # the folder too (mkdtemp's is 0700)
 
 
 # -- the command line ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,15 @@ def data_dir(root=None) -> Path:
     return Path(cache) / "minibn"
 
 
+def _data_source(root=None) -> str:
+    """Where the data directory was named, for messages."""
+    if root is not None:
+        return "named by --data (load_mnist's root)"
+    if os.environ.get("MINIBN_DATA"):
+        return "named by MINIBN_DATA"
+    return "the default cache folder"
+
+
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     """Parse an (uncompressed) IDX file: magic 0x0000, a type code, the number of
     dimensions, the big-endian uint32 sizes, then the data. Everything is validated."""
@@ -76,11 +86,23 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def _decompress_and_verify(path: Path, name: str) -> bytes:
     md5, size = FILES[name]
+    # Each cause its own message: a file that cannot be read is not a corrupt one, and its
+    # fix (permissions, a folder in the way) is not a new download.
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not the gzip file {name}: move it away (or remove it) and put the "
+                        f"file there, or point MINIBN_DATA (or --data) to a folder whose mnist/ holds the file")
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: corrupt or truncated gzip file ({e})") from e
+        compressed = path.read_bytes()
+    except PermissionError as e:
+        raise DataError(f"cannot read {path}: permission denied ({e.strerror}); make it readable "
+                        f"(chmod a+r {path}) or point MINIBN_DATA (or --data) to a readable copy") from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        raw = gzip.decompress(compressed)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip file ({e}); delete it and download it again "
+                        f"(load_mnist downloads missing files)") from e
     digest = hashlib.md5(raw).hexdigest()
     if digest != md5:
         raise DataError(f"{path}: checksum mismatch (md5 of decompressed content {digest}, expected {md5}, "
@@ -130,9 +152,16 @@ def _load_raw(folder: str, name: str) -> np.ndarray:
 def ensure_files(root=None, download=True, progress=True) -> Path:
     """Make sure the four files are present in ``<dir>/mnist/``; returns that folder."""
     folder = data_dir(root) / "mnist"
-    missing = [n for n in FILES if not (folder / n).exists()]
+    for p in (folder, *folder.parents):  # a file where a folder should be: no "not found" for that
+        if os.path.lexists(p) and not p.is_dir():
+            raise DataError(f"{p} is a file, not a folder: the MNIST files are looked for in {folder} "
+                            f"({_data_source(root)}). Point MINIBN_DATA (or --data) to the folder that holds "
+                            f"mnist/, not to a file.")
+    missing = [n for n in FILES if not os.path.lexists(folder / n)]
     if missing and not download:
         raise DataError(_missing_message(folder))
+    if missing:
+        _check_can_download(folder, missing)
     # the folders the download will create, deepest first: removed again if it fails, so that
     # a mistyped --data leaves nothing behind (files already downloaded and verified stay)
     created = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
@@ -146,6 +175,21 @@ def ensure_files(root=None, download=True, progress=True) -> Path:
         _remove_if_empty(created)
         raise
     return folder
+
+
+def _check_can_download(folder: Path, missing):
+    """DataError, before any download, if no file can be created where the missing ones go (a
+    read-only data folder): said as such, not as a permission error on a temporary file."""
+    where = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), Path("."))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".minibn-write-test-", dir=where)
+    except OSError as e:
+        raise DataError(f"{folder} lacks {', '.join(missing)}, and they cannot be downloaded there: creating a "
+                        f"file in {where} failed ({e.strerror or e}). Copy the missing file(s) into {folder}, or "
+                        f"point MINIBN_DATA (or --data) to a folder you can write to (they are downloaded into its "
+                        f"mnist/).") from None
+    os.close(fd)
+    os.remove(probe)
 
 
 def _remove_if_empty(folders):

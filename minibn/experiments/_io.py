@@ -1,24 +1,23 @@
-"""Writing results atomically: a file appears under its name complete, or not at all."""
+"""Writing results. Every experiment makes its files' bytes in memory (:func:`json_bytes`,
+:func:`csv_bytes`, :func:`figure_bytes`) and hands them to one writer, :func:`write_all`,
+which builds the output folder beside the old one and renames it into place whole
+(:mod:`minibn._files`): a folder holds one run's files, or the previous run's if writing
+failed, never some of each. (The composite runs, lr-sweep and all, build their folders
+with :func:`minibn._files.new_folder`, the same mechanism.)"""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import tempfile
 from pathlib import Path
 
-from .._files import atomic_write
-
-
-def _atomic(path, write):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
+from .._files import json_text, replace_folder
 
 
 def json_bytes(obj):
-    return (json.dumps(obj, indent=2) + "\n").encode()
+    """``obj`` as standard JSON (NaN and infinities as null: :func:`minibn._files.json_text`)."""
+    return (json_text(obj) + "\n").encode()
 
 
 def csv_bytes(header, rows):
@@ -28,10 +27,6 @@ def csv_bytes(header, rows):
     w.writerow(header)
     w.writerows(rows)
     return buf.getvalue().encode()
-
-
-def write_bytes(path, data):
-    _atomic(path, lambda f: f.write(data))
 
 
 def _close(fig):
@@ -50,26 +45,14 @@ def figure_bytes(fig, fmt="png", dpi=120):
     return buf.getvalue()
 
 
-def write_all(folder, files):
-    """Write {name: bytes} into ``folder``. Make every file's bytes before calling this (a
-    figure too, with :func:`figure_bytes`): an error while making them then leaves no folder
-    that looks complete."""
-    for name, data in files.items():
-        write_bytes(Path(folder) / name, data)
-
-
-def write_json(path, obj):
-    write_bytes(path, json_bytes(obj))
-
-
-def write_csv(path, header, rows):
-    write_bytes(path, csv_bytes(header, rows))
-
-
-def save_figure(fig, path, dpi=120):
-    """Write the figure to ``path`` atomically, and close it."""
-    _atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi))
-    _close(fig)
+def write_all(folder, files, outputs=()):
+    """Write {name: bytes} as the output folder ``folder``, replacing a previous run's folder
+    whole (:func:`minibn._files.replace_folder`): the folder holds this run's files or, if
+    writing fails (a full disk), the previous run's, untouched. ``outputs``: every name a run
+    of the experiment may write (an interrupted run writes fewer: the previous run's figure
+    must not stay beside them). Make every file's bytes before calling this (a figure too,
+    with :func:`figure_bytes`): an error while making them then leaves the folder as it was."""
+    replace_folder(folder, files, outputs)
 
 
 def versions():
@@ -114,6 +97,11 @@ def check_runs(seeds, steps=None, variants=None, known=()):
     integers >= 0), steps (>= 10, when given) and variants (each one of ``known``)."""
     if not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
         raise ValueError(f"seeds must be one or more integers >= 0, got {seeds}")
+    # a seed given twice is one run counted twice: its mean is that run's, and its "interval"
+    # has zero width, a certainty no experiment gave
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if twice:
+        raise ValueError(f"seeds must differ: {', '.join(map(str, twice))} given more than once in {list(seeds)}")
     if steps is not None and steps < 10:
         raise ValueError(f"steps must be >= 10, got {steps}")
     bad = [v for v in (variants or ()) if v not in known]
@@ -124,16 +112,24 @@ def check_runs(seeds, steps=None, variants=None, known=()):
 def check_out_dir(out):
     """ValueError, before any work, if the outputs cannot be written to the folder ``out``.
 
-    The folder itself, or where it does not exist yet the nearest folder above it (where it
-    will be created), must take a new file: a probe file is written there and removed at
-    once. A real write, not the permission bits: those say nothing of a read-only file
-    system, and root writes whatever they say. Nothing is created, so a run that fails
-    later (bad data, Ctrl-C) leaves no empty output folder behind.
+    A run builds its folder beside ``out`` and renames it to ``out`` (:func:`write_all`), so
+    the folder that holds ``out`` (or, where that does not exist yet, the nearest folder
+    above it, where it will be created) must take a new entry: a probe file is written there
+    and removed at once. A real write, not the permission bits: those say nothing of a
+    read-only file system, and root writes whatever they say. Nothing is created, so a run
+    that fails later (bad data, Ctrl-C) leaves no empty output folder behind. ``out`` must
+    not be the current folder or one above it: replacing it would pull the folder away from
+    under the command (and under the shell it was typed in).
     """
     out = Path(out)
-    folder = next((p for p in (out, *out.parents) if os.path.lexists(p)), Path("."))
-    if not folder.is_dir():
-        raise ValueError(f"cannot write to {out}: {folder} exists and is not a folder")
+    for p in (out, *out.parents):
+        if os.path.lexists(p) and not p.is_dir():
+            raise ValueError(f"cannot write to {out}: {p} exists and is not a folder")
+    here, target = Path.cwd().resolve(), out.resolve()
+    if target == here or target in here.parents:
+        raise ValueError(f"cannot write to {out}: it is the current folder or holds it, and a run replaces its "
+                         f"output folder whole; name a folder of its own (results/...)")
+    folder = next((p for p in out.parents if os.path.lexists(p)), Path("."))
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".minibn-write-test-"):
             pass
@@ -153,8 +149,9 @@ def add_common_options(p, out):
 
 def run_cli(name, cfg, args, run, files):
     """Apply the overrides in ``args`` to ``cfg``, run ``run(cfg, out, data, jobs, progress)``
-    and report: exit 2 on a bad option (before any training), 130 on Ctrl-C. (``--out`` has
-    been checked by :func:`minibn.cli.main` already.)"""
+    and report: exit 2 on a bad option (before any training), 130 on Ctrl-C (which
+    :func:`minibn.cli.main` turns into 143 after a SIGTERM). (``--out`` has been checked by
+    :func:`minibn.cli.main` already.)"""
     import sys
 
     try:

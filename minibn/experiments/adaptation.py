@@ -39,6 +39,8 @@ METHODS = ("baseline", "vanilla", "freeze", "iit", "adabn")
 LABELS = {"baseline": "no adaptation", "vanilla": "vanilla fine-tuning", "freeze": "freezing + fine-tuning",
           "iit": "IIT + fine-tuning", "adabn": "AdaBN"}
 DANN_VARIANTS = ("BN", "AdaBN", "TransNorm")
+#: every file a run writes into its folder
+OUTPUTS = ("adaptation.png", "tables.md", "summary.json", "provenance.json")
 COLORS = {"baseline": "tab:gray", "vanilla": "tab:red", "freeze": "tab:green", "iit": "tab:blue", "adabn": "tab:purple"}
 
 
@@ -312,7 +314,7 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
     files["tables.md"] = (text + "\n").encode()
     files["summary.json"] = _io.json_bytes(summary)
     files["provenance.json"] = _io.json_bytes(provenance.record("adaptation", wall, asdict(cfg)))
-    _io.write_all(out, files)
+    _io.write_all(out, files, OUTPUTS)
     if interrupted:
         raise KeyboardInterrupt
     return summary, text

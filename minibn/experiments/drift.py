@@ -44,6 +44,8 @@ from ..train import ActivationRecorder, evaluate, fit
 from . import _io, _parallel, provenance
 
 NETS = ("baseline", "bn")
+#: every file a run writes into its folder (an interrupted run writes some of them)
+OUTPUTS = ("summary.json", "curves.csv", "fig1.png", "provenance.json")
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 
 #: the normalization layers the "bn" net can use (``--norm``): name -> (factory of a layer
@@ -142,7 +144,8 @@ def train_net(bn, cfg: DriftConfig, data, progress=True, position=0, comm=None):
     ``comm``: train data-parallel over its ranks (:mod:`minibn.distributed`): each rank takes
     its rows of every batch of ``cfg.batch_size``, BN is synchronized, gradients are summed
     over the ranks; rank 0 alone evaluates and records (the others return its shape with
-    empty records).
+    empty records). The training loss recorded is the whole batch's, as one process would
+    record it: :func:`minibn.train.fit` adds up the ranks' parts at each evaluation.
     """
     from .. import distributed
     (x_train, y_train), (x_test, y_test) = data
@@ -233,7 +236,9 @@ def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jo
     """Write summary.json, curves.csv and fig1.png for whatever has been trained.
 
     Everything is made in memory first (the figure too), so an error (a plot of a diverged
-    run, say) leaves no folder that looks complete; each file then appears atomically.
+    run, say) leaves no folder that looks complete; then the files go into a new folder that
+    replaces ``out_dir`` whole (:func:`minibn.experiments._io.write_all`): a full disk leaves
+    the previous run's folder as it was, not this run's curves beside its figure.
     """
     out_dir = Path(out_dir)
     summary = _summary(cfg, results, nets, wall_total, interrupted, jobs, ranks)
@@ -253,7 +258,7 @@ def write_outputs(out_dir, cfg, results, nets, wall_total, interrupted=False, jo
         files["fig1.png"] = _io.figure_bytes(plot(results, trained, cfg))
     files["summary.json"] = _io.json_bytes(summary)
     files["provenance.json"] = _io.json_bytes(provenance.record("drift", wall_total, asdict(cfg)))
-    _io.write_all(out_dir, files)
+    _io.write_all(out_dir, files, OUTPUTS)
     return summary
 
 
@@ -350,10 +355,10 @@ def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None,
     """
     cfg = cfg or DriftConfig()
     nets = tuple(nets)
-    cfg.validate(nets)
-    _io.check_out_dir(out)  # before training, not after
     if comm is not None:
         return _run_distributed(cfg, out, nets, data_root, progress, comm)
+    cfg.validate(nets)
+    _io.check_out_dir(out)  # before training, not after
     jobs = _parallel.default_jobs(len(nets)) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -379,18 +384,39 @@ def run(cfg: DriftConfig = None, out="results/drift", nets=NETS, data_root=None,
     return summary
 
 
+def run_config(cfg, nets):
+    """What must be the same on every rank of a distributed run: the whole configuration,
+    the nets, the backend and minibn's version (not --out or --data: only rank 0 writes, and
+    each node may keep the data in its own place)."""
+    from .. import __version__
+    return {"experiment": "drift", "nets": list(nets), **asdict(cfg), "backend": backend.active(),
+            "minibn": __version__}
+
+
 def _run_distributed(cfg, out, nets, data_root, progress, comm):
+    from .. import distributed
+    # First, before anything a rank could do alone: the ranks agree on what they run. Then a
+    # bad setting is the same error on every rank (one line, exit 2), not one rank leaving
+    # while the others wait for it.
+    distributed.check_same_config(comm, run_config(cfg, nets))
+    cfg.validate(nets)
+    if cfg.batch_size < comm.size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is smaller than the number of ranks ({comm.size}): "
+                         f"every rank needs rows of each batch")
+    _io.check_out_dir(out)
+    distributed.share_cores(comm)
     lead = comm.rank == 0
-    t0 = time.perf_counter()
-    data = load_mnist(root=data_root, progress=progress and lead)
-    results = {}
-    for name in nets:
-        results[name] = train_net(name == "bn", cfg, data, progress, comm=comm)
-        if results[name]["history"].interrupted:
-            raise KeyboardInterrupt
-    if not lead:
-        return None
-    return write_outputs(out, cfg, results, nets, time.perf_counter() - t0, False, jobs=1, ranks=comm.size)
+    with distributed.abort_on_error(comm):  # from here an error on one rank ends the job
+        t0 = time.perf_counter()
+        data = load_mnist(root=data_root, progress=progress and lead)
+        results = {}
+        for name in nets:
+            results[name] = train_net(name == "bn", cfg, data, progress, comm=comm)
+            if results[name]["history"].interrupted:
+                raise KeyboardInterrupt
+        if not lead:
+            return None
+        return write_outputs(out, cfg, results, nets, time.perf_counter() - t0, False, jobs=1, ranks=comm.size)
 
 
 def _cmd(args) -> int:
@@ -399,9 +425,9 @@ def _cmd(args) -> int:
     nets = {"both": NETS, "bn": ("bn",), "no-bn": ("baseline",)}[args.nets]
     cfg = DriftConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, seed=args.seed,
                       lr=args.lr, init_std=args.init_std, unit=args.unit, norm=args.norm)
-    cfg.validate(nets)  # a ValueError is one line and exit 2 (minibn.cli)
-    if args.distributed:
+    if args.distributed:  # validated once the ranks agree on cfg (_run_distributed)
         return _cmd_distributed(args, cfg, nets)
+    cfg.validate(nets)  # a ValueError is one line and exit 2 (minibn.cli)
     try:
         summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, jobs=args.jobs)
     except KeyboardInterrupt:
@@ -414,17 +440,12 @@ def _cmd(args) -> int:
 
 def _cmd_distributed(args, cfg, nets):
     from .. import distributed
-    comm = distributed.world()
-    distributed.share_cores(comm)
-    if cfg.batch_size < comm.size:
-        raise ValueError(f"--batch-size {cfg.batch_size} is smaller than the number of ranks ({comm.size}): "
-                         f"every rank needs rows of each batch")
-    with distributed.abort_on_error(comm):
-        summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, comm=comm)
-        if summary is not None:
-            print(f"data-parallel over {comm.size} rank(s), {cfg.batch_size // comm.size}-"
-                  f"{-(-cfg.batch_size // comm.size)} rows each, BN synchronized")
-            _report(summary, cfg, args.out)
+    comm = distributed.world(timeout=distributed.RUN_TIMEOUT)  # no collective waits for ever
+    summary = run(cfg, args.out, nets, data_root=args.data, progress=not args.quiet, comm=comm)
+    if summary is not None:
+        print(f"data-parallel over {comm.size} rank(s), {cfg.batch_size // comm.size}-"
+              f"{-(-cfg.batch_size // comm.size)} rows each, BN synchronized")
+        _report(summary, cfg, args.out)
     return 0
 
 

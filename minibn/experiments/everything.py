@@ -10,36 +10,46 @@ Fig. 1 (``lr_sweep/``) into one folder, each writing its figure, its table and i
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+from .._files import new_folder, write_files
 from . import _io, adaptation, drift, lr_sweep, provenance, small_batch
+
+#: what `all` writes: each experiment's folder and the record of the whole
+OUTPUTS = ("drift", "small_batch", "adaptation", "lr_sweep", "provenance.json")
 
 
 def run(out="results/reproduce", fast=False, data_root=None, jobs=None, progress=True, seeds=None):
-    """Run every experiment (``fast``: their quick checks) into ``out``; returns the record."""
+    """Run every experiment (``fast``: their quick checks) into ``out``; returns the record.
+
+    Every setting is checked before the first experiment starts (bad seeds must not surface
+    after minutes of training), and the whole is built in a new folder that replaces ``out``
+    when it is done, or on Ctrl-C with the experiments done so far
+    (:func:`minibn._files.new_folder`)."""
     _io.check_out_dir(out)
-    out = Path(out)
     sb = small_batch.SmallBatchConfig(**small_batch.FAST) if fast else small_batch.SmallBatchConfig()
     ad = adaptation.AdaptationConfig(**adaptation.FAST) if fast else adaptation.AdaptationConfig()
     if seeds is not None:
         sb.seeds = ad.seeds = list(seeds)
+    sb.validate()
+    ad.validate()
     steps = 300 if fast else 50_000
-    parts = {
-        "drift": lambda: drift.run(drift.DriftConfig(steps=steps), out / "drift", data_root=data_root,
-                                   progress=progress, jobs=jobs),
-        "small_batch": lambda: small_batch.run(sb, out / "small_batch", data_root, jobs, progress),
-        "adaptation": lambda: adaptation.run(ad, out / "adaptation", data_root, jobs, progress),
-        "lr_sweep": lambda: lr_sweep.run(steps=steps, out=out / "lr_sweep", data_root=data_root, jobs=jobs,
-                                         progress=progress),
-    }
     walls, t0 = {}, time.perf_counter()
-    for name, part in parts.items():
-        start = time.perf_counter()
-        part()
-        walls[name] = round(time.perf_counter() - start, 1)
-    record = provenance.record("all", time.perf_counter() - t0, {"fast": fast, "wall_seconds_by_part": walls,
-                                                                 "seeds": sb.seeds})
-    _io.write_json(out / "provenance.json", record)
+    with new_folder(out, OUTPUTS) as folder:
+        parts = {
+            "drift": lambda: drift.run(drift.DriftConfig(steps=steps), folder / "drift", data_root=data_root,
+                                       progress=progress, jobs=jobs),
+            "small_batch": lambda: small_batch.run(sb, folder / "small_batch", data_root, jobs, progress),
+            "adaptation": lambda: adaptation.run(ad, folder / "adaptation", data_root, jobs, progress),
+            "lr_sweep": lambda: lr_sweep.run(steps=steps, out=folder / "lr_sweep", data_root=data_root, jobs=jobs,
+                                             progress=progress),
+        }
+        for name, part in parts.items():
+            start = time.perf_counter()
+            part()
+            walls[name] = round(time.perf_counter() - start, 1)
+        record = provenance.record("all", time.perf_counter() - t0, {"fast": fast, "wall_seconds_by_part": walls,
+                                                                     "seeds": sb.seeds})
+        write_files(folder, {"provenance.json": _io.json_bytes(record)})
     return record
 
 

@@ -12,29 +12,37 @@ from __future__ import annotations
 
 import csv
 import time
-from pathlib import Path
 
+from .._files import new_folder, write_files
 from . import _io, drift, provenance
 
 LRS = (0.5, 0.1, 0.02)
+#: what a sweep writes: its figure, table and record, and each run's folder
+OUTPUTS = ("lr_sweep.png", "table.md", "provenance.json", "lr_*")
 
 
 def run(lrs=LRS, steps=50_000, out="results/lr_sweep", data_root=None, jobs=None, progress=True, seed=0):
-    """Train both nets at each learning rate; returns (summaries by lr, the table's text)."""
+    """Train both nets at each learning rate; returns (summaries by lr, the table's text).
+
+    The sweep is built in a new folder that replaces ``out`` whole when it is done (on Ctrl-C,
+    with the runs done so far): ``out`` never holds this sweep's runs beside the previous
+    sweep's table (:func:`minibn._files.new_folder`)."""
     _io.check_out_dir(out)
-    out, t0 = Path(out), time.perf_counter()
+    t0 = time.perf_counter()
     summaries, curves = {}, {}
-    for lr in lrs:
-        cfg = drift.DriftConfig(steps=steps, lr=lr, seed=seed)
-        summaries[lr] = drift.run(cfg, out / f"lr_{lr:g}", data_root=data_root, progress=progress, jobs=jobs)
-        with open(out / f"lr_{lr:g}" / "curves.csv") as f:
-            curves[lr] = list(csv.DictReader(f))
-    wall = time.perf_counter() - t0
-    text = table(summaries, steps, wall)
-    files = {"lr_sweep.png": _io.figure_bytes(plot(curves, summaries, steps)), "table.md": (text + "\n").encode(),
-             "provenance.json": _io.json_bytes(provenance.record("lr-sweep", wall, {"lrs": list(lrs), "steps": steps,
-                                                                                     "seed": seed}))}
-    _io.write_all(out, files)
+    with new_folder(out, OUTPUTS) as folder:
+        for lr in lrs:
+            cfg = drift.DriftConfig(steps=steps, lr=lr, seed=seed)
+            run_dir = folder / f"lr_{lr:g}"
+            summaries[lr] = drift.run(cfg, run_dir, data_root=data_root, progress=progress, jobs=jobs)
+            with open(run_dir / "curves.csv") as f:
+                curves[lr] = list(csv.DictReader(f))
+        wall = time.perf_counter() - t0
+        text = table(summaries, steps, wall)
+        write_files(folder, {
+            "lr_sweep.png": _io.figure_bytes(plot(curves, summaries, steps)), "table.md": (text + "\n").encode(),
+            "provenance.json": _io.json_bytes(provenance.record("lr-sweep", wall, {"lrs": list(lrs), "steps": steps,
+                                                                                    "seed": seed}))})
     return summaries, text
 
 

@@ -26,6 +26,8 @@ from ..train import evaluate, fit
 from . import _io, _parallel, provenance, stats
 
 VARIANTS = ("BN", "BRN", "MBN", "MBN+DF")
+#: every file a run writes into its folder
+OUTPUTS = ("runs.csv", "small_batch.png", "table.md", "summary.json", "provenance.json")
 
 
 @dataclass
@@ -229,7 +231,7 @@ def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None,
     files["table.md"] = (text + "\n").encode()
     files["summary.json"] = _io.json_bytes(summary)
     files["provenance.json"] = _io.json_bytes(provenance.record("small-batch", wall, asdict(cfg)))
-    _io.write_all(out, files)
+    _io.write_all(out, files, OUTPUTS)
     if interrupted:
         raise KeyboardInterrupt
     return summary, text

@@ -40,6 +40,8 @@ from .small_batch import norm_layer, plain_log_ticks
 VARIANTS = ("local BN", "SyncBN", "BN, 1 process", "BRN", "MBN")
 #: the variants trained data-parallel over the ranks (the others run one per rank)
 DATA_PARALLEL = ("local BN", "SyncBN", "BRN", "MBN")
+#: every file a run writes into its folder
+OUTPUTS = ("runs.csv", "sync_bn.png", "table.md", "summary.json", "provenance.json")
 
 
 @dataclass
@@ -201,34 +203,61 @@ def plot(table, cfg, ranks):
     return fig
 
 
+def run_config(cfg):
+    """What must be the same on every rank: the whole configuration, the backend and minibn's
+    version (not --out or --data: only rank 0 writes, and each node may keep the data in its
+    own place)."""
+    from .. import __version__
+    return {"experiment": "sync-bn", **asdict(cfg), "backend": backend.active(), "minibn": __version__}
+
+
 def run(cfg: SyncBNConfig = None, out="results/sync_bn", data_root=None, comm=None, progress=True):
     """Train every run (call on every rank); rank 0 writes the outputs and returns
-    (summary, table text), the others (None, None)."""
+    (summary, table text), the others (None, None).
+
+    ``comm``: default, every rank of the job, each collective with the timeout
+    :data:`minibn.distributed.RUN_TIMEOUT`. The ranks first check that they were started
+    with the same ``cfg`` (:func:`minibn.distributed.check_same_config`); a bad setting is
+    then the same ValueError on every rank. From there an error on one rank ends the job."""
+    import pickle
+
     from ..train import progress_bar
 
     cfg = cfg or SyncBNConfig()
+    comm = comm or distributed.world(timeout=distributed.RUN_TIMEOUT)
+    distributed.check_same_config(comm, run_config(cfg))
     cfg.validate()
-    comm = comm or distributed.world()
+    _io.check_out_dir(out)
+    distributed.share_cores(comm)
     ranks, lead = comm.size, comm.rank == 0
-    if lead:
-        _io.check_out_dir(out)
-    data = load_mnist(root=data_root, progress=False)
-    t0 = time.perf_counter()
-    parallel = [(v, b, s) for b in cfg.per_worker for v in cfg.variants if v in DATA_PARALLEL for s in cfg.seeds]
-    alone = [(v, b, s) for b in cfg.per_worker for v in cfg.variants if v not in DATA_PARALLEL for s in cfg.seeds]
-    rows = []
-    bar = progress_bar(len(parallel) + len(alone), desc="sync-bn runs", disable=not (progress and lead))
-    for v, b, s in parallel:  # every rank, together
-        rows.append(train_one(v, b, s, cfg, data, comm, ranks))
-        bar.update(1)
-    mine = [train_one(v, b, s, cfg, data, comm, ranks) for i, (v, b, s) in enumerate(alone) if i % ranks == comm.rank]
-    gathered = comm.comm.gather(mine, root=0)
-    bar.update(len(alone))
-    bar.close()
-    if not lead:
-        return None, None
-    rows += [r for part in gathered for r in part]
-    wall = time.perf_counter() - t0
+    with distributed.abort_on_error(comm):
+        data = load_mnist(root=data_root, progress=False)
+        t0 = time.perf_counter()
+        parallel = [(v, b, s) for b in cfg.per_worker for v in cfg.variants if v in DATA_PARALLEL
+                    for s in cfg.seeds]
+        alone = [(v, b, s) for b in cfg.per_worker for v in cfg.variants if v not in DATA_PARALLEL
+                 for s in cfg.seeds]
+        rows = []
+        bar = progress_bar(len(parallel) + len(alone), desc="sync-bn runs", disable=not (progress and lead))
+        for v, b, s in parallel:  # every rank, together
+            rows.append(train_one(v, b, s, cfg, data, comm, ranks))
+            bar.update(1)
+        mine = [train_one(v, b, s, cfg, data, comm, ranks) for i, (v, b, s) in enumerate(alone)
+                if i % ranks == comm.rank]
+        # The ranks meet here after their shares of the one-process runs, and a rank may have
+        # one run more than another: the wait may be as long as a run, on top of the timeout.
+        longest = max((r["wall_seconds"] for r in rows + mine), default=0.0)
+        timeout = None if comm.timeout is None else comm.timeout + 4 * longest
+        gathered = [pickle.loads(b) for b in comm.allgather_bytes(pickle.dumps(mine), timeout=timeout)]
+        bar.update(len(alone))
+        bar.close()
+        if not lead:
+            return None, None
+        return _write(rows + [r for part in gathered for r in part], cfg, ranks, time.perf_counter() - t0, out)
+
+
+def _write(rows, cfg, ranks, wall, out):
+    """Rank 0: the table, figure, summary and records of the runs, into ``out``."""
     table, cost = summarize(rows, cfg)
     text = markdown(table, cost, cfg, ranks, wall)
     summary = {"config": asdict(cfg), "mpi_ranks": ranks, "backend": backend.active(), "versions": _io.versions(),
@@ -243,7 +272,7 @@ def run(cfg: SyncBNConfig = None, out="results/sync_bn", data_root=None, comm=No
         "sync_bn.png": _io.figure_bytes(plot(table, cfg, ranks)), "table.md": (text + "\n").encode(),
         "summary.json": _io.json_bytes(summary),
         "provenance.json": _io.json_bytes(provenance.record("sync-bn", wall, {**asdict(cfg), "mpi_ranks": ranks}))}
-    _io.write_all(out, files)
+    _io.write_all(out, files, OUTPUTS)
     return summary, text
 
 
@@ -279,15 +308,14 @@ def _cmd(args) -> int:
     for name in ("steps", "seeds", "per_worker", "variants"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    cfg.validate()  # a ValueError: one line, exit 2 (minibn.cli), on every rank alike (as --out's check)
-    comm = distributed.world()
-    distributed.share_cores(comm)
+    comm = distributed.world(timeout=distributed.RUN_TIMEOUT)  # no collective waits for ever
     if comm.size == 1:
         print("minibn reproduce sync-bn: one rank (run it under mpiexec -n 4 for the experiment; "
               "with one rank local BN and SyncBN are the same)", file=sys.stderr)
-    with distributed.abort_on_error(comm):
-        _, text = run(cfg, args.out, args.data, comm, progress=not args.quiet)
-        if text is not None:
-            print(text)
-            print(f"outputs in {args.out}/ (table.md, sync_bn.png, runs.csv, summary.json)")
+    # cfg is validated in run, once the ranks agree on it: a ValueError is then one line and
+    # exit 2 (minibn.cli) on every rank alike
+    _, text = run(cfg, args.out, args.data, comm, progress=not args.quiet)
+    if text is not None:
+        print(text)
+        print(f"outputs in {args.out}/ (table.md, sync_bn.png, runs.csv, summary.json)")
     return 0

@@ -3,6 +3,7 @@
     mpiexec -n 4 python tests/mpi/checks.py equivalence   # SyncBN and data parallelism = one process
     mpiexec -n 2 python tests/mpi/checks.py missized      # one rank's input has the wrong shape
     mpiexec -n 2 python tests/mpi/checks.py silent        # one rank never joins a collective
+    mpiexec -n 2 python tests/mpi/checks.py agree         # the ranks' configurations, the global loss
 
 Every rank builds the same global data (same seeds), keeps its part, and compares with the
 single-process result it computes itself. Any failure raises, and ``abort_on_error`` ends
@@ -191,6 +192,52 @@ def empty_rank_is_an_error_everywhere():
     ok("empty_rank_is_an_error_everywhere")
 
 
+def configs_must_agree():
+    """check_same_config: silent when every rank has the same settings; otherwise the same
+    error on every rank, naming each setting that differs and its value on each rank."""
+    same = {"steps": 40, "seed": 0, "lr": 0.5, "norm": "batchnorm", "nets": ["baseline", "bn"]}
+    distributed.check_same_config(comm, same)
+    mine = dict(same, steps=50 if rank == k - 1 else 40)  # the last rank was started with another --steps
+    if rank == 0:
+        mine["extra"] = 1  # a setting the others do not have (another version of minibn)
+    try:
+        distributed.check_same_config(comm, mine)
+    except ValueError as e:
+        text = str(e)
+        assert f"steps: 40 on rank{'s' if k > 2 else ''} {', '.join(map(str, range(k - 1)))}, 50 on rank {k - 1}" \
+            in text, text
+        assert "extra: 1 on rank 0, (not set) on rank" in text and "lr" not in text, text
+        everyone = comm.allgather_bytes(text.encode())
+        assert all(t == everyone[0] for t in everyone), "the ranks report different errors"
+    else:
+        raise AssertionError("different configurations were not refused")
+    lengths = comm.allgather_bytes(b"x" * (3 + 5 * rank))  # bytes of different lengths, in rank order
+    assert lengths == [b"x" * (3 + 5 * r) for r in range(k)], lengths
+    ok("configs_must_agree")
+
+
+def global_loss_equals_one_process():
+    """fit records the loss of the whole batch on every rank of a data-parallel run, as one
+    process training on the whole batch records it (the ranks' parts summed per row)."""
+    from minibn.data import BatchIterator
+    from minibn.train import fit
+    r = np.random.default_rng(5)
+    X, Y = r.standard_normal((120, 6)), r.integers(0, 3, 120)
+    for norm, ref_norm in ((None, None), ("sync", "bn")):
+        global_batch = 2 * k + 1  # unequal parts: the per-row weighting matters
+        model = distributed.DataParallel(mlp(norm, seed=20), comm)
+        ref = mlp(ref_norm, seed=20)
+        runs = []
+        for net, batches in ((model, distributed.ShardedBatches(X, Y, global_batch, comm, seed=6)),
+                             (ref, BatchIterator(X, Y, global_batch, seed=6))):
+            opt = optim.SGD(net.parameters(), lr=0.1)
+            runs.append(fit(net, nn.SoftmaxCrossEntropy(), opt, batches, 9, eval_every=4, progress=False))
+        parallel, one = (h.metrics["train_loss"] for h in runs)
+        assert runs[0].eval_steps == runs[1].eval_steps == [0, 4, 8, 9]
+        close(parallel[1:], one[1:], f"train_loss, norm {norm}")
+    ok("global_loss_equals_one_process")
+
+
 def main(which):
     with distributed.abort_on_error(comm):
         if which == "equivalence":
@@ -198,6 +245,9 @@ def main(which):
             syncbn_gradcheck()
             data_parallel_equals_one_process()
             empty_rank_is_an_error_everywhere()
+        elif which == "agree":
+            configs_must_agree()
+            global_loss_equals_one_process()
         elif which == "missized":  # rank 1 gives 4 channels to a 3-channel layer
             layer = nn.SyncBatchNorm(3, comm=comm, dtype="float64")
             layer(np.ones((2, 4 if rank == 1 else 3)) + np.arange(2)[:, None])
