@@ -23,7 +23,7 @@ import numpy as np
 from minibn import dispatch
 from minibn import functional as F
 from minibn.bench import COPY, copy_step, interleaved_medians, machine
-from minibn.kernels.numpy_fast import Workspace
+from minibn.workspace import Workspace
 
 SHAPES = [(60, 100), (256, 1024), (4096, 1024), (64, 64, 32, 32)]
 

@@ -36,7 +36,7 @@ SETUPS = [("SyncBN, batch 60", True, 60, False), ("local BN, batch 60", False, 6
 
 def worker(steps, blocks):
     from minibn import distributed, nn, optim
-    from minibn.experiments.drift import build_net
+    from minibn.experiments.fig1_net import build_net
 
     comm = distributed.world()
     distributed.share_cores(comm)

@@ -250,7 +250,7 @@ def check_syncs(batch=60):
     import numpy as np
 
     from minibn import backend, bench
-    from minibn.experiments.drift import build_net
+    from minibn.experiments.fig1_net import build_net
 
     result = {"what": f"one training step of the Fig. 1 MLP (batch {batch}: forward, loss, backward, SGD)",
               "status": None, "methods": {}, "errors": {}}
@@ -259,7 +259,7 @@ def check_syncs(batch=60):
     y = rng.integers(0, 10, batch)
     if backend.cupy is None:
         model, _ = build_net(True)
-        bench._minibn_train_step(model, x, y)()
+        bench.minibn_train_step(model, x, y)()
         result["status"] = f"skipped: no CuPy ({backend._CUPY_ERROR}); the step ran on NumPy"
         result["verdict"] = {"met": None, "text": "not measured (no GPU)"}
         return result
@@ -269,7 +269,7 @@ def check_syncs(batch=60):
     try:
         model, _ = build_net(True)
         model.to("gpu")
-        step = bench._minibn_train_step(model, backend.to_device(x, "gpu"), backend.to_device(y, "gpu"))
+        step = bench.minibn_train_step(model, backend.to_device(x, "gpu"), backend.to_device(y, "gpu"))
         for _ in range(3):  # compiles the kernels, fills the memory pool
             step()
         cupy.cuda.Device().synchronize()
@@ -289,7 +289,7 @@ def check_syncs(batch=60):
         try:
             import torch
             if torch.cuda.is_available():
-                step_t = bench._torch_device_train_step(torch, bench._torch_fig1_mlp(torch), x, y, "cuda")
+                step_t = bench.torch_train_step(torch, bench.torch_fig1_mlp(torch), x, y, "cuda")
                 for _ in range(3):
                     step_t()
                 torch.cuda.synchronize()

@@ -16,6 +16,8 @@ import signal
 import sys
 import threading
 
+from .cli_args import HelpFormatter, check_out_dir, nonnegative_int
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit status 2, like every
@@ -29,12 +31,6 @@ class Parser(argparse.ArgumentParser):
 def usage_error(prog, message):
     """The line a bad command line gets: what is wrong, and where the options are listed."""
     return f"{prog}: error: {message} ({prog} --help lists the options)\n"
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows each option's default. (An option whose default is computed says it in
-    its own help, which ends with ``%(default).0s``: an empty field that keeps argparse from
-    adding "(default: None)".)"""
 
 
 def _cmd_gradcheck(args) -> int:
@@ -71,8 +67,6 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser():
-    from .experiments._io import nonnegative_int
-
     parser = Parser(prog="minibn", description="minibn: batch normalization from scratch, in NumPy. "
                                                "`minibn COMMAND --help` says what a command does, what it "
                                                "writes and how long it takes.",
@@ -165,7 +159,6 @@ def main(argv=None) -> int:
 def _main(argv):
     from .checkpoint import CheckpointError
     from .data.mnist import DataError
-    from .experiments._io import check_out_dir
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)

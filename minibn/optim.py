@@ -23,7 +23,7 @@ import math
 import numbers
 
 from .backend import get_array_module, memory_order
-from .kernels.numpy_fast import Workspace
+from .workspace import Workspace
 
 
 def check_number(where, name, value, low=None, high=None, low_open=False):
@@ -144,7 +144,7 @@ class SGD(Optimizer):
             buf += g
             g = g + self.momentum * buf if self.nesterov else buf
         # lr * g into a buffer kept between steps: a fresh temporary the size of a
-        # weight matrix costs page faults every step (a fresh page costs about 2 us to fault in)
+        # weight matrix would cost page faults every step
         upd = self._scratch.like(key, g)
         get_array_module(g).multiply(g, self.lr, out=upd)
         w -= upd

@@ -1,8 +1,9 @@
 """The `minibn` command line: what a user sees when something is wrong, and before any work.
 
-Each test is one promise of the README: a bad option is one line on stderr and exit status
-2; an output folder that cannot be written is said before training, not after it; a
-mistyped --data creates nothing; the speed figures are of training, not of compiling.
+Each test is one promise of the command line (the README and docs/reproductions.md): a bad
+option is one line on stderr and exit status 2; an output folder that cannot be written is
+said before training, not after it; a mistyped --data creates nothing; the speed figures are
+of training, not of compiling.
 """
 
 import argparse
@@ -12,10 +13,10 @@ import time
 
 import pytest
 
-from minibn import cli, nn
+from minibn import cli, cli_args, nn
 from minibn.cli import build_parser, main
 from minibn.data import mnist
-from minibn.experiments import _io, drift
+from minibn.experiments import drift
 
 
 def status(argv):
@@ -88,8 +89,8 @@ def no_work(monkeypatch):
     """Training, loading the data or benchmarking fails the test: the check must come first."""
     def work(*a, **k):
         raise AssertionError("work started before the output folder was checked")
-    monkeypatch.setattr(drift, "train_net", work)
-    monkeypatch.setattr(drift, "ensure_files", work, raising=False)  # (drift loads it for its workers)
+    monkeypatch.setattr(drift.runner, "train_net", work)
+    monkeypatch.setattr(drift.runner, "ensure_files", work)  # (drift loads it for its workers)
     monkeypatch.setattr(mnist, "ensure_files", work)  # under every experiment's load_mnist
     monkeypatch.setattr("minibn.bench.run", work)
 
@@ -121,14 +122,14 @@ def test_a_folder_that_takes_no_file_fails_before_training(tmp_path, capsys, no_
     """A read-only file system, as root too: the probe write fails, whatever the permission bits say."""
     def read_only(*a, **k):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-    monkeypatch.setattr(_io.tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(cli_args.tempfile, "NamedTemporaryFile", read_only)
     assert status(["drift", "--out", str(tmp_path / "out")]) == 2
     assert f"creating a file in {tmp_path} failed (Read-only file system)" in capsys.readouterr().err
 
 
 def test_the_check_creates_nothing_and_accepts_a_new_or_existing_folder(tmp_path):
-    _io.check_out_dir(tmp_path / "new" / "deeper")
-    _io.check_out_dir(tmp_path)
+    cli_args.check_out_dir(tmp_path / "new" / "deeper")
+    cli_args.check_out_dir(tmp_path)
     assert os.listdir(tmp_path) == []  # no folder made, no probe file left
 
 

@@ -113,7 +113,7 @@ def test_the_commands_give_every_collective_a_timeout(monkeypatch, tmp_path):
         seen.append(comm or a[-1])
         return (None, None) if isinstance(cfg, sync_bn.SyncBNConfig) else None
 
-    monkeypatch.setattr(drift, "run", record)
+    monkeypatch.setattr(drift.cli, "run", record)  # the run `minibn drift` calls
     monkeypatch.setattr(sync_bn, "run", record)
     assert main(["drift", "--distributed", "--steps", "10", "--out", str(tmp_path / "a")]) == 0
     assert main(["reproduce", "sync-bn", "--fast", "--out", str(tmp_path / "b")]) == 0

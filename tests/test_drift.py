@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from minibn import nn
 from minibn.cli import main
 from minibn.experiments import drift
 
@@ -97,14 +98,14 @@ def test_batch_size_one_is_fine_without_bn(tmp_path, mnist_dir):
 
 
 def test_interrupt_leaves_readable_outputs(tmp_path, mnist_dir, monkeypatch):
-    real_fit = drift.fit
+    real_fit = drift.training.fit
 
     def fit_then_interrupt(*a, **k):
         h = real_fit(*a, **k)
         h.interrupted = True
         return h
 
-    monkeypatch.setattr(drift, "fit", fit_then_interrupt)
+    monkeypatch.setattr(drift.training, "fit", fit_then_interrupt)
     out = tmp_path / "drift"
     with pytest.raises(KeyboardInterrupt):
         drift.run(drift.DriftConfig(steps=20, eval_every=10), out, progress=False, jobs=1)
@@ -120,7 +121,7 @@ def test_the_normalized_net_takes_any_normalization(norm, kind, bias):
     model, sig = drift.build_net(True, norm=norm)
     assert [type(m).__name__ for m in model][:3] == ["Linear", kind, "Sigmoid"]
     assert (model[0].bias is not None) == bias and sig == 8
-    custom, _ = drift.build_net(True, norm=lambda C: drift.nn.GroupNorm(2, C))
+    custom, _ = drift.build_net(True, norm=lambda C: nn.GroupNorm(2, C))
     assert type(custom[1]).__name__ == "GroupNorm"
 
 

@@ -142,8 +142,8 @@ def test_output_files_respect_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         mb.save(_model(), tmp_path / "m.npz")
-        from minibn.experiments import _io
-        _io.write_all(tmp_path / "out", {"s.json": _io.json_bytes({"a": 1})})
+        from minibn.experiments import outputs
+        outputs.write_all(tmp_path / "out", {"s.json": outputs.json_bytes({"a": 1})})
     finally:
         os.umask(old)
     for name in ("m.npz", "out/s.json"):
@@ -241,7 +241,7 @@ def test_a_failed_plot_leaves_no_output_that_looks_complete(tmp_path, monkeypatc
     def broken(*a, **k):
         raise ValueError("the plot failed")
 
-    monkeypatch.setattr(drift, "plot", broken)
+    monkeypatch.setattr(drift.files, "plot", broken)  # the plot write_outputs draws
     with pytest.raises(ValueError, match="the plot failed"):
         drift.run(drift.DriftConfig(steps=4, eval_every=2), tmp_path / "out", progress=False, jobs=1)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -27,7 +27,7 @@ import pytest
 from minibn import _files
 from minibn.cli import main
 from minibn.data import mnist
-from minibn.experiments import _io, drift, everything, lr_sweep, small_batch, stats
+from minibn.experiments import drift, everything, lr_sweep, outputs, small_batch, stats
 
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="reads /proc (Linux)")
 
@@ -174,7 +174,7 @@ def test_reproduce_all_that_fails_partway_leaves_the_previous_folder_whole(tmp_p
     before = snapshot(out)
 
     def fake_drift(cfg, folder, **k):
-        _io.write_all(folder, {"fig1.png": b"new figure"})
+        outputs.write_all(folder, {"fig1.png": b"new figure"})
         return {}
 
     def full(*a, **k):
@@ -194,12 +194,12 @@ def test_bench_replaces_its_two_files_together_and_keeps_the_folders_other_notes
     import matplotlib.pyplot as plt
 
     from minibn import bench
-    for name in ("bn_rows", "step_rows"):
-        monkeypatch.setattr(bench, name, lambda *a, **k: [])
-    monkeypatch.setattr(bench, "copy_bandwidth_cpu", lambda *a, **k: 1.0)
-    monkeypatch.setattr(bench, "report", lambda *a, **k: "the new table")
-    monkeypatch.setattr(bench, "targets", lambda *a, **k: [])
-    monkeypatch.setattr(bench, "plot", lambda rows: plt.figure())
+    for name in ("bn_rows", "step_rows"):  # bench.suite: the names bench.run looks up
+        monkeypatch.setattr(bench.suite, name, lambda *a, **k: [])
+    monkeypatch.setattr(bench.suite, "copy_bandwidth_cpu", lambda *a, **k: 1.0)
+    monkeypatch.setattr(bench.suite, "report", lambda *a, **k: "the new table")
+    monkeypatch.setattr(bench.suite, "targets", lambda *a, **k: [])
+    monkeypatch.setattr(bench.suite, "plot", lambda rows: plt.figure())
     out = tmp_path / "benchmarks"
     out.mkdir()
     for name, text in (("cpu.md", "old table"), ("cpu.png", "old figure"), ("distributed.md", "other notes")):
@@ -362,7 +362,7 @@ def _strict(text):
 
 
 def test_json_has_null_where_python_would_write_nan():
-    data = _strict(_io.json_bytes({"one seed": stats.summarize([2.0]), "inf": float("-inf"),
+    data = _strict(outputs.json_bytes({"one seed": stats.summarize([2.0]), "inf": float("-inf"),
                                    "numpy": np.float64("nan"), "array": np.array([1.5, np.nan]),
                                    "fine": [1, 2.5, "x", None, True]}))
     assert data["one seed"] == {"mean": 2.0, "std": None, "n": 1, "ci95": [None, None]}
@@ -388,7 +388,7 @@ def test_a_diverged_run_writes_a_summary_every_json_reader_accepts(tmp_path, mni
 def no_work(monkeypatch):
     def work(*a, **k):
         raise AssertionError("work started before the seeds were checked")
-    monkeypatch.setattr(drift, "train_net", work)
+    monkeypatch.setattr(drift.runner, "train_net", work)
     monkeypatch.setattr(mnist, "ensure_files", work)
 
 

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import adapt, backend, nn, optim
+from .. import adapt, backend, cli_args, nn, optim
 from ..dann import DANN, train_dann
 from ..data import BatchIterator, apply_shift, load_mnist
 from ..train import evaluate, fit
-from . import _io, _parallel, provenance, stats
+from . import _parallel, outputs, provenance, stats
 
 METHODS = ("baseline", "vanilla", "freeze", "iit", "adabn")
 LABELS = {"baseline": "no adaptation", "vanilla": "vanilla fine-tuning", "freeze": "freezing + fine-tuning",
@@ -63,7 +63,7 @@ class AdaptationConfig:
     hidden: int = 100
 
     def validate(self):
-        _io.check_runs(self.seeds)
+        stats.check_runs(self.seeds)
         from ..data import SHIFTS
         bad = [s for s in list(self.shifts) + list(self.dann_shifts) if s not in SHIFTS]
         if bad:
@@ -283,7 +283,7 @@ def plot(iit_rows, cfg):
 def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, jobs=None, progress=True):
     cfg = cfg or AdaptationConfig()
     cfg.validate()
-    _io.check_out_dir(out)
+    cli_args.check_out_dir(out)
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     load_mnist(root=data_root)
@@ -307,36 +307,35 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
     complete = iit_rows
     text, summary = tables(complete, dann_rows, cfg) if complete else ("(no run finished)", {})
     text += f"\n\nTotal wall time {wall:.0f} s."
-    summary.update({"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": _io.versions(),
+    summary.update({"config": asdict(cfg), "backend": backend.active(), "jobs": jobs, "versions": provenance.versions(),
                     "interrupted": interrupted, "wall_seconds": round(wall, 1), "runs": iit_rows,
                     "dann_runs": dann_rows})
-    files = {"adaptation.png": _io.figure_bytes(plot(complete, cfg))} if complete else {}
+    files = {"adaptation.png": outputs.figure_bytes(plot(complete, cfg))} if complete else {}
     files["tables.md"] = (text + "\n").encode()
-    files["summary.json"] = _io.json_bytes(summary)
-    files["provenance.json"] = _io.json_bytes(provenance.record("adaptation", wall, asdict(cfg)))
-    _io.write_all(out, files, OUTPUTS)
+    files["summary.json"] = outputs.json_bytes(summary)
+    files["provenance.json"] = outputs.json_bytes(provenance.record("adaptation", wall, asdict(cfg)))
+    outputs.write_all(out, files, OUTPUTS)
     if interrupted:
         raise KeyboardInterrupt
     return summary, text
 
 
 def add_cli(reproduce_sub):
-    from ..cli import HelpFormatter
     d = AdaptationConfig()
     p = reproduce_sub.add_parser("adaptation", help="AdaBN, IIT, freezing and TransNorm on shifted MNIST",
                                  description=__doc__.split("\n\n")[0] + " Trains on MNIST, adapts to shifted "
                                  "MNIST (AdaBN, IIT, BN freezing, fine-tuning; DANN with BN and TransNorm) and "
                                  "writes tables.md, adaptation.png, summary.json and provenance.json to --out; "
                                  "takes about 2 minutes on 2 cores (--fast: about a minute).",
-                                 formatter_class=HelpFormatter)
+                                 formatter_class=cli_args.HelpFormatter)
     p.add_argument("--fast", action="store_true", help=f"a quick check: {FAST}")
-    p.add_argument("--seeds", type=_io.nonnegative_int, nargs="+", default=None,
+    p.add_argument("--seeds", type=cli_args.nonnegative_int, nargs="+", default=None,
                    help=f"seeds of the runs (default: {d.seeds})%(default).0s")
     p.add_argument("--shifts", nargs="+", default=None,
                    help=f"target shifts of the IIT study (default: {d.shifts})%(default).0s")
     p.add_argument("--dann-shifts", nargs="+", default=None,
                    help=f"target shifts of the TransNorm study (default: {d.dann_shifts})%(default).0s")
-    _io.add_common_options(p, "results/adaptation")
+    cli_args.add_common_options(p, "results/adaptation")
     p.set_defaults(func=_cmd)
 
 
@@ -345,4 +344,4 @@ def _cmd(args) -> int:
     for name in ('seeds', 'shifts', 'dann_shifts'):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    return _io.run_cli("adaptation", cfg, args, run, "tables.md, adaptation.png, summary.json")
+    return cli_args.run_cli("adaptation", cfg, args, run, "tables.md, adaptation.png, summary.json")

@@ -4,15 +4,17 @@ Runs, one after the other, the Fig. 1 reproduction (``drift/``), the small-batch
 (``small_batch/``), the adaptation studies (``adaptation/``) and the learning-rate sweep of
 Fig. 1 (``lr_sweep/``) into one folder, each writing its figure, its table and its
 ``provenance.json``; then a ``provenance.json`` for the whole with each part's wall time.
-``minibn reproduce all --out docs/figures`` regenerates what the README shows.
+``minibn reproduce all --out docs/figures`` regenerates the figures and tables of the README and
+the site's reproductions page (docs/reproductions.md).
 """
 
 from __future__ import annotations
 
 import time
 
+from .. import cli_args
 from .._files import new_folder, write_files
-from . import _io, adaptation, drift, lr_sweep, provenance, small_batch
+from . import adaptation, drift, lr_sweep, outputs, provenance, small_batch
 
 #: what `all` writes: each experiment's folder and the record of the whole
 OUTPUTS = ("drift", "small_batch", "adaptation", "lr_sweep", "provenance.json")
@@ -25,7 +27,7 @@ def run(out="results/reproduce", fast=False, data_root=None, jobs=None, progress
     after minutes of training), and the whole is built in a new folder that replaces ``out``
     when it is done, or on Ctrl-C with the experiments done so far
     (:func:`minibn._files.new_folder`)."""
-    _io.check_out_dir(out)
+    cli_args.check_out_dir(out)
     sb = small_batch.SmallBatchConfig(**small_batch.FAST) if fast else small_batch.SmallBatchConfig()
     ad = adaptation.AdaptationConfig(**adaptation.FAST) if fast else adaptation.AdaptationConfig()
     if seeds is not None:
@@ -49,22 +51,22 @@ def run(out="results/reproduce", fast=False, data_root=None, jobs=None, progress
             walls[name] = round(time.perf_counter() - start, 1)
         record = provenance.record("all", time.perf_counter() - t0, {"fast": fast, "wall_seconds_by_part": walls,
                                                                      "seeds": sb.seeds})
-        write_files(folder, {"provenance.json": _io.json_bytes(record)})
+        write_files(folder, {"provenance.json": outputs.json_bytes(record)})
     return record
 
 
 def add_cli(reproduce_sub):
-    from ..cli import HelpFormatter
-    p = reproduce_sub.add_parser("all", help="every experiment: the README's figures and tables, with provenance",
+    p = reproduce_sub.add_parser("all", help="every experiment: the published figures and tables, with provenance",
                                  description="Run drift, small-batch, adaptation and lr-sweep one after the "
                                  "other, each into its own subfolder of --out (with its figure, table and "
                                  "provenance.json), then a provenance.json for the whole. Takes about 8 minutes "
-                                 "on 2 cores (--fast: a few minutes). `--out docs/figures` regenerates what the "
-                                 "README shows.", formatter_class=HelpFormatter)
+                                 "on 2 cores (--fast: a few minutes). `--out docs/figures` regenerates the "
+                                 "figures of the README and docs/reproductions.md.",
+                                 formatter_class=cli_args.HelpFormatter)
     p.add_argument("--fast", action="store_true", help="the quick check of each experiment")
-    p.add_argument("--seeds", type=_io.nonnegative_int, nargs="+", default=None,
+    p.add_argument("--seeds", type=cli_args.nonnegative_int, nargs="+", default=None,
                    help="seeds of the small-batch and adaptation runs (default: 5 seeds)%(default).0s")
-    _io.add_common_options(p, "results/reproduce")
+    cli_args.add_common_options(p, "results/reproduce")
     p.set_defaults(func=_cmd)
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import time
 
+from .. import cli_args
 from .._files import new_folder, write_files
-from . import _io, drift, provenance
+from . import drift, outputs, provenance
 
 LRS = (0.5, 0.1, 0.02)
 #: what a sweep writes: its figure, table and record, and each run's folder
@@ -27,7 +28,7 @@ def run(lrs=LRS, steps=50_000, out="results/lr_sweep", data_root=None, jobs=None
     The sweep is built in a new folder that replaces ``out`` whole when it is done (on Ctrl-C,
     with the runs done so far): ``out`` never holds this sweep's runs beside the previous
     sweep's table (:func:`minibn._files.new_folder`)."""
-    _io.check_out_dir(out)
+    cli_args.check_out_dir(out)
     t0 = time.perf_counter()
     summaries, curves = {}, {}
     with new_folder(out, OUTPUTS) as folder:
@@ -40,8 +41,8 @@ def run(lrs=LRS, steps=50_000, out="results/lr_sweep", data_root=None, jobs=None
         wall = time.perf_counter() - t0
         text = table(summaries, steps, wall)
         write_files(folder, {
-            "lr_sweep.png": _io.figure_bytes(plot(curves, summaries, steps)), "table.md": (text + "\n").encode(),
-            "provenance.json": _io.json_bytes(provenance.record("lr-sweep", wall, {"lrs": list(lrs), "steps": steps,
+            "lr_sweep.png": outputs.figure_bytes(plot(curves, summaries, steps)), "table.md": (text + "\n").encode(),
+            "provenance.json": outputs.json_bytes(provenance.record("lr-sweep", wall, {"lrs": list(lrs), "steps": steps,
                                                                                     "seed": seed}))})
     return summaries, text
 
@@ -98,18 +99,17 @@ def plot(curves, summaries, steps):
 
 
 def add_cli(reproduce_sub):
-    from ..cli import HelpFormatter
     p = reproduce_sub.add_parser("lr-sweep", help="Fig. 1 at learning rates 0.5, 0.1 and 0.02",
                                  description="Run `minibn drift` (both nets) at learning rates 0.5, 0.1 and "
                                  "0.02: how much the plain network's sigmoid input drifts, and how stable the BN "
                                  "network's stays, depending on the rate. Writes lr_sweep.png, table.md, "
                                  "provenance.json and each run's outputs (lr_<rate>/) to --out; takes about "
                                  "2.5 minutes on 2 cores (--fast: 300 steps per run, 1-2 minutes).",
-                                 formatter_class=HelpFormatter)
+                                 formatter_class=cli_args.HelpFormatter)
     p.add_argument("--fast", action="store_true", help="300 steps per run (a quick check)")
-    p.add_argument("--steps", type=_io.positive_int, default=None,
+    p.add_argument("--steps", type=cli_args.positive_int, default=None,
                    help="SGD steps per run (default: 50000)%(default).0s")
-    _io.add_common_options(p, "results/lr_sweep")
+    cli_args.add_common_options(p, "results/lr_sweep")
     p.set_defaults(func=_cmd)
 
 

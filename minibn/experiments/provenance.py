@@ -68,7 +68,7 @@ def implementations(shape=(60, 100)):
 
 
 def machine():
-    from ..bench import machine as bench_machine
+    from ..bench.machine import machine as bench_machine
     info = bench_machine()
     return {k: info[k] for k in ("cpu", "cores") if k in info} | {"platform": platform.platform()}
 

@@ -69,3 +69,20 @@ def separated(a, b):
     if a["n"] < 2 or b["n"] < 2:
         return False
     return a["ci95"][1] < b["ci95"][0] or b["ci95"][1] < a["ci95"][0]
+
+
+def check_runs(seeds, steps=None, variants=None, known=()):
+    """ValueError naming the first bad setting of an experiment's runs: seeds (one or more
+    integers >= 0), steps (>= 10, when given) and variants (each one of ``known``)."""
+    if not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
+        raise ValueError(f"seeds must be one or more integers >= 0, got {seeds}")
+    # a seed given twice is one run counted twice: its mean is that run's, and its "interval"
+    # has zero width, a certainty no experiment gave
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if twice:
+        raise ValueError(f"seeds must differ: {', '.join(map(str, twice))} given more than once in {list(seeds)}")
+    if steps is not None and steps < 10:
+        raise ValueError(f"steps must be >= 10, got {steps}")
+    bad = [v for v in (variants or ()) if v not in known]
+    if bad:
+        raise ValueError(f"unknown variants {bad}; choose from {tuple(known)}")

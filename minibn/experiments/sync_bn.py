@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .. import backend, distributed, nn, optim
+from .. import backend, cli_args, distributed, nn, optim
 from ..data import BatchIterator, load_mnist
 from ..train import evaluate, fit
-from . import _io, provenance, stats
+from . import outputs, provenance, stats
 from .small_batch import norm_layer, plain_log_ticks
 
 VARIANTS = ("local BN", "SyncBN", "BN, 1 process", "BRN", "MBN")
@@ -56,7 +56,7 @@ class SyncBNConfig:
     memory_size: int = 10
 
     def validate(self):
-        _io.check_runs(self.seeds, self.steps, self.variants, VARIANTS)
+        stats.check_runs(self.seeds, self.steps, self.variants, VARIANTS)
         if any(b < 2 for b in self.per_worker):
             raise ValueError(f"per-worker batch sizes must be >= 2 (local BN needs two values per channel), "
                              f"got {self.per_worker}")
@@ -227,7 +227,7 @@ def run(cfg: SyncBNConfig = None, out="results/sync_bn", data_root=None, comm=No
     comm = comm or distributed.world(timeout=distributed.RUN_TIMEOUT)
     distributed.check_same_config(comm, run_config(cfg))
     cfg.validate()
-    _io.check_out_dir(out)
+    cli_args.check_out_dir(out)
     distributed.share_cores(comm)
     ranks, lead = comm.size, comm.rank == 0
     with distributed.abort_on_error(comm):
@@ -260,24 +260,24 @@ def _write(rows, cfg, ranks, wall, out):
     """Rank 0: the table, figure, summary and records of the runs, into ``out``."""
     table, cost = summarize(rows, cfg)
     text = markdown(table, cost, cfg, ranks, wall)
-    summary = {"config": asdict(cfg), "mpi_ranks": ranks, "backend": backend.active(), "versions": _io.versions(),
+    summary = {"config": asdict(cfg), "mpi_ranks": ranks, "backend": backend.active(),
+               "versions": provenance.versions(),
                "wall_seconds": round(wall, 1),
                "test_error": {v: {str(b): s for b, s in t.items()} for v, t in table.items()},
                "cost": {v: {str(b): c for b, c in t.items()} for v, t in cost.items()}}
-    files = {"runs.csv": _io.csv_bytes(
+    files = {"runs.csv": outputs.csv_bytes(
         ["variant", "per_worker", "global_batch", "seed", "test_error", "wall_seconds", "steps_per_second",
          "bytes_per_step"],
         [[r["variant"], r["per_worker"], r["global_batch"], r["seed"], f"{r['test_error']:.4f}",
           f"{r['wall_seconds']:.3f}", f"{r['steps_per_second']:.1f}", f"{r['bytes_per_step']:.0f}"] for r in rows]),
-        "sync_bn.png": _io.figure_bytes(plot(table, cfg, ranks)), "table.md": (text + "\n").encode(),
-        "summary.json": _io.json_bytes(summary),
-        "provenance.json": _io.json_bytes(provenance.record("sync-bn", wall, {**asdict(cfg), "mpi_ranks": ranks}))}
-    _io.write_all(out, files, OUTPUTS)
+        "sync_bn.png": outputs.figure_bytes(plot(table, cfg, ranks)), "table.md": (text + "\n").encode(),
+        "summary.json": outputs.json_bytes(summary),
+        "provenance.json": outputs.json_bytes(provenance.record("sync-bn", wall, {**asdict(cfg), "mpi_ranks": ranks}))}
+    outputs.write_all(out, files, OUTPUTS)
     return summary, text
 
 
 def add_cli(reproduce_sub):
-    from ..cli import HelpFormatter
     d = SyncBNConfig()
     p = reproduce_sub.add_parser("sync-bn", help="synchronized BN vs local BN, BRN and MBN over MPI ranks "
                                  "(run under mpiexec)",
@@ -286,13 +286,13 @@ def add_cli(reproduce_sub):
                                  "`mpiexec -n 4 minibn reproduce sync-bn` (needs mpi4py). Writes table.md, "
                                  "sync_bn.png, runs.csv, summary.json and provenance.json to --out; takes about "
                                  "5 minutes with 4 ranks on 2 cores.",
-                                 formatter_class=HelpFormatter)
+                                 formatter_class=cli_args.HelpFormatter)
     p.add_argument("--fast", action="store_true", help=f"a quick check: {FAST}")
-    p.add_argument("--steps", type=_io.positive_int, default=None, help=f"SGD steps per run (default: {d.steps})"
+    p.add_argument("--steps", type=cli_args.positive_int, default=None, help=f"SGD steps per run (default: {d.steps})"
                    "%(default).0s")
-    p.add_argument("--seeds", type=_io.nonnegative_int, nargs="+", default=None,
+    p.add_argument("--seeds", type=cli_args.nonnegative_int, nargs="+", default=None,
                    help=f"seeds of the runs (default: {d.seeds})%(default).0s")
-    p.add_argument("--per-worker", type=_io.positive_int, nargs="+", default=None,
+    p.add_argument("--per-worker", type=cli_args.positive_int, nargs="+", default=None,
                    help=f"rows per worker (default: {d.per_worker})%(default).0s")
     p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS, help="variants (default: all)%(default).0s")
     p.add_argument("--out", default="results/sync_bn", help="the folder for the outputs")

@@ -10,10 +10,9 @@ directly for small ones, so a 60 x 100 batch pays no thread start-up.
 The second loop of each direction (``affine`` forward, ``combine`` backward) walks its rows
 backwards, from the last to the first: it then starts on the rows that the first loop
 (``moments``, which walks forwards) read last and that are still in the cache, and ends
-on the first rows, where the next direction's ``moments`` starts. At (4096, 1024) and
-(64, 64, 32, 32) float32 (16 MiB arrays, a 32 MiB L3) the forward+backward took 5-12% less
-time that way (median of 20 alternating rounds, three comparisons; the results are bitwise
-the same).
+on the first rows, where the next direction's ``moments`` starts: fewer of its reads go
+to memory when an array is about the size of the last-level cache. The results are bitwise
+the same in either order (what it saved: docs/benchmarks/history.md).
 
 Arithmetic is in float64 whatever the array dtype: a float32 value minus a float64
 shift is exact, so the sums below lose nothing to cancellation, and the result is
@@ -31,21 +30,22 @@ _FLAGS = dict(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 
 
 @numba.njit(**_FLAGS)
-def moments(a, ka, b, kb, lo, hi):
-    """Per channel c, over rows lo..hi-1: s1 = sum (a - ka[c]), s2 = sum (a - ka[c]) * (b - kb[c]).
+def moments(a, shift_a, b, shift_b, lo, hi):
+    """Per channel c, over rows lo..hi-1: s1 = sum (a - shift_a[c]) and
+    s2 = sum (a - shift_a[c]) * (b - shift_b[c]).
 
-    a, b: (N, C, S); ka, kb: (C,) float64. Returns s1, s2: (C,) float64.
-    Forward: a = b = x, ka = kb = a shift K  ->  sum (x - K), sum (x - K)^2.
-    Backward: a = dy, ka = 0, b = x, kb = mu ->  sum dy, sum dy * (x - mu).
+    a, b: (N, C, S); shift_a, shift_b: (C,) float64. Returns s1, s2: (C,) float64.
+    Forward: a = b = x, shift_a = shift_b = a shift K   ->  sum (x - K), sum (x - K)^2.
+    Backward: a = dy, shift_a = 0, b = x, shift_b = mu ->  sum dy, sum dy * (x - mu).
     """
     N, C, S = a.shape
     if S == 1:
-        return _moments_rows(a.reshape(N, C), ka, b.reshape(N, C), kb, lo, hi)
-    return _moments_planes(a, ka, b, kb, lo, hi)
+        return _moments_rows(a.reshape(N, C), shift_a, b.reshape(N, C), shift_b, lo, hi)
+    return _moments_planes(a, shift_a, b, shift_b, lo, hi)
 
 
 @numba.njit(**_FLAGS)
-def _moments_planes(a, ka, b, kb, lo, hi):
+def _moments_planes(a, shift_a, b, shift_b, lo, hi):
     """(N, C, S) with S > 1: each (n, c) plane of S contiguous values is summed in
     registers (8 lanes at a time), then added to the per-channel sums."""
     N, C, S = a.shape
@@ -53,58 +53,58 @@ def _moments_planes(a, ka, b, kb, lo, hi):
     s2 = np.zeros(C)
     for n in range(lo, hi):
         for c in range(C):
-            t1 = 0.0
-            t2 = 0.0
-            for s in range(S):
-                u = np.float64(a[n, c, s]) - ka[c]
-                t1 += u
-                t2 += u * (np.float64(b[n, c, s]) - kb[c])
-            s1[c] += t1
-            s2[c] += t2
+            plane_s1 = 0.0
+            plane_s2 = 0.0
+            for i in range(S):
+                u = np.float64(a[n, c, i]) - shift_a[c]
+                plane_s1 += u
+                plane_s2 += u * (np.float64(b[n, c, i]) - shift_b[c])
+            s1[c] += plane_s1
+            s2[c] += plane_s2
     return s1, s2
 
 
 @numba.njit(**_FLAGS)
-def _moments_rows(a, ka, b, kb, lo, hi):
+def _moments_rows(a, shift_a, b, shift_b, lo, hi):
     """(N, C): vectorized across the channels of a row. Four rows go in per update of the
-    per-channel sums, so the sums are loaded and stored once per four values (1.6x faster
-    at (4096, 1024) than one row at a time)."""
+    per-channel sums, so the sums are loaded and stored once per four values instead of once
+    per value."""
     N, C = a.shape
     s1 = np.zeros(C)
     s2 = np.zeros(C)
     n4 = lo + (hi - lo) // 4 * 4
     for n in range(lo, n4, 4):
         for c in range(C):
-            u0, u1 = np.float64(a[n, c]) - ka[c], np.float64(a[n + 1, c]) - ka[c]
-            u2, u3 = np.float64(a[n + 2, c]) - ka[c], np.float64(a[n + 3, c]) - ka[c]
+            shift_a_c, shift_b_c = shift_a[c], shift_b[c]
+            u0, u1 = np.float64(a[n, c]) - shift_a_c, np.float64(a[n + 1, c]) - shift_a_c
+            u2, u3 = np.float64(a[n + 2, c]) - shift_a_c, np.float64(a[n + 3, c]) - shift_a_c
             s1[c] += (u0 + u1) + (u2 + u3)
-            s2[c] += ((u0 * (np.float64(b[n, c]) - kb[c]) + u1 * (np.float64(b[n + 1, c]) - kb[c]))
-                      + (u2 * (np.float64(b[n + 2, c]) - kb[c]) + u3 * (np.float64(b[n + 3, c]) - kb[c])))
+            s2[c] += ((u0 * (np.float64(b[n, c]) - shift_b_c) + u1 * (np.float64(b[n + 1, c]) - shift_b_c))
+                      + (u2 * (np.float64(b[n + 2, c]) - shift_b_c) + u3 * (np.float64(b[n + 3, c]) - shift_b_c)))
     for n in range(n4, hi):  # the last rows, one at a time
         for c in range(C):
-            u = np.float64(a[n, c]) - ka[c]
+            u = np.float64(a[n, c]) - shift_a[c]
             s1[c] += u
-            s2[c] += u * (np.float64(b[n, c]) - kb[c])
+            s2[c] += u * (np.float64(b[n, c]) - shift_b[c])
     return s1, s2
 
 
 @numba.njit(**_FLAGS)
-def affine(a, ka, sa, t, out, lo, hi):
-    """out = sa[c] * (a - ka[c]) + t[c] on rows hi-1 down to lo; returns nothing.
+def affine(a, shift, scale, offset, out, lo, hi):
+    """out = scale[c] * (a - shift[c]) + offset[c] on rows hi-1 down to lo; returns nothing.
 
-    a, out: (N, C, S); ka, sa, t: (C,) float64.
+    a, out: (N, C, S); shift, scale, offset: (C,) float64.
     Forward: y = scale * (x - mu) + beta, scale = gamma * inv_std     (Alg. 1, lines 3-4).
-    (:func:`combine` with sb = 0 computes the same, but reads x a second time to multiply
-    it by zero. This loop and the four-row loads below took the forward's output loop at
-    (4096, 1024) float32 from 1.07 to 0.48 ms in one comparison on 2 cores.)
+    (:func:`combine` with scale_b = 0 computes the same, but reads x a second time to
+    multiply it by zero: this loop reads x once.)
     """
     N, C, S = a.shape
     if S > 1:
         for n in range(hi - 1, lo - 1, -1):
             for c in range(C):
-                k, s, u = ka[c], sa[c], t[c]
+                shift_c, scale_c, offset_c = shift[c], scale[c], offset[c]
                 for i in range(S):
-                    out[n, c, i] = s * (np.float64(a[n, c, i]) - k) + u
+                    out[n, c, i] = scale_c * (np.float64(a[n, c, i]) - shift_c) + offset_c
         return
     # (N, C): vectorized across the channels of a row, four rows per load of the
     # per-channel numbers (as in _moments_rows); the last rows, one at a time, first
@@ -112,43 +112,49 @@ def affine(a, ka, sa, t, out, lo, hi):
     n4 = lo + (hi - lo) // 4 * 4
     for n in range(hi - 1, n4 - 1, -1):
         for c in range(C):
-            o[n, c] = sa[c] * (np.float64(a2[n, c]) - ka[c]) + t[c]
+            o[n, c] = scale[c] * (np.float64(a2[n, c]) - shift[c]) + offset[c]
     for n in range(n4 - 4, lo - 1, -4):
         for c in range(C):
-            k, s, u = ka[c], sa[c], t[c]
-            o[n, c] = s * (np.float64(a2[n, c]) - k) + u
-            o[n + 1, c] = s * (np.float64(a2[n + 1, c]) - k) + u
-            o[n + 2, c] = s * (np.float64(a2[n + 2, c]) - k) + u
-            o[n + 3, c] = s * (np.float64(a2[n + 3, c]) - k) + u
+            shift_c, scale_c, offset_c = shift[c], scale[c], offset[c]
+            o[n, c] = scale_c * (np.float64(a2[n, c]) - shift_c) + offset_c
+            o[n + 1, c] = scale_c * (np.float64(a2[n + 1, c]) - shift_c) + offset_c
+            o[n + 2, c] = scale_c * (np.float64(a2[n + 2, c]) - shift_c) + offset_c
+            o[n + 3, c] = scale_c * (np.float64(a2[n + 3, c]) - shift_c) + offset_c
 
 
 @numba.njit(**_FLAGS)
-def combine(a, ka, sa, b, sb, t, out, lo, hi):
-    """out = sa[c] * (a - ka[c]) + sb[c] * b + t[c] on rows hi-1 down to lo; returns nothing.
+def combine(a, shift_a, scale_a, b, scale_b, offset, out, lo, hi):
+    """out = scale_a[c] * (a - shift_a[c]) + scale_b[c] * b + offset[c] on rows hi-1 down to
+    lo; returns nothing.
 
-    a, b, out: (N, C, S); ka, sa, sb, t: (C,) float64.
+    a, b, out: (N, C, S); shift_a, scale_a, scale_b, offset: (C,) float64.
     Backward: dx = B * (x - mu) + A * dy + K      (a = x, b = dy).
     """
     N, C, S = a.shape
     if S > 1:
         for n in range(hi - 1, lo - 1, -1):
             for c in range(C):
-                k, s, q, u = ka[c], sa[c], sb[c], t[c]
+                shift_c, scale_a_c, scale_b_c, offset_c = shift_a[c], scale_a[c], scale_b[c], offset[c]
                 for i in range(S):
-                    out[n, c, i] = s * (np.float64(a[n, c, i]) - k) + q * np.float64(b[n, c, i]) + u
+                    out[n, c, i] = (scale_a_c * (np.float64(a[n, c, i]) - shift_c)
+                                    + scale_b_c * np.float64(b[n, c, i]) + offset_c)
         return
     a2, b2, o = a.reshape(N, C), b.reshape(N, C), out.reshape(N, C)
     n4 = lo + (hi - lo) // 4 * 4
     for n in range(hi - 1, n4 - 1, -1):
         for c in range(C):
-            o[n, c] = sa[c] * (np.float64(a2[n, c]) - ka[c]) + sb[c] * np.float64(b2[n, c]) + t[c]
+            o[n, c] = scale_a[c] * (np.float64(a2[n, c]) - shift_a[c]) + scale_b[c] * np.float64(b2[n, c]) + offset[c]
     for n in range(n4 - 4, lo - 1, -4):  # four rows per load of the per-channel numbers
         for c in range(C):
-            k, s, q, u = ka[c], sa[c], sb[c], t[c]
-            o[n, c] = s * (np.float64(a2[n, c]) - k) + q * np.float64(b2[n, c]) + u
-            o[n + 1, c] = s * (np.float64(a2[n + 1, c]) - k) + q * np.float64(b2[n + 1, c]) + u
-            o[n + 2, c] = s * (np.float64(a2[n + 2, c]) - k) + q * np.float64(b2[n + 2, c]) + u
-            o[n + 3, c] = s * (np.float64(a2[n + 3, c]) - k) + q * np.float64(b2[n + 3, c]) + u
+            shift_c, scale_a_c, scale_b_c, offset_c = shift_a[c], scale_a[c], scale_b[c], offset[c]
+            o[n, c] = (scale_a_c * (np.float64(a2[n, c]) - shift_c)
+                       + scale_b_c * np.float64(b2[n, c]) + offset_c)
+            o[n + 1, c] = (scale_a_c * (np.float64(a2[n + 1, c]) - shift_c)
+                           + scale_b_c * np.float64(b2[n + 1, c]) + offset_c)
+            o[n + 2, c] = (scale_a_c * (np.float64(a2[n + 2, c]) - shift_c)
+                           + scale_b_c * np.float64(b2[n + 2, c]) + offset_c)
+            o[n + 3, c] = (scale_a_c * (np.float64(a2[n + 3, c]) - shift_c)
+                           + scale_b_c * np.float64(b2[n + 3, c]) + offset_c)
 
 
 # -- per-channel arithmetic between the two loops, and whole directions for small inputs --
@@ -175,8 +181,8 @@ def backward_coefficients(dbeta, dy_xc, inv_std, gamma, m):
 
 @numba.njit(**_FLAGS)
 def forward(x, gamma, beta, eps, y):
-    """The whole forward on the calling thread (one call from Python: at (60, 100) the
-    dispatch of each numba call costs about as much as the loops). Returns mu, var, inv_std."""
+    """The whole forward on the calling thread, in one call from Python: for a small input
+    the dispatch of each numba call costs about as much as the loops. Returns mu, var, inv_std."""
     N, C, S = x.shape
     shift = np.empty(C)
     for c in range(C):

@@ -46,7 +46,7 @@ def row_affine(x, mu, inv_std, gtab, btab, y, lo, hi):
             for j in range(L):
                 y[r, j] = (np.float64(x[r, j]) - mu[r]) * inv_std[r] * gtab[p, j] + btab[p, j]
         else:  # GroupNorm: one channel's S positions share gamma and beta
-            x3, y3 = x.reshape(R, Lc, S), y.reshape(R, Lc, S)  # [r, c, s] indexing vectorizes; 3.3x faster
+            x3, y3 = x.reshape(R, Lc, S), y.reshape(R, Lc, S)  # [r, c, s] indexing: the loop over s vectorizes
             for c in range(Lc):
                 scale = inv_std[r] * gtab[p, c]
                 for s in range(S):

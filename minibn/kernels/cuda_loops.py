@@ -3,13 +3,15 @@
 The BN family (:class:`minibn.kernels.fused_bn.FusedBN` runs BN, BatchRenorm and Memorized
 BN on them, as on the CPU loops) needs two kernels over x viewed as (N, C, S):
 
-* :func:`moments_kernel`: per channel c, s1 = sum (a - ka[c]) and s2 = sum (a - ka[c]) (b - kb[c])
-  in float64, in one read of a and b. The grid is (C, chunks): block (c, j) sums the j-th
-  slice of channel c's N * S values (a grid-stride loop), reduces in shared memory, and
-  adds its two partial sums to the channel's with an atomic add. With one block per channel
+* :func:`moments_kernel`: per channel c, s1 = sum (a - shift_a[c]) and
+  s2 = sum (a - shift_a[c]) (b - shift_b[c]) in float64, in one read of a and b. The grid
+  is (C, chunks): block (c, j) sums the j-th slice of channel c's N * S values (a
+  grid-stride loop), reduces in shared memory, and adds its two partial sums to the
+  channel's with an atomic add. With one block per channel
   a small C would leave most of the GPU idle (C = 64 blocks on 132 multiprocessors): the
   chunks spread a channel over several blocks.
-* :func:`combine_kernel`: out = sa[c] (a - ka[c]) + sb[c] b + t[c], one thread per value.
+* :func:`combine_kernel`: out = scale_a[c] (a - shift_a[c]) + scale_b[c] b + offset[c], one thread
+  per value.
 
 LayerNorm and GroupNorm standardize rows of a 2-d view (R, L) (:mod:`minibn.kernels.fused_rows`):
 
@@ -129,7 +131,7 @@ def kernels():
         return sh1[0], sh2[0]
 
     @cuda.jit
-    def moments_kernel(a, ka, b, kb, s1, s2):
+    def moments_kernel(a, shift_a, b, shift_b, s1, s2):
         N, C, S = a.shape
         c = cuda.blockIdx.x
         tid = cuda.threadIdx.x
@@ -140,9 +142,9 @@ def kernels():
         while i < total:
             n = i // S
             s = i - n * S
-            u = float64(a[n, c, s]) - ka[c]
+            u = float64(a[n, c, s]) - shift_a[c]
             acc1 += u
-            acc2 += u * (float64(b[n, c, s]) - kb[c])
+            acc2 += u * (float64(b[n, c, s]) - shift_b[c])
             i += cuda.gridDim.y * TPB
         t1, t2 = block_sums(acc1, acc2, tid)
         if tid == 0:
@@ -150,7 +152,7 @@ def kernels():
             cuda.atomic.add(s2, c, t2)
 
     @cuda.jit
-    def combine_kernel(a, ka, sa, b, sb, t, out):
+    def combine_kernel(a, shift_a, scale_a, b, scale_b, offset, out):
         N, C, S = a.shape
         i = cuda.grid(1)
         total = N * C * S
@@ -159,7 +161,8 @@ def kernels():
             r = i - n * (C * S)
             c = r // S
             s = r - c * S
-            out[n, c, s] = sa[c] * (float64(a[n, c, s]) - ka[c]) + sb[c] * float64(b[n, c, s]) + t[c]
+            out[n, c, s] = (scale_a[c] * (float64(a[n, c, s]) - shift_a[c])
+                            + scale_b[c] * float64(b[n, c, s]) + offset[c])
             i += cuda.gridsize(1)
 
     @cuda.jit
@@ -246,20 +249,20 @@ class CudaLoops:
     def parallel(a3):
         return False  # one launch covers the whole array: no row blocks
 
-    def moments(self, a, ka, b, kb, lo=0, hi=None):
+    def moments(self, a, shift_a, b, shift_b, lo=0, hi=None):
         N, C, S = a.shape
         s1, s2 = self.xp.zeros(C), self.xp.zeros(C)
         chunks = max(1, min(MAX_CHUNKS, (N * S + 4 * TPB - 1) // (4 * TPB)))
-        self.k["moments"][(C, chunks), TPB](a, ka, b, kb, s1, s2)
+        self.k["moments"][(C, chunks), TPB](a, shift_a, b, shift_b, s1, s2)
         return s1, s2
 
-    def combine(self, a, ka, sa, b, sb, t, out, lo=0, hi=None):
-        self.k["combine"][_blocks_for(a.size), TPB](a, ka, sa, b, sb, t, out)
+    def combine(self, a, shift_a, scale_a, b, scale_b, offset, out, lo=0, hi=None):
+        self.k["combine"][_blocks_for(a.size), TPB](a, shift_a, scale_a, b, scale_b, offset, out)
 
-    def affine(self, a, ka, sa, t, out, lo=0, hi=None):
-        """out = sa (a - ka) + t: the combine kernel with sb = 0 (on a GPU the second read of a
-        comes from cache, so one kernel serves both directions)."""
-        self.combine(a, ka, sa, a, self.xp.zeros(a.shape[1]), t, out)
+    def affine(self, a, shift, scale, offset, out, lo=0, hi=None):
+        """out = scale (a - shift) + offset: the combine kernel with scale_b = 0 (on a GPU the
+        second read of a comes from cache, so one kernel serves both directions)."""
+        self.combine(a, shift, scale, a, self.xp.zeros(a.shape[1]), offset, out)
 
     def forward_coefficients(self, s1, s2, shift, m, gamma, eps):
         xp = self.xp

@@ -5,17 +5,17 @@ NumPy cannot fuse: every ufunc is one pass over memory, with its own output, on 
 core. :mod:`numpy_fast` brings BN down to four passes forward and three backward
 that way; this file writes the loops out by hand (compiled by numba; a large input is
 split into blocks of rows, one per core) so that each pass does all the work it can on
-the value it has loaded:
+the value it has loaded::
 
-forward   1. per channel, sum (x - K) and sum (x - K)^2 in one read of x, K = x[0] (a
-             *shifted* one-pass variance: with float64 sums and a shift taken from the
-             data, var = E[(x - K)^2] - E[x - K]^2 does not cancel the way
-             E[x^2] - E[x]^2 does, even for a float32 input with mean 1e4);
-          2. y = gamma * inv_std * (x - mu) + beta                    (Alg. 1, lines 3-4)
-backward  1. dbeta = sum dy and sum dy * (x - mu) in one read of dy and x;
-          2. dx = A dy + B (x - mu) + K per channel, the closed form of
-             :func:`batch_norm_backward` with A = gamma * inv_std,
-             B = -A * inv_std * dgamma / m and K = -A * dbeta / m.
+    forward   1. per channel, sum (x - K) and sum (x - K)^2 in one read of x, K = x[0] (a
+                 *shifted* one-pass variance: with float64 sums and a shift taken from the
+                 data, var = E[(x - K)^2] - E[x - K]^2 does not cancel the way
+                 E[x^2] - E[x]^2 does, even for a float32 input with mean 1e4);
+              2. y = gamma * inv_std * (x - mu) + beta                    (Alg. 1, lines 3-4)
+    backward  1. dbeta = sum dy and sum dy * (x - mu) in one read of dy and x;
+              2. dx = A dy + B (x - mu) + K per channel, the closed form of
+                 batch_norm_backward with A = gamma * inv_std,
+                 B = -A * inv_std * dgamma / m and K = -A * dbeta / m.
 
 That is 2 reads and 1 write of x-sized data forward, 4 reads and 1 write backward: the
 statistics must be complete before the first output is written, so no two-phase BN
@@ -46,7 +46,8 @@ from ..functional.memorized import pool_with_batch
 from . import numba_cpu
 
 
-def _as3(a, xp):
+def _contiguous_ncs(a, xp):
+    """a as a C-contiguous (N, C, S) array (a view when it already is one): the loops' layout."""
     return xp.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
@@ -58,8 +59,8 @@ class FusedBN:
     def __init__(self, kernels, blocks):
         self.kernels, self.blocks = kernels, blocks
 
-    def _moments(self, k, a3, ka, b3, kb):
-        parts = self.blocks(k.moments, a3, a3, ka, b3, kb)
+    def _moments(self, k, a3, shift_a, b3, shift_b):
+        parts = self.blocks(k.moments, a3, a3, shift_a, b3, shift_b)
         return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     def _affine(self, k, a3, *args):
@@ -78,13 +79,13 @@ class FusedBN:
         return mu, var, inv_std
 
     def batch_norm_forward(self, x, gamma, beta, eps=1e-5, axis=None):
-        """Same contract as :func:`batch_norm_forward` (training mode) for x (N, C, *): (y, cache)."""
+        """Same contract as :func:`batch_norm_forward` (training mode) for x (N, C, ...): (y, cache)."""
         x = check_inputs("batch_norm_forward_fused", x, gamma, beta)
         k = self.kernels(x)
         xp = k.xp
         _, m = batch_count(x, axis)
         C = x.shape[1]
-        x3 = _as3(x, xp)
+        x3 = _contiguous_ncs(x, xp)
         # gamma and beta in x's dtype: one compiled signature per dtype of x, not per pair
         g = xp.ones(C, x.dtype) if gamma is None else gamma if gamma.dtype == x.dtype else gamma.astype(x.dtype)
         b = xp.zeros(C, x.dtype) if beta is None else beta if beta.dtype == x.dtype else beta.astype(x.dtype)
@@ -102,7 +103,7 @@ class FusedBN:
         with the means of the closed form taken over m values (float64 per-channel sums)."""
         k = self.kernels(dy)
         xp = k.xp
-        dy3 = _as3(dy, xp)
+        dy3 = _contiguous_ncs(dy, xp)
         C = dy3.shape[1]
         dx = xp.empty_like(dy3)
         if not k.parallel(dy3):
@@ -143,7 +144,7 @@ class FusedBN:
         xp = k.xp
         _, m = batch_count(x, axis)
         C = x.shape[1]
-        x3 = _as3(x, xp)
+        x3 = _contiguous_ncs(x, xp)
         mu, var, inv_std = self._batch_statistics(k, x3, m, eps)
         sigma_B = xp.sqrt(var + eps)
         sigma = running_std.astype("float64")
@@ -188,7 +189,7 @@ class FusedBN:
         if n < 2 and len(alphas) == 0:
             raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
                              f"{tuple(x.shape)} and an empty memory")
-        x3 = _as3(x, xp)
+        x3 = _contiguous_ncs(x, xp)
         mu_B, var_B, _ = self._batch_statistics(k, x3, n, eps)
         mu_hat, var_hat, W = pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas)
         inv_std = 1.0 / xp.sqrt(var_hat + eps)

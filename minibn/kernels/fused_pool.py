@@ -20,8 +20,8 @@ def max_pool2d_forward_fused(x, kh, kw, stride, padding=0):
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     y = np.empty((N, C, OH, OW), x.dtype)
-    # where each maximum is: a flat index within its plane (H * W < 2**31); as int64 it made
-    # the 2 x 2 loop 4x slower (the compiler mixes 32- and 64-bit lanes)
+    # where each maximum is: a flat index within its plane (H * W < 2**31); int32, since an
+    # int64 index next to float32 values makes the compiler mix 32- and 64-bit lanes
     arg = np.empty((N, C, OH, OW), np.int32)
     k.max_pool_forward(np.ascontiguousarray(x), kh, kw, stride, padding, y, arg)
     return y, (x.shape, arg)

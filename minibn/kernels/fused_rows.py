@@ -8,7 +8,7 @@ r % P applies to row r, each entry covering L / Lc consecutive values of the row
 
 - LayerNorm over D = normalized_shape: a row per sample, L = Lc = prod(D), P = 1, the
   table is gamma (and beta) flattened;
-- GroupNorm with G groups over (N, C, *): a row per (sample, group), L = (C / G) * S
+- GroupNorm with G groups over (N, C, ...): a row per (sample, group), L = (C / G) * S
   (channels of a group are contiguous, S positions each), P = G, Lc = C / G: table row g
   holds gamma of group g's channels.
 
@@ -64,7 +64,7 @@ class FusedRows:
         return dx.reshape(dy.shape), sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     def layer_norm_forward(self, x, gamma, beta, normalized_ndim, eps=1e-5):
-        """Same contract as :func:`layer_norm_forward`: x (*, *D), gamma, beta D or None."""
+        """Same contract as :func:`layer_norm_forward`: x (..., D_1, ..., D_k), gamma, beta (D_1, ..., D_k) or None."""
         x = check_inputs("layer_norm_forward_fused", x, gamma, beta, normalized_ndim)
         D = tuple(x.shape[x.ndim - normalized_ndim:])
         L = math.prod(D)
@@ -82,7 +82,7 @@ class FusedRows:
         return dx, dg.reshape(cache["D"]).astype(gamma.dtype), db.reshape(cache["D"]).astype(gamma.dtype)
 
     def group_norm_forward(self, x, gamma, beta, num_groups, eps=1e-5):
-        """Same contract as :func:`group_norm_forward`: x (N, C, *), gamma, beta (C,) or None."""
+        """Same contract as :func:`group_norm_forward`: x (N, C, ...), gamma, beta (C,) or None."""
         x = check_inputs("group_norm_forward_fused", x, gamma, beta)
         N, C = x.shape[:2]
         x2 = get_array_module(x).ascontiguousarray(x).reshape(N * num_groups, math.prod(x.shape[1:]) // num_groups)

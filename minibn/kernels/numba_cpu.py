@@ -8,8 +8,8 @@ first call of each dtype and rank compiles the loops (a few seconds, then cached
 Threads: the loops release the GIL (``nogil=True``). An input of at least
 :data:`PARALLEL_MIN_SIZE` values is split into blocks of rows, one per core, run on a
 thread pool with the calling thread taking the first; a smaller one is one call on the
-calling thread (numba's own parallel loops were the wrong tool on two cores: the OpenMP
-pool kept spinning next to OpenBLAS, and its workqueue cost 30-60 us per launch).
+calling thread (numba's own parallel loops are the wrong tool on a few cores: the OpenMP
+pool keeps spinning next to OpenBLAS's, and each launch costs more than a small loop).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 from ..backend import get_array_module
 
 #: inputs of at least this many values are split into blocks of rows, one per thread. Below
-#: it, starting the threads costs more than they save (measured on 2 cores: one thread is
-#: faster at (256, 1024), two at (512, 1024))
+#: it, handing blocks to the threads costs more than the threads save (where the line lies:
+#: docs/benchmarks/history.md)
 PARALLEL_MIN_SIZE = 2 ** 19
 
 
@@ -77,7 +77,7 @@ def check(x):
                           'imported here: pip install numba (or use impl="reference")')
 
 
-@functools.cache  # called at every forward and backward: import_module costs 6 us
+@functools.cache  # called at every forward and backward: skip import_module's lookup
 def loops(module):
     """The compiled loops of ``module`` ("_bn_loops" or "_row_loops" of this package)."""
     _announce_compilation()
@@ -173,7 +173,7 @@ def parallel(a):
 
 
 def run_blocks(kernel, a, *args):
-    """[kernel(*args, lo, hi) for each block of rows [lo, hi) of a]: one block for a small
+    """``[kernel(*args, lo, hi) for each block of rows [lo, hi) of a]``: one block for a small
     a; for a large one, a block per thread, on the pool, the calling thread taking the first."""
     global _pool, _pool_size
     N = a.shape[0]

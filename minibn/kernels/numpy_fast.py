@@ -9,6 +9,7 @@ reference.
 x is viewed as (N, C, S) (S = 1 for (N, C), L, or H * W), reduced over N and S.
 
 Forward, four passes over x-sized data instead of seven:
+
 1. mu0 = column sums of x by a matrix-vector product (BLAS, multi-threaded) / m;
 2. d = x - mu0, the one large temporary (kept for the backward, in a reused buffer);
 3. c = mean(d) and q = mean(d^2): the *corrected two-pass* algorithm (Chan, Golub &
@@ -48,35 +49,13 @@ import math
 import numpy
 
 from .._checks import check_inputs
-from ..backend import get_array_module, same_layout
+from ..backend import get_array_module
 from ..functional.batchnorm import batch_count
+from ..workspace import Workspace
 
 
-class Workspace:
-    """Arrays kept between calls (keyed by name, shape and dtype), so that a large
-    temporary is allocated once rather than at every step (fresh pages cost page faults)."""
-
-    def __init__(self):
-        self._arrays = {}
-
-    def get(self, name, shape, dtype, xp):
-        a = self._arrays.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype or get_array_module(a) is not xp:
-            a = self._arrays[name] = xp.empty(shape, dtype=dtype)
-        return a
-
-    def like(self, name, a):
-        """An array kept under ``name`` like ``a`` (type, shape, dtype and memory layout)."""
-        b = self._arrays.get(name)
-        if b is None or not same_layout(b, a):
-            b = self._arrays[name] = get_array_module(a).empty_like(a)
-        return b
-
-    def __deepcopy__(self, memo):  # a copied layer gets its own (empty) workspace
-        return Workspace()
-
-
-def _as3(x):
+def _view_ncs(x):
+    """x viewed as (N, C, S): S = 1 for (N, C), L for (N, C, L), H * W for (N, C, H, W)."""
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
@@ -121,18 +100,18 @@ def _safe_inv_std(dtype):
     return math.sqrt(float(info.tiny)) * 1e4, math.sqrt(float(info.max)) * 1e-4
 
 
-def _as(dt, v):
+def _in_dtype(dt, v):
     """A (C,) vector in the dtype of a pass (cast only when it differs: a float64 gamma)."""
     return v if v.dtype == dt else v.astype(dt)
 
 
 def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=None, work=None):
     """Same contract as :func:`batch_norm_forward` (training mode), for float32/float64
-    inputs. ``work``: a :class:`Workspace` (the layer's own), whose buffer the cache refers to."""
+    inputs. ``work``: a :class:`minibn.workspace.Workspace` (the layer's own), whose buffer the cache refers to."""
     x = check_inputs("batch_norm_forward_fast", x, gamma, beta)
     xp = get_array_module(x)
     _, m = batch_count(x, axis)
-    x3 = _as3(x)
+    x3 = _view_ncs(x)
     work = work or Workspace()
     mu0 = _channel_sum(x3, xp) * (1.0 / m)                                  # pass 1
     d = xp.subtract(x3, mu0[:, None], out=work.get("d", x3.shape, x.dtype, xp))  # pass 2
@@ -150,8 +129,8 @@ def batch_norm_forward_fast(x, gamma, beta, eps=1e-5, axis=None, work=None):
     inv_std = (var + eps) ** -0.5
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -c * scale if beta is None else beta - c * scale
-    y = d * _as(x.dtype, scale)[:, None]                                     # pass 4
-    y += _as(x.dtype, shift)[:, None]
+    y = d * _in_dtype(x.dtype, scale)[:, None]                                     # pass 4
+    y += _in_dtype(x.dtype, shift)[:, None]
     cache = {"x": x, "dev": d, "c": c, "inv_std": inv_std, "gamma": gamma, "m": m, "work": work,
              "mu_B": (mu0 + c), "var_B": var, "wide": wide}
     return y.reshape(x.shape), cache
@@ -162,23 +141,23 @@ def batch_norm_backward_fast(dy, cache):
     xp = get_array_module(dy)
     d, c, inv_std, gamma, m = cache["dev"], cache["c"], cache["inv_std"], cache["gamma"], cache["m"]
     dt = d.dtype  # x's
-    dy3 = _as3(dy)
+    dy3 = _view_ncs(dy)
     dbeta = _channel_sum(dy3, xp)
     dgamma = inv_std * (_channel_dot(dy3, d, xp) - c * dbeta)  # sum dy * x_hat
     g = inv_std if gamma is None else gamma * inv_std
     B_sigma = -g * dgamma * (1.0 / m)  # B / inv_std: no underflow where B itself would (see the module docstring)
     K = -g * dbeta * (1.0 / m) - B_sigma * (inv_std * c)
-    dx = dy3 * _as(dt, g)[:, None]
+    dx = dy3 * _in_dtype(dt, g)[:, None]
     tmp = cache["work"].get("tmp", d.shape, dt, xp)
     lo, hi = _safe_inv_std(dt)
     if cache["wide"] and not lo < inv_std.min() <= inv_std.max() < hi:  # B would underflow (overflow) x's dtype
-        xp.multiply(d, _as(dt, inv_std)[:, None], out=tmp)
-        tmp *= _as(dt, B_sigma)[:, None]
+        xp.multiply(d, _in_dtype(dt, inv_std)[:, None], out=tmp)
+        tmp *= _in_dtype(dt, B_sigma)[:, None]
     else:
-        xp.multiply(d, _as(dt, B_sigma * inv_std)[:, None], out=tmp)
+        xp.multiply(d, _in_dtype(dt, B_sigma * inv_std)[:, None], out=tmp)
     dx += tmp
-    dx += _as(dt, K)[:, None]
-    dx = _as(dt, dx.reshape(dy.shape))
+    dx += _in_dtype(dt, K)[:, None]
+    dx = _in_dtype(dt, dx.reshape(dy.shape))
     if gamma is None:
         return dx, None, None
-    return dx, _as(gamma.dtype, dgamma), _as(gamma.dtype, dbeta)
+    return dx, _in_dtype(gamma.dtype, dgamma), _in_dtype(gamma.dtype, dbeta)

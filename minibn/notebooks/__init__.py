@@ -108,7 +108,9 @@ def nbgrader_course(dest, names=None, timeout=600) -> list[str]:
     dest = _writable_folder(dest)
     sources = [p for p in _select(names) if any(graded_cells(json.loads(p.read_text())))]
     if not sources:
-        raise ValueError(f"none of the notebooks {' '.join(names)} has graded exercises (01, 02, 05, 06, 07 and 09 do)")
+        graded = [p.stem[:2] for p in paths() if any(graded_cells(json.loads(p.read_text())))]
+        raise ValueError(f"none of the notebooks {' '.join(names)} has graded exercises "
+                         f"({', '.join(graded[:-1])} and {graded[-1]} do)")
     config = dest / "nbgrader_config.py"
     targets = [dest / "source" / p.stem / p.name for p in sources]
     _refuse_overwrite([config, *targets])
@@ -121,8 +123,7 @@ def nbgrader_course(dest, names=None, timeout=600) -> list[str]:
 
 def add_cli(sub):
     """The ``minibn course`` subcommands."""
-    from ..cli import HelpFormatter
-    from ..experiments._io import positive_int
+    from ..cli_args import HelpFormatter, positive_int
 
     p = sub.add_parser("course", help="get the course's notebooks, or an nbgrader course directory",
                        description="The course's notebooks ship with minibn. `notebooks` copies them to read "

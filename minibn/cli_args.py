@@ -1,71 +1,28 @@
-"""Writing results. Every experiment makes its files' bytes in memory (:func:`json_bytes`,
-:func:`csv_bytes`, :func:`figure_bytes`) and hands them to one writer, :func:`write_all`,
-which builds the output folder beside the old one and renames it into place whole
-(:mod:`minibn._files`): a folder holds one run's files, or the previous run's if writing
-failed, never some of each. (The composite runs, lr-sweep and all, build their folders
-with :func:`minibn._files.new_folder`, the same mechanism.)"""
+"""What the `minibn` command's subcommands share: option types whose errors name the value,
+the help format, the output-folder check made before any work, and how an experiment's
+subcommand runs and reports.
+
+It imports nothing of the experiments or of the engine, so that :mod:`minibn.cli` and every
+experiment module can import it without importing each other.
+"""
 
 from __future__ import annotations
 
-import csv
+import argparse
+import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-from .._files import json_text, replace_folder
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default. (An option whose default is computed says it in
+    its own help, which ends with ``%(default).0s``: an empty field that keeps argparse from
+    adding "(default: None)".)"""
 
-def json_bytes(obj):
-    """``obj`` as standard JSON (NaN and infinities as null: :func:`minibn._files.json_text`)."""
-    return (json_text(obj) + "\n").encode()
-
-
-def csv_bytes(header, rows):
-    import io
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue().encode()
-
-
-def _close(fig):
-    """Close a figure once written: pyplot keeps every figure it made until it is closed, and a
-    process that runs many experiments (the test suite) would pile them up."""
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-
-
-def figure_bytes(fig, fmt="png", dpi=120):
-    """The figure's file contents (and the figure closed)."""
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi)
-    _close(fig)
-    return buf.getvalue()
-
-
-def write_all(folder, files, outputs=()):
-    """Write {name: bytes} as the output folder ``folder``, replacing a previous run's folder
-    whole (:func:`minibn._files.replace_folder`): the folder holds this run's files or, if
-    writing fails (a full disk), the previous run's, untouched. ``outputs``: every name a run
-    of the experiment may write (an interrupted run writes fewer: the previous run's figure
-    must not stay beside them). Make every file's bytes before calling this (a figure too,
-    with :func:`figure_bytes`): an error while making them then leaves the folder as it was."""
-    replace_folder(folder, files, outputs)
-
-
-def versions():
-    """The versions a summary records: those of the provenance record."""
-    from .provenance import versions as provenance_versions
-    return provenance_versions()
-
-
-# -- the command line: option types that say what is wrong, and one way to report errors ------
 
 def _number(kind, s, lo, lo_open):
-    import argparse
-    import math
     try:
         v = kind(s)
     except ValueError:
@@ -92,27 +49,11 @@ def positive_float(s):
     return _number(float, s, 0.0, True)
 
 
-def check_runs(seeds, steps=None, variants=None, known=()):
-    """ValueError naming the first bad setting of an experiment's runs: seeds (one or more
-    integers >= 0), steps (>= 10, when given) and variants (each one of ``known``)."""
-    if not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
-        raise ValueError(f"seeds must be one or more integers >= 0, got {seeds}")
-    # a seed given twice is one run counted twice: its mean is that run's, and its "interval"
-    # has zero width, a certainty no experiment gave
-    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
-    if twice:
-        raise ValueError(f"seeds must differ: {', '.join(map(str, twice))} given more than once in {list(seeds)}")
-    if steps is not None and steps < 10:
-        raise ValueError(f"steps must be >= 10, got {steps}")
-    bad = [v for v in (variants or ()) if v not in known]
-    if bad:
-        raise ValueError(f"unknown variants {bad}; choose from {tuple(known)}")
-
-
 def check_out_dir(out):
     """ValueError, before any work, if the outputs cannot be written to the folder ``out``.
 
-    A run builds its folder beside ``out`` and renames it to ``out`` (:func:`write_all`), so
+    A run builds its folder beside ``out`` and renames it to ``out``
+    (:func:`minibn.experiments.outputs.write_all`), so
     the folder that holds ``out`` (or, where that does not exist yet, the nearest folder
     above it, where it will be created) must take a new entry: a probe file is written there
     and removed at once. A real write, not the permission bits: those say nothing of a
@@ -152,8 +93,6 @@ def run_cli(name, cfg, args, run, files):
     and report: exit 2 on a bad option (before any training), 130 on Ctrl-C (which
     :func:`minibn.cli.main` turns into 143 after a SIGTERM). (``--out`` has been checked by
     :func:`minibn.cli.main` already.)"""
-    import sys
-
     try:
         cfg.validate()
     except ValueError as e:
