@@ -4,14 +4,7 @@
     from minibn import nn, optim
 """
 
-from . import (
-           adapt,
-           backend,
-           functional,
-           nn,
-           optim,
-           registry,  # noqa: F401  (every implementation and layer check: must come after nn)
-)
+from . import adapt, backend, functional, nn, optim, registry  # registry: every implementation of every operation
 from .backend import asnumpy, get_array_module, seed
 from .checkpoint import load, save
 

@@ -25,10 +25,21 @@ from . import nn
 
 
 def bn_layers(model):
-    """Every BatchNorm layer (BatchNorm1d / BatchNorm2d) of ``model``, in forward order.
+    """Every BatchNorm layer of ``model``, in forward order.
 
-    The functions here act on Algorithm 1's layers and their running mean and variance;
-    BatchRenorm, Memorized BN and TransNorm keep other statistics and are not BatchNorm.
+    The functions here act on Algorithm 1's layers (:class:`minibn.nn.BatchNorm` and its
+    subclasses: BatchNorm1d/2d, GhostBatchNorm, SyncBatchNorm) and their running mean and
+    variance; BatchRenorm, Memorized BN and TransNorm keep other statistics and are not
+    BatchNorm.
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        The network.
+
+    Returns
+    -------
+    list of minibn.nn.BatchNorm
     """
     return [m for m in model.modules() if isinstance(m, nn.BatchNorm)]
 
@@ -58,7 +69,7 @@ def _batch_inputs(batches, where):
 
 
 def population_statistics(model, batches):
-    """Algorithm 2, step 10: E[x] <- E_B[mu_B], Var[x] <- m/(m-1) E_B[sigma_B^2], per BN layer.
+    """Algorithm 2, steps 8-10: ``E[x] <- E_B[mu_B]``, ``Var[x] <- m/(m-1) E_B[sigma_B^2]``, per BN layer.
 
     The batches go through the network as in training (each BN normalizes with its batch
     statistics, as N_tr_BN does), while everything else is fixed: no parameter changes
@@ -66,10 +77,31 @@ def population_statistics(model, batches):
     batch means and unbiased batch variances over all batches with equal weight (for
     batches of one size m this is exactly m/(m-1) E_B[sigma_B^2]).
 
-    ``batches``: an iterable of inputs x (or tuples (x, ...)), on the model's device.
-    Returns the model, in eval mode. On error the model is left unchanged.
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        A network with BatchNorm layers that keep running statistics.
+    batches : iterable
+        Inputs x (or tuples (x, labels, ...), whose first element is used), on the model's
+        device.
+
+    Returns
+    -------
+    minibn.nn.Module
+        The model, in eval mode.
+
+    Raises
+    ------
+    ValueError
+        If the model has no BatchNorm layer, one has ``track_running_stats=False`` or is
+        frozen (:func:`freeze`: it would keep its inference transform and learn nothing),
+        or there are no batches. On any error the model is left as it was.
     """
     layers = _require_bn(model, "population_statistics")
+    for i, bn in enumerate(layers):
+        if bn.frozen:
+            raise ValueError(f"population_statistics: BatchNorm layer {i} ({bn!r}) is frozen (adapt.freeze), so "
+                             f"its running statistics cannot change; call adapt.unfreeze(model) first")
 
     def run():
         momenta = [bn.momentum for bn in layers]
@@ -106,15 +138,31 @@ def _fold_pair(layer, bn):
 
 
 def fold(model):
-    """Return a copy of ``model`` with each BN that directly follows a Linear or Conv2d
-    folded into it (batchnorm freezing, IIT paper Sec. 3.1).
+    """A copy of ``model`` with each BN that directly follows a Linear or Conv2d folded into it.
 
-    With scale = gamma / sqrt(running_var + eps) and shift = beta - running_mean * scale,
-    the pair x -> W x + b -> BN becomes x -> (scale * W) x + (scale * b + shift): the same
-    eval-mode outputs, one layer fewer. The original model is not changed. BN layers
-    that follow anything else stay in place. Works through nested Sequentials.
+    Batchnorm freezing in its folded form (Suzuki et al. 2020, Sec. 3.1). With
+    ``scale = gamma / sqrt(running_var + eps)`` and ``shift = beta - running_mean * scale``,
+    the pair ``x -> W x + b -> BN`` becomes ``x -> (scale * W) x + (scale * b + shift)``:
+    the same eval-mode outputs, one layer fewer. BN layers that follow anything else stay
+    in place. Works through nested Sequentials.
 
-    Raises ValueError if there is nothing to fold or a BN keeps no running statistics.
+    Parameters
+    ----------
+    model : minibn.nn.Sequential
+        The network; not changed.
+
+    Returns
+    -------
+    minibn.nn.Sequential
+        The folded copy, in eval mode.
+
+    Raises
+    ------
+    ValueError
+        If the model has no BatchNorm layer, one has ``track_running_stats=False``, or no
+        BatchNorm directly follows a Linear or Conv2d with as many outputs.
+    TypeError
+        If the model is not an ``nn.Sequential``.
     """
     _require_bn(model, "fold")
     new = copy.deepcopy(model)
@@ -197,12 +245,31 @@ def _guarded(model, run):
 
 
 def adabn(model, batches):
-    """AdaBN: set every BN layer's running mean and (unbiased) variance to the exact
-    statistics of its input on the target ``batches``, layer by layer: the statistics of
-    layer k are taken with layers 1..k-1 already adapted (all in inference mode).
+    """AdaBN (Li et al. 2016): each BN layer's running statistics := the exact statistics of its target input.
 
-    ``batches``: an iterable of target inputs x (or tuples (x, ...)). Returns the model,
-    in eval mode.
+    Layer by layer: the statistics of layer k (mean and unbiased variance over all the
+    values of all batches) are taken with layers 1..k-1 already adapted, the whole network
+    in inference mode.
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        A network with BatchNorm layers that keep running statistics.
+    batches : iterable
+        Inputs x (or tuples (x, labels, ...), whose first element is used), on the model's
+        device.
+        Target data; all are kept in memory.
+
+    Returns
+    -------
+    minibn.nn.Module
+        The model, in eval mode.
+
+    Raises
+    ------
+    ValueError
+        If the model has no BatchNorm layer, one has ``track_running_stats=False``, or
+        there are no batches. On any error the model is left as it was.
     """
     layers = _require_bn(model, "adabn")
     inputs = list(_batch_inputs(batches, "adabn"))
@@ -220,7 +287,7 @@ def iit(model, batches):
     """The inference-invariant transformation (Suzuki et al. 2020, Eq. 3-6).
 
     For each BN layer, estimate mu_adapt, sigma^2_adapt (mean and unbiased variance) of
-    its input on the target ``batches`` with the whole network in inference mode, then set
+    its input on the target ``batches`` with the whole network in inference mode, then set::
 
         gamma_hat = gamma * sqrt(sigma^2_adapt + eps) / sqrt(sigma^2_base + eps)      (Eq. 4)
         beta_hat  = gamma * (mu_adapt - mu_base) / sqrt(sigma^2_base + eps) + beta     (Eq. 5)
@@ -229,7 +296,26 @@ def iit(model, batches):
     unchanged (Eq. 3), so all statistics can be taken in one pass before any change;
     training mode now normalizes target batches with statistics close to the running
     ones (Eq. 6), so fine-tuning starts without a train/inference mismatch.
-    Needs affine BN layers. Returns the model, in eval mode.
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        A network with affine BatchNorm layers that keep running statistics.
+    batches : iterable
+        Inputs x (or tuples (x, labels, ...), whose first element is used), on the model's
+        device.
+        Target data; all are kept in memory.
+
+    Returns
+    -------
+    minibn.nn.Module
+        The model, in eval mode.
+
+    Raises
+    ------
+    ValueError
+        If the model has no BatchNorm layer, one has ``track_running_stats=False`` or
+        ``affine=False``, or there are no batches. On any error the model is left as it was.
     """
     layers = _require_bn(model, "iit")
     for bn in layers:
@@ -258,11 +344,26 @@ def iit(model, batches):
 
 
 def freeze(model):
-    """Batchnorm freezing (IIT paper, Sec. 3.1): every BN layer keeps its inference
-    transform during training, with gamma, beta and the running statistics fixed
-    (no gradient is accumulated into gamma and beta, so an optimizer leaves them alone).
-    ``fold`` is the same network with the frozen BN merged into the layer before it.
-    Returns the model; ``unfreeze`` undoes it.
+    """Batchnorm freezing (Suzuki et al. 2020, Sec. 3.1): every BN layer keeps its inference transform during training.
+
+    gamma, beta and the running statistics stay fixed (no gradient is accumulated into
+    gamma and beta, so an optimizer leaves them alone). :func:`fold` is the same network
+    with the frozen BN merged into the layer before it.
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        A network with BatchNorm layers that keep running statistics; changed in place.
+
+    Returns
+    -------
+    minibn.nn.Module
+        The model; :func:`unfreeze` undoes it.
+
+    Raises
+    ------
+    ValueError
+        If the model has no BatchNorm layer, or one has ``track_running_stats=False``.
     """
     for bn in _require_bn(model, "freeze"):
         bn.frozen = True
@@ -270,6 +371,23 @@ def freeze(model):
 
 
 def unfreeze(model):
+    """Undo :func:`freeze`: every BN layer normalizes with batch statistics in training again.
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        A network with BatchNorm layers that keep running statistics; changed in place.
+
+    Returns
+    -------
+    minibn.nn.Module
+        The model.
+
+    Raises
+    ------
+    ValueError
+        If the model has no BatchNorm layer, or one has ``track_running_stats=False``.
+    """
     for bn in _require_bn(model, "unfreeze"):
         bn.frozen = False
     return model
@@ -283,7 +401,7 @@ def _gaussian_kl(m1, v1, m2, v2):
 
 
 def bn_mismatch(model, batches, eps=1e-12):
-    """The train/inference mismatch of each BN layer, as a KL divergence.
+    """The train/inference mismatch of each BN layer, as a KL divergence (the analysis of Suzuki et al. 2020, Table 2).
 
     Each layer's input is taken with the network in inference mode (the layers before it
     are fixed, as in the IIT paper's Table 2). Its output is then computed both ways: in
@@ -293,8 +411,27 @@ def bn_mismatch(model, batches, eps=1e-12):
     the value is KL(P_train || P_inference) of the two Gaussians, averaged over channels.
     It is 0 when both modes give the same output distribution.
 
-    Returns a list with one dict per BN layer, in forward order: {"layer": index among
-    the BN layers, "kl": float}. The model is not changed.
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        A network with BatchNorm layers that keep running statistics; not changed.
+    batches : iterable
+        Inputs x (or tuples (x, labels, ...), whose first element is used), on the model's
+        device.
+        Each must have more than one value per channel.
+    eps : float, optional
+        Added to both variances, so that a constant channel gives a finite value.
+
+    Returns
+    -------
+    list of dict
+        One per BN layer, in forward order: {"layer": index among the BN layers, "kl": float}.
+
+    Raises
+    ------
+    ValueError
+        If the model has no BatchNorm layer, one has ``track_running_stats=False``, there
+        are no batches, or a batch has one value per channel.
     """
     layers = _require_bn(model, "bn_mismatch")
     inputs = list(_batch_inputs(batches, "bn_mismatch"))

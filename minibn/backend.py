@@ -78,7 +78,18 @@ def xp():
 
 
 def get_array_module(*arrays):
-    """numpy or cupy, chosen by the arrays (numpy when none is a CuPy array)."""
+    """numpy or cupy, chosen by the arrays: cupy when one of them is a CuPy array, else numpy.
+
+    Parameters
+    ----------
+    *arrays : ndarray or scalar
+        The arrays at hand.
+
+    Returns
+    -------
+    module
+        ``numpy``, or ``cupy`` (only where CuPy is usable).
+    """
     if cupy is not None:
         return cupy.get_array_module(*arrays)
     return numpy
@@ -101,7 +112,18 @@ def is_gpu_array(x) -> bool:
 
 
 def asnumpy(x):
-    """An explicit device -> host copy (a no-op for NumPy arrays and scalars)."""
+    """An explicit device -> host copy (a no-op for NumPy arrays and scalars).
+
+    Parameters
+    ----------
+    x : ndarray, scalar or array-like
+        A CuPy array, a NumPy array, or anything ``numpy.asarray`` takes.
+
+    Returns
+    -------
+    numpy.ndarray
+        x itself for a NumPy array.
+    """
     if is_gpu_array(x):
         return cupy.asnumpy(x)
     return numpy.asarray(x)
@@ -128,7 +150,13 @@ def device_of(x) -> str:
 
 
 def seed(s: int) -> None:
-    """Seed every random generator the engine uses (host and, if present, device)."""
+    """Seed every random generator the engine uses (host and, if present, device).
+
+    Parameters
+    ----------
+    s : int
+        The seed.
+    """
     global _rng
     _rng = numpy.random.default_rng(s)
     if cupy is not None:  # pragma: no cover - GPU only

@@ -23,12 +23,28 @@ _ABOVE_ZERO = ("running_std",)
 
 
 def save(model, path) -> None:
-    """Write ``model.state_dict()`` to ``path`` (.npz), atomically.
+    """Write ``model.state_dict()`` to ``path`` (.npz, no pickle), atomically.
 
     The arrays go to a temporary file in the same directory, which is renamed onto
     ``path`` only once completely written: a failed write leaves no partial file and
     an earlier checkpoint at ``path`` intact. The file gets the permissions the umask
-    allows (as any file the user creates).
+    allows (as any file the user creates). Device arrays are copied to the host.
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        The model whose parameters and buffers are saved.
+    path : str or os.PathLike
+        The file to write (replaced if it exists).
+
+    Raises
+    ------
+    IsADirectoryError
+        If path is a folder.
+    FileNotFoundError
+        If path's folder does not exist.
+    OSError
+        If the file cannot be written.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -42,12 +58,34 @@ def save(model, path) -> None:
 
 
 def load(model, path):
-    """Load a checkpoint written by :func:`save` into ``model``; returns the model.
+    """Load a checkpoint written by :func:`save` into ``model``.
 
     Every entry is read and checked (names, shapes, dtypes that convert, values: finite, that
     fit the model's dtype, no negative variance) before anything in the model changes: a
     truncated, foreign, mismatched or damaged file raises :class:`CheckpointError` naming
     the path and what is wrong, and leaves the model as it was.
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        The model to load into (its device, dtypes and memory layouts are kept).
+    path : str or os.PathLike
+        The .npz file.
+
+    Returns
+    -------
+    minibn.nn.Module
+        The model.
+
+    Raises
+    ------
+    IsADirectoryError
+        If path is a folder.
+    FileNotFoundError
+        If there is no such file.
+    CheckpointError
+        A ValueError: if the file cannot be read, is not a checkpoint, or does not fit the
+        model (names, shapes, values).
     """
     path = os.fspath(path)
     if os.path.isdir(path):

@@ -12,8 +12,10 @@ training-mode forward and backward. Each way of computing it is an
 
 The "reference" implementation of every operation is the teaching path
 (:mod:`minibn.functional`: the papers as written); the others live in
-:mod:`minibn.kernels`. All are registered in :mod:`minibn.registry`, by module path, so
-that nothing is imported (numba, CuPy kernels) before it first runs.
+:mod:`minibn.kernels`. All are registered in :mod:`minibn.registry`, with the functions
+themselves (a reader, an editor and a dead-code tool can follow a registration to its
+code); importing a kernel module is cheap, since what it needs (numba, CuPy) is imported
+when a kernel first runs.
 
 :func:`select` is the rule every normalization layer uses: ``impl="auto"`` takes the
 first registered implementation whose ``applies(x)`` holds and whose ``min_size`` x
@@ -24,8 +26,7 @@ implementation its training forward used and calls that one's backward.
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 
@@ -41,40 +42,44 @@ def _never_raises(x):
 class Implementation:
     """One way of computing an operation (see the module docstring for the contract).
 
-    ``forward`` and ``backward`` are "module:function" paths, imported on first use.
+    ``forward_function`` and ``backward_function``: the functions that compute it.
     ``installed()``: whether what it needs is installed on this machine (numba, say).
     ``min_size``: ``impl="auto"`` picks this one only for inputs of at least that many
     values. ``workspace``: its forward takes ``work=``, a per-layer
-    :class:`minibn.kernels.numpy_fast.Workspace` of buffers reused between steps.
+    :class:`minibn.workspace.Workspace` of buffers reused between steps.
     """
 
     op: str
     name: str
-    forward_path: str
-    backward_path: str
+    forward_function: Callable
+    backward_function: Callable
     applies: Callable = _always
     check: Callable = _never_raises
     min_size: int = 0
     workspace: bool = False
     installed: Callable = _always
-    _fns: tuple = field(default=None, repr=False)
 
-    def _resolve(self):
-        if self._fns is None:
-            fns = []
-            for path in (self.forward_path, self.backward_path):
-                module, name = path.split(":")
-                fns.append(getattr(importlib.import_module(module), name))
-            self._fns = tuple(fns)
-        return self._fns
+    @property
+    def forward_path(self):
+        """Where the forward is defined, "module:function" (for messages and reports)."""
+        return _where(self.forward_function)
+
+    @property
+    def backward_path(self):
+        """Where the backward is defined, "module:function"."""
+        return _where(self.backward_function)
 
     def forward(self, x, *args, work=None, **kwargs):
-        f = self._fns[0] if self._fns is not None else self._resolve()[0]
-        return f(x, *args, work=work, **kwargs) if self.workspace else f(x, *args, **kwargs)
+        if self.workspace:
+            return self.forward_function(x, *args, work=work, **kwargs)
+        return self.forward_function(x, *args, **kwargs)
 
     def backward(self, dy, cache, *args):
-        b = self._fns[1] if self._fns is not None else self._resolve()[1]
-        return b(dy, cache, *args)
+        return self.backward_function(dy, cache, *args)
+
+
+def _where(function):
+    return f"{function.__module__}:{function.__qualname__}"
 
 
 _REGISTRY: dict[str, list[Implementation]] = {}
@@ -82,12 +87,21 @@ _REGISTRY: dict[str, list[Implementation]] = {}
 
 def register(op, name, forward, backward, applies=_always, check=_never_raises, min_size=0, workspace=False,
              installed=_always):
-    """Register an implementation ``name`` of operation ``op`` (see :class:`Implementation`).
+    """Register an implementation ``name`` of operation ``op``: ``forward`` and ``backward``
+    are the functions (see :class:`Implementation`).
 
     Register the fastest first: ``impl="auto"`` tries them in the order of registration. One
     name may be registered for arrays of different devices (the "fused" CPU loops for NumPy
     arrays, the "fused" CUDA kernels for CuPy arrays): ``applies`` tells them apart.
+
+    Raises ValueError if ``name`` is already registered for ``op`` with the same ``applies``
+    (the second registration could never be picked).
     """
+    for other in _REGISTRY.get(op, []):
+        if other.name == name and other.applies is applies:
+            raise ValueError(f"register: {op!r} already has an implementation {name!r} for the same arrays "
+                             f"(applies={getattr(applies, '__qualname__', applies)}); give it another name "
+                             "or another applies")
     impl = Implementation(op, name, forward, backward, applies, check, min_size, workspace, installed)
     _REGISTRY.setdefault(op, []).append(impl)
     return impl

@@ -61,7 +61,17 @@ class CollectiveTimeout(RuntimeError):
 
 
 def mpi():
-    """The ``mpi4py.MPI`` module; ImportError saying how to install it when it is missing."""
+    """The ``mpi4py.MPI`` module.
+
+    Returns
+    -------
+    module
+
+    Raises
+    ------
+    ImportError
+        If mpi4py (or an MPI library) is missing, saying how to install it.
+    """
     try:
         from mpi4py import MPI
     except ImportError as e:
@@ -70,7 +80,12 @@ def mpi():
 
 
 def available():
-    """Whether mpi4py (and an MPI library) can be imported."""
+    """Whether mpi4py (and an MPI library) can be imported.
+
+    Returns
+    -------
+    bool
+    """
     try:
         mpi()
         return True
@@ -79,27 +94,69 @@ def available():
 
 
 def world(timeout=None):
-    """A :class:`Communicator` over every rank of the job (``MPI.COMM_WORLD``). A script run
-    without mpiexec is a job of one rank."""
+    """A :class:`Communicator` over every rank of the job (``MPI.COMM_WORLD``).
+
+    A script run without mpiexec is a job of one rank.
+
+    Parameters
+    ----------
+    timeout : float or None, optional
+        As :class:`Communicator`.
+
+    Returns
+    -------
+    Communicator
+
+    Raises
+    ------
+    ImportError
+        If mpi4py is missing (:func:`mpi`).
+    ValueError
+        For a timeout that is not None or > 0.
+    """
     return Communicator(mpi().COMM_WORLD, timeout=timeout)
 
 
 def single():
-    """A :class:`Communicator` over this process alone (``MPI.COMM_SELF``)."""
+    """A :class:`Communicator` over this process alone (``MPI.COMM_SELF``), without timeout.
+
+    Returns
+    -------
+    Communicator
+
+    Raises
+    ------
+    ImportError
+        If mpi4py is missing (:func:`mpi`).
+    """
     return Communicator(mpi().COMM_SELF)
 
 
 class Communicator:
     """The collectives of minibn, over an mpi4py communicator.
 
-    Args:
-        comm: an ``mpi4py.MPI.Comm`` (default ``COMM_WORLD``).
-        timeout: seconds a collective may take before :class:`CollectiveTimeout` is raised
-            (None: wait for ever). With a timeout the collectives are the non-blocking ones
-            (``Iallreduce``...), polled until done or out of time.
-
     Every rank must call the same collectives in the same order, with arrays of the same
-    shape: that is the rule of MPI, and the layers keep it by construction.
+    shape: that is the rule of MPI, and the layers keep it by construction. ``rank`` and
+    ``size`` are this rank's number and the number of ranks; ``bytes_sent``, ``calls`` and
+    ``seconds`` count this rank's collectives (the bytes of its send buffers, and the time
+    spent in them, waiting for the other ranks included). GPU arrays are copied to the host
+    for each collective and back.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm, optional
+        Default ``COMM_WORLD``.
+    timeout : float or None, optional
+        Seconds a collective may take before :class:`CollectiveTimeout` is raised (None:
+        wait for ever). With a timeout the collectives are the non-blocking ones
+        (``Iallreduce``...), polled until done or out of time.
+
+    Raises
+    ------
+    ImportError
+        If mpi4py is missing (:func:`mpi`).
+    ValueError
+        If timeout is neither None nor > 0.
     """
 
     def __init__(self, comm=None, timeout=None):
@@ -145,10 +202,27 @@ class Communicator:
 
     # -- collectives ---------------------------------------------------------------------
     def allreduce_sum(self, a, dtype=np.float64):
-        """The element-wise sum of ``a`` over all ranks (every rank gets it), as a new array
-        of a's shape on a's device, in ``dtype`` (float64 by default, whatever a's dtype:
-        BN's sums; the gradient buffer goes in the parameters' own dtype, half the bytes
-        for float32)."""
+        """The element-wise sum of ``a`` over all ranks (every rank gets it).
+
+        Parameters
+        ----------
+        a : ndarray
+            This rank's part, any shape; every rank's of the same shape.
+        dtype : dtype, optional
+            The dtype it is summed and returned in: float64 by default, whatever a's dtype (BN's
+            sums); the gradient buffer goes in the parameters' own dtype, half the bytes for
+            float32.
+
+        Returns
+        -------
+        ndarray
+            A new array of a's shape on a's device, in ``dtype``.
+
+        Raises
+        ------
+        CollectiveTimeout
+            If the collective does not complete within the communicator's timeout.
+        """
         host = np.ascontiguousarray(backend.asnumpy(a), dtype=dtype)
         out = np.empty_like(host)
         with self._collective(host):
@@ -161,8 +235,27 @@ class Communicator:
         return backend.get_array_module(a).asarray(out)
 
     def allgather(self, a, dtype=np.float64, timeout=None):
-        """(size, *a.shape): every rank's ``a``, in rank order, on every rank, in ``dtype``
-        (float64 by default). ``timeout``: this call's, instead of the communicator's."""
+        """Every rank's ``a``, stacked in rank order, on every rank.
+
+        Parameters
+        ----------
+        a : ndarray
+            This rank's array; every rank's of the same shape.
+        dtype : dtype, optional
+            The dtype it is sent and returned in (float64 by default).
+        timeout : float or None, optional
+            This call's timeout, instead of the communicator's.
+
+        Returns
+        -------
+        ndarray, shape (size,) + a.shape
+            On the host.
+
+        Raises
+        ------
+        CollectiveTimeout
+            If the collective does not complete within the communicator's timeout.
+        """
         host = np.ascontiguousarray(backend.asnumpy(a), dtype=dtype)
         out = np.empty((self.size,) + host.shape, dtype=dtype)
         with self._collective(host):
@@ -176,8 +269,28 @@ class Communicator:
         return out
 
     def allgather_bytes(self, data, timeout=None):
-        """Every rank's ``data`` (bytes, of any length), in rank order, on every rank: two
-        collectives (the lengths, then the bytes padded to the longest), both with the timeout."""
+        """Every rank's ``data`` (bytes, of any length), in rank order, on every rank.
+
+        Two collectives (the lengths, then the bytes padded to the longest), both with the
+        timeout.
+
+        Parameters
+        ----------
+        data : bytes
+            This rank's bytes.
+        timeout : float or None, optional
+            This call's timeout, instead of the communicator's.
+
+        Returns
+        -------
+        list of bytes
+            One per rank.
+
+        Raises
+        ------
+        CollectiveTimeout
+            If the collective does not complete within the communicator's timeout.
+        """
         sizes = self.allgather(np.array([len(data)]), dtype=np.int64, timeout=timeout)[:, 0]
         buf = np.zeros(max(1, int(sizes.max())), dtype=np.uint8)
         buf[:len(data)] = np.frombuffer(data, dtype=np.uint8)
@@ -185,7 +298,25 @@ class Communicator:
         return [table[r, :sizes[r]].tobytes() for r in range(self.size)]
 
     def broadcast(self, a, root=0):
-        """``a`` from rank ``root``, written into ``a`` on every other rank (in place; returns a)."""
+        """Copy ``a`` from rank ``root`` into ``a`` on every other rank, in place.
+
+        Parameters
+        ----------
+        a : ndarray
+            The array: the values on ``root``, the destination (of the same shape) elsewhere.
+        root : int, optional
+            The rank whose values are sent.
+
+        Returns
+        -------
+        ndarray
+            a itself.
+
+        Raises
+        ------
+        CollectiveTimeout
+            If the collective does not complete within the communicator's timeout.
+        """
         host = np.ascontiguousarray(backend.asnumpy(a))
         with self._collective(host if self.rank == root else host[:0]):
             if self.size > 1:
@@ -198,19 +329,37 @@ class Communicator:
         return a
 
     def merge_moments(self, count, mean, m2):
-        """Per channel, the count, mean and sum of squared deviations of the values of all
-        ranks, from each rank's own: one collective (each rank sends its 2C + 1 numbers, and
-        every rank merges all of them, in rank order, so all get bitwise the same result).
+        """Per channel, the count, mean and sum of squared deviations of the values of all ranks, from each rank's own.
 
-        The merge of two groups (Chan, Golub & LeVeque's pairwise update):
+        One collective: each rank sends its 2C + 1 numbers, and every rank merges all of them,
+        in rank order, so all get bitwise the same result. The merge of two groups (Chan, Golub
+        & LeVeque's pairwise update)::
 
             n = n_a + n_b,  delta = mean_b - mean_a
             mean = mean_a + delta * n_b / n
             M2 = M2_a + M2_b + delta^2 * n_a * n_b / n
 
-        It never forms E[x^2] - E[x]^2, which loses the variance to cancellation when
-        the mean is large against the spread. Args: count (scalar, this rank's values per
-        channel), mean and m2, (C,). Returns (counts (size,), mean (C,), m2 (C,)), on the host.
+        It never forms E[x^2] - E[x]^2, which loses the variance to cancellation when the mean
+        is large against the spread. A rank with count 0 is skipped.
+
+        Parameters
+        ----------
+        count : int or float
+            This rank's values per channel.
+        mean, m2 : ndarray, shape (C,)
+            This rank's mean and sum of squared deviations, per channel.
+
+        Returns
+        -------
+        counts : ndarray, shape (size,)
+            Every rank's count, in rank order.
+        mean, m2 : ndarray, shape (C,), float64
+            Those of all the values, on the host.
+
+        Raises
+        ------
+        CollectiveTimeout
+            If the collective does not complete within the communicator's timeout.
         """
         mean, m2 = backend.asnumpy(mean), backend.asnumpy(m2)
         table = self.allgather(np.concatenate([[float(count)], mean, m2]))  # (size, 1 + 2C)
@@ -229,6 +378,13 @@ class Communicator:
         return counts, mu, M2
 
     def barrier(self):
+        """Wait until every rank has called it.
+
+        Raises
+        ------
+        CollectiveTimeout
+            If the collective does not complete within the communicator's timeout.
+        """
         if self.size > 1:
             if self.timeout is None:
                 self.comm.Barrier()
@@ -237,13 +393,28 @@ class Communicator:
 
 
 def check_same_config(comm, config):
-    """ValueError on every rank unless every rank was started with the same ``config`` (a dict
-    of JSON-able settings: the steps, the seed, the batch size, the model...). Call it first,
-    before any collective of the run: the ranks of a job are started with the same command
-    line as a rule, and one that was not (another ``--steps``, another ``--seed``) would wait
-    for ever in a collective the others never call, or train on batches that do not fit
-    together, without a word. The error names each setting that differs, rank by rank; every
-    rank raises it (all see the same table), so the job ends cleanly."""
+    """Check that every rank was started with the same ``config``: a run's first collective.
+
+    Call it first, before any collective of the run: the ranks of a job are started with
+    the same command line as a rule, and one that was not (another ``--steps``, another
+    ``--seed``) would wait for ever in a collective the others never call, or train on
+    batches that do not fit together, without a word.
+
+    Parameters
+    ----------
+    comm : Communicator
+        The ranks.
+    config : dict
+        JSON-able settings: the steps, the seed, the batch size, the model...
+
+    Raises
+    ------
+    ValueError
+        On every rank (all see the same table), so that the job ends cleanly, if the configs
+        differ: the message names each setting that differs, rank by rank.
+    CollectiveTimeout
+        If the exchange does not complete within the communicator's timeout.
+    """
     mine = json.dumps(config, sort_keys=True, default=str)
     configs = [json.loads(b) for b in comm.allgather_bytes(mine.encode())]
     differ = []
@@ -261,12 +432,22 @@ def check_same_config(comm, config):
 
 
 def share_cores(comm):
-    """Give each rank its share of this machine's cores: the BLAS (threadpoolctl) and
-    minibn's compiled loops use cores // (ranks on this node) threads. Returns that count.
+    """Give each rank its share of this machine's cores: cores // (ranks on this node) threads.
 
-    k ranks on k cores each running a BLAS with k threads put k * k threads on k cores; a
-    rank waiting in a collective also spins on its core. On 2 cores the Fig. 1 job over 2
-    ranks took 6x longer with the default threads than with one per rank.
+    The BLAS (through threadpoolctl) and minibn's compiled loops are limited to that many
+    threads. k ranks on k cores each running a BLAS with k threads put k * k threads on k
+    cores; a rank waiting in a collective also spins on its core. On 2 cores the Fig. 1 job
+    over 2 ranks took 6x longer with the default threads than with one per rank.
+
+    Parameters
+    ----------
+    comm : Communicator
+        The job's ranks.
+
+    Returns
+    -------
+    int
+        The threads per rank (at least 1).
     """
     import os
 
@@ -283,9 +464,17 @@ def share_cores(comm):
 
 @contextlib.contextmanager
 def abort_on_error(comm):
-    """Run the block; an exception on any rank prints it and aborts every rank of the job
-    (``MPI_Abort``), so that a failed rank ends the job instead of leaving the others in a
-    collective. With one rank the exception propagates as usual."""
+    """A context manager: an exception on any rank prints it and aborts every rank of the job (``MPI_Abort``).
+
+    So a failed rank ends the job instead of leaving the others waiting in a collective.
+    With one rank, or for ``SystemExit`` with code 0 or None, the exception propagates as
+    usual.
+
+    Parameters
+    ----------
+    comm : Communicator
+        The job's ranks.
+    """
     try:
         yield
     except BaseException as e:
@@ -305,11 +494,28 @@ def abort_on_error(comm):
 class ShardedBatches:
     """This rank's rows of the mini-batches of single-process training.
 
-    The global batches are those of :class:`minibn.data.BatchIterator` with ``global_batch``
-    rows and the same seed (every rank draws the same permutation); rank r of k takes the
-    r-th of k near-equal parts of each (``numpy.array_split``: the sizes differ by at most
-    one when k does not divide the batch). Yields (x, y) of this rank, endlessly.
-    ``sizes``: every rank's batch size.
+    The global batches are those of :class:`minibn.data.BatchIterator` with
+    ``global_batch`` rows and the same seed (every rank draws the same permutation); rank r
+    of k takes the r-th of k near-equal parts of each (``numpy.array_split``: the sizes
+    differ by at most one when k does not divide the batch). k ranks with b rows each see
+    exactly what one process with k * b rows would. Iterating yields (x, y) of this rank,
+    on the active backend, endlessly. ``sizes``: every rank's batch size.
+
+    Parameters
+    ----------
+    x, y : ndarray
+        The whole training set (inputs and labels, the same length), on the host.
+    global_batch : int
+        The rows of each global batch, at least the number of ranks.
+    comm : Communicator
+        The ranks.
+    seed : int, optional
+        The seed of the batch order.
+
+    Raises
+    ------
+    ValueError
+        If global_batch is not an integer >= the number of ranks.
     """
 
     def __init__(self, x, y, global_batch, comm, seed=0):
@@ -350,6 +556,13 @@ class DataParallel:
     The result equals one process training on the concatenated batch (tested to 1e-10 in
     float64), with or without SyncBatchNorm. Attribute access falls through to the wrapped
     model (``dp.layers``, ``dp[:2]``...).
+
+    Parameters
+    ----------
+    model : minibn.nn.Module
+        The model, built alike on every rank.
+    comm : Communicator
+        The ranks.
     """
 
     def __init__(self, model, comm):
@@ -374,6 +587,18 @@ class DataParallel:
         return len(self.module)
 
     def __call__(self, x):
+        """The model's output on this rank's rows (in training, also the batch sizes' sum over the ranks: a collective).
+
+        Parameters
+        ----------
+        x : ndarray
+            This rank's part of the batch.
+
+        Returns
+        -------
+        ndarray
+            The model's output.
+        """
         if self.module.training:
             n_local = len(x)
             total = float(self.comm.allreduce_sum(np.array([n_local], dtype=np.float64))[0])
@@ -383,20 +608,50 @@ class DataParallel:
     forward = __call__
 
     def backward(self, dy, need_dx=True):
+        """Backpropagate dy scaled by n_r / N, then sum every parameter gradient over the ranks (a collective).
+
+        Parameters
+        ----------
+        dy : ndarray
+            The gradient of this rank's mean loss over its rows.
+        need_dx : bool, optional
+            As the model's backward.
+
+        Returns
+        -------
+        ndarray or None
+            The model's dx on this rank's rows.
+        """
         dx = self.module.backward(dy * self._scale, need_dx=need_dx)
         self.allreduce_gradients()
         return dx
 
     def loss_over_ranks(self, loss_sum, rows):
-        """(the sum over every rank, the total row count) of each rank's ``loss_sum``, its
-        per-row losses summed over some steps, and ``rows``, the rows they came from: the mean
-        loss of the whole batch, not of this rank's part of it. One small all-reduce;
-        :func:`minibn.train.fit` calls it at each evaluation, on every rank."""
+        """The loss of the whole batch from each rank's part: one small all-reduce, on every rank.
+
+        :func:`minibn.train.fit` calls it at each evaluation.
+
+        Parameters
+        ----------
+        loss_sum : float
+            This rank's per-row losses summed over some steps.
+        rows : int
+            The rows they came from.
+
+        Returns
+        -------
+        total_loss, total_rows : float
+            The sums over every rank: their ratio is the mean loss of the whole batch, not of
+            this rank's part of it.
+        """
         total = self.comm.allreduce_sum(np.array([float(loss_sum), float(rows)]))
         return float(total[0]), float(total[1])
 
     def allreduce_gradients(self):
-        """Sum every parameter's gradient over the ranks, in one all-reduce of a flat buffer."""
+        """Sum every parameter's gradient over the ranks, in one all-reduce of a flat buffer (in place).
+
+        Parameters without a gradient are skipped (every rank must have the same ones).
+        """
         params = [p for p in self.module.parameters() if p.grad is not None]
         if not params:
             return

@@ -4,17 +4,17 @@ The rules: float64, central differences, a *random* upstream gradient dy
 (with dy all ones the BN input gradient and dgamma are exactly zero, so a wrong backward
 would pass), elementwise on small shapes and along random directions on large ones.
 
-The scalar being differentiated is L = sum(y * dy), whose gradient is exactly what a
+The scalar being differentiated is ``L = sum(y * dy)``, whose gradient is exactly what a
 backward receiving dy must return.
 
-Error measure, per element: |a - n| / max(|a| + |n|, floor) with a the analytic and n
-the numerical value. ``floor`` is the larger of 1e-3 of the tensor's largest |gradient|
-and noise / tol, where noise = 1e-15 * sum|y * dy| / h estimates the rounding error of
-a central difference. So elements that are tiny compared with the rest of their tensor,
-or with the resolution of the finite difference (a gradient that is exactly zero), are
-judged at that scale rather than by the relative noise of a difference of two nearly
-equal numbers. The check passes when the largest error is below ``tol`` (1e-6 by
-default; BN in float64 is typically near 1e-9).
+Error measure, per element: ``|a - n| / max(|a| + |n|, floor)`` with a the analytic and
+n the numerical value. ``floor`` is the larger of 1e-3 of the tensor's largest
+``|gradient|`` and noise / tol, where ``noise = 1e-15 * sum|y * dy| / h`` estimates the
+rounding error of a central difference. So elements that are tiny compared with the
+rest of their tensor, or with the resolution of the finite difference (a gradient that
+is exactly zero), are judged at that scale rather than by the relative noise of a
+difference of two nearly equal numbers. The check passes when the largest error is
+below ``tol`` (1e-6 by default; BN in float64 is typically near 1e-9).
 """
 
 from __future__ import annotations
@@ -23,26 +23,60 @@ import copy
 
 import numpy
 
-from . import backend
+from . import backend, dispatch, testing
 from .backend import asnumpy, get_array_module, memory_order
 
 
 class GradcheckError(AssertionError):
-    """A gradient check failed; the message names the tensor, index and both values."""
+    """A gradient check failed; the message names the tensor, index and both values.
+
+    A subclass of AssertionError, so that pytest reports it as a failed check.
+    """
 
 
 def rel_error(a, b, floor=1e-8):
-    """max |a - b| / max(|a| + |b|, floor) over all elements (CS231n's measure)."""
+    """The largest relative difference of two arrays, ``max |a - b| / max(|a| + |b|, floor)`` (CS231n's measure).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Arrays of one shape (or that broadcast), on any device; compared in float64.
+    floor : float, optional
+        The smallest denominator, so that two zeros compare as equal.
+
+    Returns
+    -------
+    float
+    """
     a = asnumpy(a).astype(numpy.float64)
     b = asnumpy(b).astype(numpy.float64)
     return float(numpy.max(numpy.abs(a - b) / numpy.maximum(numpy.abs(a) + numpy.abs(b), floor)))
 
 
 def numerical_gradient(f, x, h=1e-6):
-    """d f(x) / dx by central differences; ``f(x)`` returns a scalar.
+    """``d f(x) / dx`` by central differences, ``(f(x + h e_i) - f(x - h e_i)) / 2h`` for each element i.
 
     ``x`` is perturbed in place, one element at a time, and restored afterwards.
-    Returns an array like x (on x's device).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x)`` returns a scalar (anything ``float()`` takes).
+    x : ndarray
+        A contiguous (row- or column-major) array, of a floating dtype (float64 for a
+        meaningful check).
+    h : float, optional
+        The step.
+
+    Returns
+    -------
+    ndarray
+        Like x (shape, dtype, memory layout, device).
+
+    Raises
+    ------
+    ValueError
+        If x is not contiguous.
     """
     xp = get_array_module(x)
     if not (x.flags.c_contiguous or x.flags.f_contiguous):
@@ -133,19 +167,50 @@ def _want_elementwise(mode, tensors, max_elements):
 
 def check_function(forward, backward, inputs, dy=None, seed=0, h=1e-6, tol=1e-6, mode="auto",
                    max_elements=4096, raise_on_fail=True):
-    """Gradient-check a pure function pair.
+    """Gradient-check a pure function pair ``forward(*inputs) -> (y, cache)``, ``backward(dy, cache) -> gradients``.
 
-    Args:
-        forward: ``forward(*inputs) -> (y, cache)``.
-        backward: ``backward(dy, cache) -> tuple of gradients``, one per input (None for
-            an input that gets no gradient).
-        inputs: dict name -> float64 array, in the order forward takes them.
-        dy: the upstream gradient; random normal (seeded) when None.
-        mode: "elementwise", "directional" or "auto" (elementwise up to ``max_elements``
-            input elements on the CPU, directional otherwise).
+    Parameters
+    ----------
+    forward : callable
+        ``forward(*inputs) -> (y, cache)``.
+    backward : callable
+        ``backward(dy, cache) -> tuple of gradients``, one per input in order (None for an
+        input that gets no gradient; extra ones are ignored).
+    inputs : dict of str to ndarray
+        name -> float64 array, in the order forward takes them. Perturbed in place during
+        the check and restored.
+    dy : ndarray, optional
+        The upstream gradient, y's shape; random normal (seeded) when None.
+    seed : int, optional
+        Seeds dy and the random directions (a stream of its own, never x's).
+    h : float, optional
+        The finite-difference step.
+    tol : float, optional
+        The largest error that passes (see the module docstring for the measure).
+    mode : {"auto", "elementwise", "directional"}, optional
+        "auto": elementwise up to ``max_elements`` input elements on the CPU, directional
+        (3 random directions) otherwise.
+    max_elements : int, optional
+        The threshold of "auto".
+    raise_on_fail : bool, optional
+        Raise :class:`GradcheckError` when a row fails (else return the rows).
 
-    Returns a list of rows (dicts with tensor, max_rel_error, worst_index, analytic,
-    numeric, passed). Raises :class:`GradcheckError` on failure if ``raise_on_fail``.
+    Returns
+    -------
+    list of dict
+        One row per checked tensor (or per random direction), with "tensor" (its name),
+        "max_rel_error", "worst_index", "analytic" and "numeric" (the values there) and
+        "passed" (max_rel_error < tol).
+
+    Raises
+    ------
+    TypeError
+        If an input is not float64.
+    ValueError
+        If backward returns fewer gradients than there are inputs, or mode is not one of
+        its values.
+    GradcheckError
+        If ``raise_on_fail`` and a check fails, or an analytic gradient has the wrong shape.
     """
     names, arrays = list(inputs), list(inputs.values())
     for n, a in zip(names, arrays):
@@ -185,8 +250,35 @@ def check_module(module, x, modes=("train", "eval"), dy=None, seed=0, h=1e-6, to
     so running statistics, memories and dropout masks do not drift between evaluations.
     A module whose backward is by design a multiple of the true gradient declares it as
     ``gradcheck_factor`` (GradientReversal: -scale); the numerical gradient is scaled by it.
-    Returns rows as :func:`check_function`, with tensor names like "train/x",
-    "eval/gamma".
+
+    Parameters
+    ----------
+    module : minibn.nn.Module
+        The layer or network.
+    x : ndarray
+        Its input, of a floating dtype (checked as a float64 copy).
+    modes : tuple of {"train", "eval"}, optional
+        The modes to check, in order.
+    dy, seed, h, tol, mode, max_elements, raise_on_fail
+        As :func:`check_function`.
+
+    Returns
+    -------
+    list of dict
+        One row per checked tensor (or per random direction), with "tensor" (its name),
+        "max_rel_error", "worst_index", "analytic" and "numeric" (the values there) and
+        "passed" (max_rel_error < tol).
+        Tensor names like "train/x", "eval/gamma".
+
+    Raises
+    ------
+    TypeError
+        If x is not a floating-point array.
+    ValueError
+        If a mode is not "train" or "eval", or ``mode`` is not one of its values.
+    GradcheckError
+        If the backward leaves a parameter without gradient, or (``raise_on_fail``) a
+        check fails.
     """
     if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
         raise TypeError(f"check_module: x must be a floating-point array, got {getattr(x, 'dtype', type(x))}")
@@ -242,19 +334,44 @@ def check_module(module, x, modes=("train", "eval"), dy=None, seed=0, h=1e-6, to
 # -- the library-wide table (`minibn gradcheck`) ------------------------------------------
 
 def layer_cases():
-    """Every row of the library-wide table, generated from :mod:`minibn.registry`: each
-    layer, each implementation installed here, each variant and input shape
-    (:class:`minibn.registry.LayerCase`)."""
-    from .registry import layer_cases as cases
-    return cases()
+    """Every row of the library-wide table (``minibn gradcheck``), from the layer specs of :mod:`minibn.testing`.
+
+    Returns
+    -------
+    list of minibn.testing.LayerCase
+        Each layer, each implementation installed here, each variant and input shape.
+    """
+    return testing.layer_cases()
 
 
 def check_case(case, seed=0, raise_on_fail=False):
-    """Gradient-check one :class:`minibn.registry.LayerCase` on the active backend; returns rows.
+    """Gradient-check one :class:`minibn.testing.LayerCase` on the active backend.
 
     Where the layer treats something as a constant in its backward (the spec's
     ``frozen_for``: TransNorm's alpha), training mode is checked on the function with that
     constant held fixed, and eval mode on the layer as it is.
+
+    Parameters
+    ----------
+    case : minibn.testing.LayerCase
+        The layer, implementation, variant and shape.
+    seed : int, optional
+        Seeds the layer, the input and dy.
+    raise_on_fail : bool, optional
+        As :func:`check_function`.
+
+    Returns
+    -------
+    list of dict
+        One row per checked tensor (or per random direction), with "tensor" (its name),
+        "max_rel_error", "worst_index", "analytic" and "numeric" (the values there) and
+        "passed" (max_rel_error < tol).
+
+    Raises
+    ------
+    GradcheckError
+        If the backward leaves a parameter without gradient, or (``raise_on_fail``) a check
+        fails.
     """
     backend.seed(seed)
     layer = case.make_layer()
@@ -269,8 +386,23 @@ def check_case(case, seed=0, raise_on_fail=False):
 
 
 def gradcheck_all(seed=0):
-    """Run :func:`check_case` on every case that runs on the active backend; returns (case, row) pairs."""
-    from . import dispatch
+    """Run :func:`check_case` on every case that runs on the active backend; a failed check is a row, not an error.
+
+    Parameters
+    ----------
+    seed : int, optional
+        As :func:`check_case`.
+
+    Returns
+    -------
+    list of tuple
+        (case, row) pairs, each row as :func:`check_function` describes.
+
+    Raises
+    ------
+    GradcheckError
+        If a layer's backward leaves a parameter without gradient.
+    """
     results = []
     probe = backend.xp().zeros(1)
     for case in layer_cases():

@@ -90,6 +90,11 @@ def test_population_statistics_errors_leave_model_unchanged(rng):
         adapt.population_statistics(nn.Sequential(nn.Linear(2, 2)), [np.ones((3, 2))])
     with pytest.raises(ValueError, match="Linear: expected x"):
         adapt.population_statistics(model, [rng.standard_normal((4, 6)), rng.standard_normal((4, 7))])
+    adapt.freeze(model)  # a frozen BN keeps its inference transform: nothing would be learned
+    with pytest.raises(ValueError, match=r"BatchNorm layer 0 .* is frozen .* adapt.unfreeze\(model\)"):
+        adapt.population_statistics(model, [rng.standard_normal((4, 6))])
+    adapt.unfreeze(model)
+    model.train()
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(to_np(v), before[k], err_msg=k)
     assert all(m.training for m in model.modules())

@@ -1,6 +1,6 @@
 """One contract for every normalization layer and every implementation installed here.
 
-Generated from the registrations (minibn/registry.py), like the gradient-check table of
+Generated from the registrations (minibn/testing.py), like the gradient-check table of
 tests/test_registry.py: for each normalization layer and each implementation of its
 operation ("reference", "fast", "fused", where installed), in each mode it has:
 
@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minibn import nn
-from minibn.registry import SPECS
+from minibn.testing import SPECS
 
 NORM = [s for s in SPECS if issubclass(s.cls, nn.Normalization) and s.impls()]
 CASES = [(s, impl) for s in NORM for impl in s.impls()]

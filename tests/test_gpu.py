@@ -1,6 +1,6 @@
 """CPU (NumPy) and GPU (CuPy) paths checked against each other, layer by layer.
 
-Every case of the gradient-check table (minibn/registry.py) runs on both devices in float64
+Every case of the gradient-check table (minibn/testing.py) runs on both devices in float64
 and the outputs and gradients must agree. A case whose implementation cannot run on the
 GPU (the fused CPU loops) is compared against the implementation that "auto" picks there.
 Skipped cleanly where CuPy or a CUDA device is absent.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minibn import backend, dispatch
-from minibn.registry import layer_cases
+from minibn.testing import layer_cases
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif("cupy" not in backend.available(), reason="CuPy with a CUDA device is not available")]

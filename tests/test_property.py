@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minibn as mb
-from minibn.registry import SPECS
+from minibn.testing import SPECS
 
 LAYERS = [(s, impl) for s in SPECS for impl in s.impls()]
 TOLERANCE = {np.float64: 1e-8, np.float32: 2e-4, np.float16: 2e-2}

@@ -1,5 +1,6 @@
-"""What every registered layer gets from its registration (minibn/registry.py): the gradient
-check of every implementation installed here, the bad-input checks, the PyTorch comparison;
+"""What every layer gets from its registrations (its implementations in minibn/registry.py,
+its LayerSpec in minibn/testing.py): the gradient check of every implementation installed
+here, the bad-input checks, the PyTorch comparison, the statistics its cache must hold;
 and the selection rule (minibn/dispatch.py) that every normalization layer uses."""
 
 import inspect
@@ -10,10 +11,18 @@ import pytest
 from minibn import backend, dispatch, nn
 from minibn import functional as F
 from minibn.gradcheck import check_case
-from minibn.registry import SPECS, layer_cases, spec
+from minibn.testing import SPECS, layer_cases, spec
 from tests.helpers import impls, on_active, skip_unless_runs_here, to_np
 
 CASES = layer_cases()
+
+
+def installed_specs(where=lambda s: True):
+    """pytest parameters: every spec (for which ``where`` holds), those whose layer needs a
+    package that is missing here (SyncBatchNorm without mpi4py) marked to skip."""
+    return [pytest.param(s, id=s.name, marks=() if s.is_installed() else
+                         pytest.mark.skip(reason=f"{s.name} needs a package that is not installed"))
+            for s in SPECS if where(s)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -26,14 +35,15 @@ def test_gradient_check(backend_name, case):
 
 
 def test_every_layer_class_is_registered_and_checked_in_both_modes():
-    not_layers = (nn.Module, nn.Sequential, nn.SoftmaxCrossEntropy,  # bases and containers, and the loss
-                  nn.Normalization, nn.BatchNorm, nn.BatchRenorm, nn.MemorizedBatchNorm, nn.TransNorm)
     exported = [getattr(nn, n) for n in nn.__all__]
-    layers = [c for c in exported if inspect.isclass(c) and issubclass(c, nn.Module) and c not in not_layers]
+    not_layers = (nn.Sequential, nn.SoftmaxCrossEntropy)  # the container and the loss (tests/nn/test_module.py)
+    layers = [c for c in exported if inspect.isclass(c) and issubclass(c, nn.Module) and not c.base_class
+              and c not in not_layers]
+    assert nn.BatchNorm1d in layers and nn.BatchNorm not in layers and nn.Normalization not in layers
     for cls in layers:
         s = spec(cls)  # KeyError when a layer has no registration
         assert set(s.modes) == {"train", "eval"}, cls
-    assert {c.spec.cls for c in CASES} == set(layers)
+    assert {c.spec.cls for c in CASES} == {cls for cls in layers if spec(cls).is_installed()}
 
 
 def test_every_installed_implementation_is_in_the_table():
@@ -42,7 +52,7 @@ def test_every_installed_implementation_is_in_the_table():
             assert {c.impl for c in CASES if c.spec is s} == set(dispatch.available(s.op)), s.name
 
 
-@pytest.mark.parametrize("s", SPECS, ids=[s.name for s in SPECS])
+@pytest.mark.parametrize("s", installed_specs())
 def test_integer_input_is_refused_naming_the_layer(s):
     if not s.bad_shapes:
         pytest.skip(f"{s.name} takes any array")
@@ -51,15 +61,15 @@ def test_integer_input_is_refused_naming_the_layer(s):
         layer(np.ones(s.shapes[0], np.int64))
 
 
-@pytest.mark.parametrize("s, shape", [(s, b) for s in SPECS for b in s.bad_shapes],
-                         ids=[f"{s.name}-{b}" for s in SPECS for b in s.bad_shapes])
+@pytest.mark.parametrize("s, shape", [pytest.param(p.values[0], b, id=f"{p.id}-{b}", marks=p.marks)
+                                      for p in installed_specs() for b in p.values[0].bad_shapes])
 def test_wrong_shape_is_refused_naming_the_layer_and_both_shapes(s, shape):
     layer = s.make(s.shapes[0])
     with pytest.raises(ValueError, match=rf"{s.name}: .*{tuple(shape)}".replace("(", r"\(").replace(")", r"\)")):
         layer(np.ones(shape, np.float32))
 
 
-@pytest.mark.parametrize("s", SPECS, ids=[s.name for s in SPECS])
+@pytest.mark.parametrize("s", installed_specs())
 def test_backward_before_forward_or_with_a_wrong_dy_is_a_clear_error(s):
     layer = s.make(s.shapes[0])
     with pytest.raises(RuntimeError, match=f"{s.name}: backward called before any forward"):
@@ -125,25 +135,41 @@ def test_paper_backward_always_runs_the_reference(rng, impl):
     x, dy = rng.standard_normal((6, 4)) * 3 + 2, rng.standard_normal((6, 4))
     y = layer(x)
     used = layer.last_implementation
-    assert used.name == "reference" and used.backward_path.endswith(":batch_norm_backward_paper")
+    assert used.name == "reference" and used.backward_function is F.batch_norm_backward_paper
     dx = layer.backward(dy)
     y_ref, cache = F.batch_norm_forward(x, layer.gamma.data, layer.beta.data, layer.eps)
     np.testing.assert_array_equal(y, y_ref)  # the very functions of the teaching path ran
     np.testing.assert_array_equal(dx, F.batch_norm_backward_paper(dy, cache)[0])
 
 
-@pytest.mark.parametrize("op, make, shape", [
-    ("batch_norm", lambda impl: nn.BatchNorm2d(3, impl=impl), (4, 3, 2, 5)),
-    ("batch_renorm", lambda impl: nn.BatchRenorm2d(3, impl=impl), (4, 3, 2, 5)),
-    ("memorized_batch_norm", lambda impl: nn.MemorizedBatchNorm2d(3, impl=impl), (4, 3, 2, 5))])
-def test_every_implementation_keeps_per_channel_statistics_as_c_vectors(backend_name, op, make, shape):
-    for impl in dispatch.available(op, backend.xp().zeros(1)):
-        layer = make(impl)
-        layer(on_active(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
-        cache = layer._cache
-        for key in ("mu_B", "var_B", "sigma_B", "r", "d", "mu_hat", "var_hat"):
-            if key in cache:
-                assert tuple(cache[key].shape) == (3,), (impl, key, cache[key].shape)
+def _normalization(s):
+    return issubclass(s.cls, nn.Normalization)
+
+
+@pytest.mark.parametrize("s", installed_specs(_normalization))
+def test_every_implementation_leaves_the_statistics_the_layer_declares(backend_name, s):
+    """Each layer declares the statistics it reads from its training forward's cache, with
+    their shapes for an input (``_cache_statistics``); every implementation of its operation
+    must leave them so, on every registered shape."""
+    for impl in s.impls():
+        if impl is not None and impl not in dispatch.available(s.op, backend.xp().zeros(1)):
+            continue  # the fused CPU loops on the CuPy backend
+        for shape in s.shapes:
+            layer = s.make(shape, **({} if impl is None else {"impl": impl}))
+            x = on_active(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+            layer(x)
+            for key, expected in layer._cache_statistics(x).items():
+                assert key in layer._cache, (s.name, impl, key)
+                assert tuple(layer._cache[key].shape) == expected, (s.name, impl, key, layer._cache[key].shape)
+
+
+@pytest.mark.parametrize("s", installed_specs(_normalization))
+def test_the_layers_that_keep_statistics_declare_them(s):
+    """A declaration may be empty (a layer that reads nothing back: LayerNorm, ...), but not by
+    mistake: the layers with running statistics or a memory declare what they update them from."""
+    x = np.zeros(s.shapes[0], np.float32)
+    declared = s.make(s.shapes[0])._cache_statistics(x)
+    assert bool(declared) == issubclass(s.cls, (nn.RunningStatistics, nn.MemorizedBatchNorm)), declared
 
 
 def test_auto_selection_follows_the_registration_order(monkeypatch):
@@ -160,3 +186,12 @@ def test_auto_selection_follows_the_registration_order(monkeypatch):
         dispatch.select("layer_norm", "fused", x_large)
     with pytest.raises(ValueError, match=r"BatchRenorm1d: impl must be one of \('auto', 'fused', 'reference'\)"):
         nn.BatchRenorm1d(3, impl="fast")
+
+
+def test_each_implementation_is_registered_once(monkeypatch):
+    for op, impls_of_op in dispatch._REGISTRY.items():
+        keys = [(i.name, i.applies) for i in impls_of_op]
+        assert len(keys) == len(set(keys)), f"{op}: an implementation registered twice"
+    monkeypatch.setattr(dispatch, "_REGISTRY", {op: list(v) for op, v in dispatch._REGISTRY.items()})
+    with pytest.raises(ValueError, match="'rms_norm' already has an implementation 'reference'"):
+        dispatch.register("rms_norm", "reference", F.rms_norm_forward, F.rms_norm_backward)

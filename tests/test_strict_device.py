@@ -4,12 +4,12 @@ On a machine without a GPU, ``tests/test_gpu.py`` and every ``backend_name == "c
 skip: the CuPy paths are never run. Here they are, on "device" arrays that refuse implicit
 host<->device conversion as CuPy does and count every transfer and synchronization:
 
-1. every case of the layer registry (minibn.registry.layer_cases()), forward and backward in
+1. every case of the layer specs (minibn.testing.layer_cases()), forward and backward in
    training and eval mode, for every implementation that runs on device arrays, against the
    NumPy result (float64, 1e-10), with no transfer or sync inside the layer's step; and
    tests/test_gpu.py's own test, run on the stand-in;
 2. one training step of each experiment's network (Fig. 1 MLP and its normalization variants,
-   the small-batch MLPs, the adaptation and DANN nets, the small conv net of bench.py) moved
+   the small-batch MLPs, the adaptation and DANN nets, the small conv net of minibn/bench/steps.py) moved
    with ``model.to("gpu")``, against the NumPy step, and the transfers inside a step: none;
 3. the library calls the notebooks and experiments make on device models: adapt.*,
    gradcheck, checkpoints, train.fit / evaluate, the activation recorder, data parallelism.
@@ -29,7 +29,7 @@ from minibn import adapt, backend, checkpoint, dispatch, gradcheck, nn, optim, t
 from minibn import functional as F
 from minibn.data import BatchIterator
 from minibn.experiments import adaptation, drift, small_batch
-from minibn.registry import layer_cases
+from minibn.testing import layer_cases
 from tests import strict_device as sd
 from tests import test_gpu
 
@@ -129,7 +129,7 @@ def test_installed_restores_the_backend():
     assert (backend.cupy, backend._active, backend._ENV_ERROR, backend.available()) == before
 
 
-# -- 1. the layer registry on the device ---------------------------------------------------------
+# -- 1. the layer specs on the device ------------------------------------------------------------
 
 CASES = layer_cases()
 MODES = ("train", "eval")
@@ -188,7 +188,7 @@ def test_the_gpu_test_on_the_stand_in(device, case, mode):
 # -- 2. one training step of each experiment's network --------------------------------------------
 
 def _conv_net():
-    """The small conv net of minibn/bench.py (step_rows), which has no builder of its own."""
+    """The small conv net of minibn/bench/steps.py (small_conv_net), built here with minibn.nn."""
     return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(16 * 7 * 7, 10))

@@ -8,21 +8,61 @@ __all__ = ["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward
 
 
 def relu_forward(x):
+    """ReLU, ``max(x, 0)``, elementwise.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+        A floating-point array.
+
+    Returns
+    -------
+    y : ndarray
+        ``x * (x > 0)``: x's shape and dtype.
+    mask : ndarray of bool
+        ``x > 0``, x's shape: the cache of :func:`relu_backward`.
+    """
     y = x * (x > 0)
     return y, x > 0
 
 
 def relu_backward(dy, mask):
+    """The gradient of :func:`relu_forward`: dy where x > 0, zero elsewhere.
+
+    Parameters
+    ----------
+    dy : ndarray
+        dl/dy, x's shape.
+    mask : ndarray of bool
+        The cache of :func:`relu_forward` (``x > 0``).
+
+    Returns
+    -------
+    dx : ndarray
+        ``dy * mask``, dy's shape and dtype.
+    """
     return dy * mask
 
 
 def sigmoid_forward(x):
-    """1 / (1 + exp(-x)), stable for large |x|.
+    """The logistic sigmoid ``1 / (1 + exp(-x))``, elementwise, stable for large ``|x|``.
 
-    Written as exp(min(x, 0)) / (1 + exp(-|x|)): both exponents are <= 0, so nothing
+    Written as ``exp(min(x, 0)) / (1 + exp(-|x|))``: both exponents are <= 0, so nothing
     overflows, and each tail keeps full relative precision (sigmoid(-40) = 4.2e-18, not 0).
-    For x >= 0 it is 1 / (1 + e^-x); for x < 0 it is e^x / (1 + e^x). (Two exps are
+    For x >= 0 it is ``1 / (1 + e^-x)``; for x < 0 it is ``e^x / (1 + e^x)``. (Two exps are
     cheaper here than one exp and a ``where``.)
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+        A floating-point array.
+
+    Returns
+    -------
+    y : ndarray
+        sigmoid(x), x's shape and dtype.
+    cache : ndarray
+        y itself: the backward needs only y.
     """
     xp = get_array_module(x)
     y = xp.minimum(x, 0)
@@ -36,16 +76,56 @@ def sigmoid_forward(x):
 
 
 def sigmoid_backward(dy, y):
-    """dsigmoid/dx = y (1 - y)."""
+    """The gradient of :func:`sigmoid_forward`: dsigmoid/dx = y (1 - y).
+
+    Parameters
+    ----------
+    dy : ndarray
+        dl/dy, x's shape.
+    y : ndarray
+        The forward's output (its cache).
+
+    Returns
+    -------
+    dx : ndarray
+        ``dy * y * (1 - y)``, x's shape.
+    """
     return dy * (y * (1.0 - y))
 
 
 def tanh_forward(x):
+    """The hyperbolic tangent, elementwise.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+        A floating-point array.
+
+    Returns
+    -------
+    y : ndarray
+        tanh(x), x's shape and dtype.
+    cache : ndarray
+        y itself: the backward needs only y.
+    """
     xp = get_array_module(x)
     y = xp.tanh(x)
     return y, y
 
 
 def tanh_backward(dy, y):
-    """dtanh/dx = 1 - y^2."""
+    """The gradient of :func:`tanh_forward`: dtanh/dx = 1 - y^2.
+
+    Parameters
+    ----------
+    dy : ndarray
+        dl/dy, x's shape.
+    y : ndarray
+        The forward's output (its cache).
+
+    Returns
+    -------
+    dx : ndarray
+        ``dy * (1 - y * y)``, x's shape.
+    """
     return dy * (1.0 - y * y)

@@ -21,7 +21,27 @@ def out_size(size, k, stride, padding):
 
 
 def im2col(x, kh, kw, stride=1, padding=0, pad_value=0.0):
-    """x: (N, C, H, W) -> cols: (N, C, kh, kw, OH, OW)."""
+    """Gather every (kh, kw) window of the zero-padded input, per channel (pooling's layout).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The input.
+    kh, kw : int
+        The window's height and width.
+    stride : int, optional
+        The step between windows, along both axes.
+    padding : int, optional
+        Rows and columns of ``pad_value`` added on each side.
+    pad_value : float, optional
+        The value of the padding (max pooling pads with -inf).
+
+    Returns
+    -------
+    cols : ndarray, shape (N, C, kh, kw, OH, OW)
+        x's dtype; ``cols[n, c, i, j, oh, ow] = x_padded[n, c, oh * stride + i, ow * stride + j]``,
+        with ``OH = (H + 2 padding - kh) // stride + 1`` and OW likewise.
+    """
     xp = get_array_module(x)
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
@@ -36,7 +56,22 @@ def im2col(x, kh, kw, stride=1, padding=0, pad_value=0.0):
 
 
 def col2im(cols, x_shape, stride=1, padding=0):
-    """cols: (N, C, kh, kw, OH, OW) -> (N, C, H, W), summing overlapping windows."""
+    """The adjoint of :func:`im2col`: scatter the windows back, summing where they overlap.
+
+    Parameters
+    ----------
+    cols : ndarray, shape (N, C, kh, kw, OH, OW)
+        A gradient in :func:`im2col`'s layout.
+    x_shape : tuple of int
+        (N, C, H, W), the shape of im2col's input.
+    stride, padding : int, optional
+        As given to :func:`im2col`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+        cols' dtype; the padding's share is dropped.
+    """
     xp = get_array_module(cols)
     N, C, H, W = x_shape
     _, _, kh, kw, OH, OW = cols.shape
@@ -50,12 +85,27 @@ def col2im(cols, x_shape, stride=1, padding=0):
 def conv_columns(x, kh, kw, stride=1, padding=0):
     """The im2col matrix of a convolution, one row per weight and one column per output pixel.
 
-    x: (N, C, H, W) -> (cols (C * kh * kw, N * OH * OW), OH, OW). The same gather as
-    :func:`im2col`, into the layout the matrix product wants: the input's channel axis first
-    (one small transposed copy of x), so each kernel offset writes whole rows of OW values
-    and the result needs no reordering. (The (N, C, kh, kw, OH, OW) layout needs a 6-axis
-    transpose with a stride-kw innermost axis to become a matrix: that copy cost more than
-    the product itself.)
+    The same gather as :func:`im2col`, into the layout the matrix product wants: the
+    input's channel axis first (one small transposed copy of x), so each kernel offset
+    writes whole rows of OW values and the result needs no reordering. (The
+    (N, C, kh, kw, OH, OW) layout needs a 6-axis transpose with a stride-kw innermost axis
+    to become a matrix: that copy cost more than the product itself.)
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The input.
+    kh, kw : int
+        The kernel's height and width.
+    stride, padding : int, optional
+        The convolution's stride and zero padding.
+
+    Returns
+    -------
+    cols : ndarray, shape (C * kh * kw, N * OH * OW)
+        x's dtype.
+    OH, OW : int
+        The output's height and width.
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
@@ -71,8 +121,22 @@ def conv_columns(x, kh, kw, stride=1, padding=0):
 
 
 def conv_columns_backward(dcols, x_shape, kh, kw, stride, padding, OH, OW):
-    """The adjoint of :func:`conv_columns`: (C * kh * kw, N * OH * OW) -> (N, C, H, W), adding
-    where windows overlap (as :func:`col2im` does)."""
+    """The adjoint of :func:`conv_columns`, adding where windows overlap (as :func:`col2im`).
+
+    Parameters
+    ----------
+    dcols : ndarray, shape (C * kh * kw, N * OH * OW)
+        A gradient in :func:`conv_columns`'s layout.
+    x_shape : tuple of int
+        (N, C, H, W), the shape of the convolution's input.
+    kh, kw, stride, padding, OH, OW : int
+        As in the forward.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+        C-contiguous, in dcols' dtype.
+    """
     xp = get_array_module(dcols)
     N, C, H, W = x_shape
     d = dcols.reshape(C, kh, kw, N, OH, OW)
@@ -84,11 +148,31 @@ def conv_columns_backward(dcols, x_shape, kh, kw, stride, padding, OH, OW):
 
 
 def conv2d_forward(x, W, b=None, stride=1, padding=0, columns=conv_columns):
-    """x: (N, C, H, W); W: (F, C, kh, kw); b: (F,) or None. Returns (y (N, F, OH, OW), cache).
+    """2-d convolution (cross-correlation, as in PyTorch) as one matrix product.
 
-    y = W (F, C * kh * kw) @ cols (C * kh * kw, N * OH * OW) (+ b), reshaped to (N, F, OH, OW).
-    ``columns``: the gather of the windows, with :func:`conv_columns`'s contract (the fused
-    path passes its compiled one; the products are the same).
+    ``y = W (F, C * kh * kw) @ cols (C * kh * kw, N * OH * OW) (+ b)``, reshaped to
+    (N, F, OH, OW), with ``OH = (H + 2 padding - kh) // stride + 1`` and OW likewise.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The input.
+    W : ndarray, shape (F, C, kh, kw)
+        The filters.
+    b : ndarray, shape (F,), or None, optional
+        The bias.
+    stride, padding : int, optional
+        The step between windows and the zero padding on each side.
+    columns : callable, optional
+        The gather of the windows, with :func:`conv_columns`'s contract (the fused path
+        passes its compiled one; the products are the same).
+
+    Returns
+    -------
+    y : ndarray, shape (N, F, OH, OW)
+        C-contiguous.
+    cache : tuple
+        What :func:`conv2d_backward` needs.
     """
     xp = get_array_module(x)
     N = x.shape[0]
@@ -102,11 +186,29 @@ def conv2d_forward(x, W, b=None, stride=1, padding=0, columns=conv_columns):
 
 
 def conv2d_backward(dy, cache, need_dx=True, columns_backward=conv_columns_backward):
-    """dy: (N, F, OH, OW). Returns (dx (N, C, H, W) or None, dW (F, C, kh, kw), db (F,) or None).
+    """The gradients of :func:`conv2d_forward`.
 
-    With dy as a matrix dY (F, N * OH * OW): dW = dY @ cols^T, db = the row sums of dY, and
-    dx is the adjoint gather of W^T @ dY (``columns_backward``, with
-    :func:`conv_columns_backward`'s contract).
+    With dy as a matrix dY (F, N * OH * OW): ``dW = dY @ cols^T``, db = the row sums of dY,
+    and dx is the adjoint gather of ``W^T @ dY`` (``columns_backward``).
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, F, OH, OW)
+        dl/dy.
+    cache : tuple
+        The cache of :func:`conv2d_forward`.
+    need_dx : bool, optional
+        False skips dx (the network's first layer: its input is data).
+    columns_backward : callable, optional
+        The adjoint gather, with :func:`conv_columns_backward`'s contract.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W), or None
+        None when ``need_dx`` is False.
+    dW : ndarray, shape (F, C, kh, kw)
+    db : ndarray, shape (F,), or None
+        None when the forward had no bias.
     """
     x_shape, cols, W, has_b, stride, padding, OH, OW = cache
     F, C, kh, kw = W.shape

@@ -8,17 +8,31 @@ __all__ = ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"]
 
 
 def softmax_cross_entropy_forward(logits, labels):
-    """logits: (N, K) floats; labels: (N,) integer class ids in [0, K).
+    """The mean over the batch of ``-log softmax(logits)[label]``, numerically stable.
 
-    Returns (loss, cache): the mean over the batch of -log softmax(logits)[label].
     Subtracting the row maximum keeps exp from overflowing; log_softmax is formed as
-    z - log(sum exp z) so a very confident wrong answer gives a large finite loss, not inf.
+    ``z - log(sum exp z)`` so a very confident wrong answer gives a large finite loss, not inf.
 
-    A label outside [0, K) makes the loss NaN (and a value in its row of the gradient), on every
-    device. Checking the labels on the host would make the host wait for the GPU at every
-    step, and CuPy does not check indices (it wraps them around: label 5 of 4 classes would
-    silently be class 1), so the check is made here, on the device, without a sync.
+    A label outside [0, K) makes the loss NaN (and a value in its row of the gradient), on
+    every device. Checking the labels on the host would make the host wait for the GPU at
+    every step, and CuPy does not check indices (it wraps them around: label 5 of 4 classes
+    would silently be class 1), so the check is made here, on the device, without a sync.
     (:class:`minibn.nn.SoftmaxCrossEntropy` also raises a clear ValueError for host labels.)
+
+    Parameters
+    ----------
+    logits : ndarray, shape (N, K)
+        Floating-point scores.
+    labels : ndarray, shape (N,)
+        Integer class ids in [0, K).
+
+    Returns
+    -------
+    loss : scalar
+        The mean cross-entropy, in the logits' dtype: a NumPy scalar, or a 0-d array on the
+        logits' device (read it with ``float(loss)``, which waits for the device).
+    cache : tuple
+        (log_softmax (N, K), the labels modulo K, a (N,) array of 1, NaN for an out-of-range label).
     """
     xp = get_array_module(logits)
     N, K = logits.shape
@@ -35,8 +49,22 @@ def softmax_cross_entropy_forward(logits, labels):
 
 
 def softmax_cross_entropy_backward(cache, dloss=1.0):
-    """d(mean loss)/dlogits = (softmax(logits) - onehot(labels)) / N, times dloss
-    (with a NaN in the row of a label outside [0, K))."""
+    """The gradient of :func:`softmax_cross_entropy_forward` with respect to the logits.
+
+    ``d(mean loss)/dlogits = (softmax(logits) - onehot(labels)) / N``, times dloss, with
+    NaN in the row of a label outside [0, K).
+
+    Parameters
+    ----------
+    cache : tuple
+        The cache of :func:`softmax_cross_entropy_forward`.
+    dloss : float, optional
+        The upstream gradient of the loss.
+
+    Returns
+    -------
+    dlogits : ndarray, shape (N, K)
+    """
     xp = get_array_module(cache[0])
     log_p, labels, one = cache
     N = log_p.shape[0]

@@ -4,14 +4,14 @@ MBN normalizes the current batch with statistics pooled over the current batch a
 statistics (mu_i, var_i, n_i) of the k_t most recent batches kept in memory, weighted by
 alpha_i (Eq. 8: alpha_i = lam * eta^(k_t - i), so the newest memory entry gets lam)
 and 1 for the current batch. With W = sum_i alpha_i n_i + n (n values per channel in
-the current batch, whose own mean and variance are mu_B, var_B), Eq. 6 reads
+the current batch, whose own mean and variance are mu_B, var_B), Eq. 6 reads::
 
     mu_hat  = (sum_i alpha_i n_i mu_i + n mu_B) / W
     var_hat = (sum_i alpha_i n_i ((mu_i - mu_hat)^2 + var_i) + n ((mu_B - mu_hat)^2 + var_B)) / W
     x_hat   = (x - mu_hat) / sqrt(var_hat + eps),    y = gamma * x_hat + beta   (Eq. 7)
 
 Backward. The memory is constant; only the current batch's values carry gradient. With
-g_j = dl/dx_hat_j = gamma * dy_j and s = (var_hat + eps)^(-1/2):
+g_j = dl/dx_hat_j = gamma * dy_j and s = (var_hat + eps)^(-1/2)::
 
     dl/dvar_hat = -1/2 s^3 sum_j g_j (x_j - mu_hat)
     dl/dmu_hat  = -s sum_j g_j + dl/dvar_hat * dvar_hat/dmu_hat,
@@ -39,9 +39,26 @@ __all__ = ["pooled_statistics", "pool_with_batch", "memory_weights", "memorized_
 
 
 def pooled_statistics(means, variances, counts, weights):
-    """Eq. 6: weighted pooled mean and variance of per-batch statistics.
+    """Eq. 6: the weighted pooled mean and variance of per-batch statistics.
 
-    means, variances: (B, C); counts, weights: (B,). Returns (mu_hat, var_hat), (C,).
+    Batch i counts with weight ``weights[i] * counts[i]``; the pooled variance adds the
+    spread of the batch means::
+
+        mu_hat  = sum_i w_i mu_i / sum_i w_i
+        var_hat = sum_i w_i ((mu_i - mu_hat)^2 + var_i) / sum_i w_i
+
+    Parameters
+    ----------
+    means, variances : ndarray, shape (B, C)
+        Each batch's per-channel mean and biased variance.
+    counts : ndarray, shape (B,)
+        Each batch's values per channel.
+    weights : ndarray, shape (B,)
+        Each batch's weight (alpha_i, Eq. 8).
+
+    Returns
+    -------
+    mu_hat, var_hat : ndarray, shape (C,)
     """
     w = (weights * counts)[:, None]
     W = w.sum()
@@ -51,8 +68,27 @@ def pooled_statistics(means, variances, counts, weights):
 
 
 def pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas):
-    """Eq. 6 over the memory (weights alphas) and the current batch (weight 1, n values):
-    returns (mu_hat, var_hat, W), W = sum_i alpha_i n_i + n. mu_B, var_B: (C,)."""
+    """Eq. 6 over the memory (weights alphas) and the current batch (weight 1, n values).
+
+    Parameters
+    ----------
+    mu_B, var_B : ndarray, shape (C,)
+        The current batch's mean and biased variance.
+    n : int
+        The current batch's values per channel.
+    mem_means, mem_vars : ndarray, shape (k, C)
+        The memorized statistics, oldest first (k may be 0).
+    mem_counts, alphas : ndarray, shape (k,)
+        Their counts and weights.
+
+    Returns
+    -------
+    mu_hat, var_hat : ndarray, shape (C,)
+        The pooled statistics.
+    W : scalar
+        ``sum_i alpha_i n_i + n``, the pooled count: a NumPy scalar, or a 0-d array kept on
+        the device (``float()`` here would wait for the GPU at every step).
+    """
     w_mem = alphas * mem_counts
     W = w_mem.sum() + n  # a 0-d array: float() here would wait for the GPU at every step
     mu_hat = ((w_mem[:, None] * mem_means).sum(axis=0) + n * mu_B) / W
@@ -62,16 +98,62 @@ def pool_with_batch(mu_B, var_B, n, mem_means, mem_vars, mem_counts, alphas):
 
 
 def memory_weights(k, lam, eta, xp):
-    """alpha_i = lam * eta^(k - i) for i = 1..k (oldest first), Eq. 8."""
+    """Eq. 8: ``alpha_i = lam * eta^(k - i)`` for i = 1..k, oldest first.
+
+    Parameters
+    ----------
+    k : int
+        The number of memorized batches.
+    lam : float
+        The weight of the newest entry.
+    eta : float
+        The decay per step back in time.
+    xp : module
+        numpy or cupy: where the weights are made.
+
+    Returns
+    -------
+    ndarray, shape (k,), float64
+        The newest entry (last) gets lam.
+    """
     return lam * eta ** xp.arange(k - 1, -1, -1, dtype="float64")
 
 
 def memorized_batch_norm_forward(x, gamma, beta, mem_means, mem_vars, mem_counts, alphas, eps=1e-5, axis=None):
-    """Training forward. x: (N, C, *); mem_means, mem_vars: (k, C); mem_counts, alphas:
-    (k,) (k may be 0).
+    """Memorized BN in training: normalize x by its statistics pooled with the memory's (Eq. 5-7).
 
-    Returns (y, cache); cache["mu_B"], cache["var_B"], cache["m"] are the current batch's
-    own statistics (for the memory), cache["mu_hat"], cache["var_hat"] the pooled ones (C,).
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, ...)
+        The current batch, of a floating dtype.
+    gamma, beta : ndarray, shape (C,), or None
+        Scale and shift; both None for no affine transform.
+    mem_means, mem_vars : ndarray, shape (k, C)
+        The memorized batch means and biased variances, oldest first (k may be 0).
+    mem_counts, alphas : ndarray, shape (k,)
+        Their values per channel and their weights (:func:`memory_weights`).
+    eps : float, optional
+        Added to the pooled variance inside the square root.
+    axis : None, int or tuple of int, optional
+        The reduced axes, checked as by :func:`minibn.functional.check_axis`.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    cache : dict
+        "mu_B", "var_B" and "m": the current batch's own statistics (C,) and values per
+        channel, for the memory; "mu_hat", "var_hat": the pooled ones (C,); "W", the pooled
+        count; and what the backward needs.
+
+    Raises
+    ------
+    TypeError
+        If x is not a plain floating-point array (naming the fix), or axis is of the wrong type.
+    ValueError
+        If x has fewer than 2 axes, gamma and beta are not both None or both of shape (C,),
+        axis is not the reduced axes, or the batch has one value per channel and the memory
+        is empty.
     """
     x = check_inputs("memorized_batch_norm_forward", x, gamma, beta)                       # the boundary
     axis = check_axis(x, axis)
@@ -89,7 +171,25 @@ def memorized_batch_norm_forward(x, gamma, beta, mem_means, mem_vars, mem_counts
 
 
 def memorized_batch_norm_backward(dy, cache):
-    """dx = s (g - sum g / W - x_hat sum(g x_hat) / W), g = gamma dy (see the module docstring)."""
+    """The gradient of :func:`memorized_batch_norm_forward`, the memory held constant.
+
+    ``dx = s (g - sum g / W - x_hat sum(g x_hat) / W)``, ``g = gamma dy`` (see the module
+    docstring for the derivation).
+
+    Parameters
+    ----------
+    dy : ndarray
+        dl/dy, x's shape.
+    cache : dict
+        The cache of :func:`memorized_batch_norm_forward`.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dgamma, dbeta : ndarray, shape (C,), or None
+        In gamma's dtype; None without an affine transform.
+    """
     x, x_hat, gamma, axis = cache["x"], cache["x_hat"], cache["gamma"], cache["axis"]
     g = dy if gamma is None else dy * per_channel(gamma, x)
     inv_std = per_channel((cache["var_hat"] + cache["eps"]) ** -0.5, x)

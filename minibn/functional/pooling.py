@@ -13,7 +13,26 @@ __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "a
 
 
 def max_pool2d_forward(x, kh, kw, stride, padding=0):
-    """x: (N, C, H, W) -> (y (N, C, OH, OW), cache). Ties go to the first maximum."""
+    """2-d max pooling over (kh, kw) windows (padding with -inf); ties go to the first maximum.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The input.
+    kh, kw : int
+        The window's height and width.
+    stride : int
+        The step between windows (the layer's default is the kernel size).
+    padding : int, optional
+        Rows and columns of -inf added on each side.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, OH, OW)
+        x's dtype; ``OH = (H + 2 padding - kh) // stride + 1``, OW likewise.
+    cache : tuple
+        x's shape, the argmax of each window, and the pooling's sizes.
+    """
     N, C = x.shape[:2]
     cols = im2col(x, kh, kw, stride, padding, pad_value=-float("inf"))
     OH, OW = cols.shape[4:]
@@ -25,7 +44,20 @@ def max_pool2d_forward(x, kh, kw, stride, padding=0):
 
 
 def max_pool2d_backward(dy, cache):
-    """The gradient goes to the position of each window's maximum."""
+    """The gradient of :func:`max_pool2d_forward`: each dy goes to the position of its window's maximum.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C, OH, OW)
+        dl/dy.
+    cache : tuple
+        The cache of :func:`max_pool2d_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+        Summed where windows overlap.
+    """
     x_shape, arg, kh, kw, stride, padding = cache
     xp = get_array_module(dy)
     N, C, OH, OW = dy.shape
@@ -35,14 +67,46 @@ def max_pool2d_backward(dy, cache):
 
 
 def avg_pool2d_forward(x, kh, kw, stride, padding=0):
-    """x: (N, C, H, W) -> (y (N, C, OH, OW), cache)."""
+    """2-d average pooling over (kh, kw) windows, zero padding counted (``count_include_pad=True``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        The input.
+    kh, kw : int
+        The window's height and width.
+    stride : int
+        The step between windows.
+    padding : int, optional
+        Rows and columns of zeros added on each side.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, OH, OW)
+        ``OH = (H + 2 padding - kh) // stride + 1``, OW likewise.
+    cache : tuple
+        x's shape and the pooling's sizes.
+    """
     cols = im2col(x, kh, kw, stride, padding)
     y = cols.mean(axis=(2, 3))
     return y, (x.shape, kh, kw, stride, padding)
 
 
 def avg_pool2d_backward(dy, cache):
-    """Each input in a window receives dy / (kh * kw)."""
+    """The gradient of :func:`avg_pool2d_forward`: each input in a window receives dy / (kh kw).
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C, OH, OW)
+        dl/dy.
+    cache : tuple
+        The cache of :func:`avg_pool2d_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+        Summed where windows overlap.
+    """
     x_shape, kh, kw, stride, padding = cache
     xp = get_array_module(dy)
     N, C, OH, OW = dy.shape

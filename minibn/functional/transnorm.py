@@ -3,11 +3,11 @@
 Training: the batch is [source; target]: the first N // 2 rows are source, the rest
 target (an odd batch gives the target half the extra row, as the official code's
 ``input[:batch_size // 2]`` split does). Each half is normalized with its own batch
-statistics (Eq. 3), scaled and shifted by the shared gamma, beta (Eq. 4):
+statistics (Eq. 3), scaled and shifted by the shared gamma, beta (Eq. 4)::
 
     z_s = gamma (x_s - mu_s) / sqrt(var_s + eps) + beta,   z_t likewise.
 
-Per channel j, with the domains' *unbiased* batch variances (the code uses torch.var),
+Per channel j, with the domains' *unbiased* batch variances (the code uses torch.var)::
 
     d_j = | mu_s / sqrt(var_s + eps) - mu_t / sqrt(var_t + eps) |          (Eq. 5)
     alpha_j = C (1 + d_j)^-1 / sum_k (1 + d_k)^-1                           (Eq. 6)
@@ -18,6 +18,7 @@ the *target* running statistics and computes alpha from the running statistics o
 both domains.
 
 Where the paper and the code differ (we follow the code):
+
 * the paper writes sigma^2 without saying which estimate; the code's d uses the
   unbiased batch variance, while z normalizes with the biased one (as BN does);
 * the paper does not say how inference works; the code uses the target statistics for
@@ -42,28 +43,77 @@ __all__ = ["transnorm_alpha", "transnorm_split_point", "transnorm_forward", "tra
 
 
 def transnorm_alpha(mean_s, var_s, mean_t, var_t, eps):
-    """Eq. 5-6 per channel from (C,) statistics (variances as given). Returns alpha (C,)."""
+    """Eq. 5-6: the channel weights alpha from the two domains' statistics.
+
+    ``d_j = |mu_s / sqrt(var_s + eps) - mu_t / sqrt(var_t + eps)|`` and
+    ``alpha_j = C (1 + d_j)^-1 / sum_k (1 + d_k)^-1``, so that alpha sums to C.
+
+    Parameters
+    ----------
+    mean_s, var_s, mean_t, var_t : ndarray, shape (C,)
+        The source and target means and variances (used as given: the training forward
+        passes the unbiased batch variances, inference the running ones).
+    eps : float
+        Added to the variances inside the square roots.
+
+    Returns
+    -------
+    alpha : ndarray, shape (C,)
+    """
     d = abs(mean_s / (var_s + eps) ** 0.5 - mean_t / (var_t + eps) ** 0.5)
     p = 1.0 / (1.0 + d)
     return p * (len(p) / p.sum())
 
 
 def transnorm_split_point(N):
-    """The number of source rows in a training batch of N rows: N // 2."""
+    """The number of source rows in a training batch of N rows: N // 2.
+
+    Parameters
+    ----------
+    N : int
+        The batch's rows.
+
+    Returns
+    -------
+    int
+        The first ``N // 2`` rows are source, the rest (one more for an odd N) target.
+    """
     return N // 2
 
 
 def transnorm_forward(x, gamma, beta, eps=1e-5, axis=None, alpha=None):
-    """Training forward on x = [source; target] (N, C, *). Returns (y, cache).
+    """TransNorm in training (Eq. 3-7) on a batch x = [source; target].
 
-    ``alpha``: (C,) to hold alpha fixed instead of computing it from the batch (the
-    paper's "alpha = 1" ablation, or a gradient check of the function the backward
-    differentiates, in which alpha is a constant).
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, ...)
+        The source rows (the first N // 2), then the target rows; a floating dtype.
+    gamma, beta : ndarray, shape (C,), or None
+        The shared scale and shift; both None for no affine transform.
+    eps : float, optional
+        Added to the variances inside the square roots.
+    axis : None, int or tuple of int, optional
+        The reduced axes, checked as by :func:`minibn.functional.check_axis`.
+    alpha : ndarray, shape (C,), or None, optional
+        Hold alpha fixed instead of computing it from the batch (the paper's "alpha = 1"
+        ablation, or a gradient check of the function the backward differentiates, in which
+        alpha is a constant).
 
-    cache["source"], cache["target"]: the BN caches of each half (with mu_B, var_B, m
-    for the running statistics); cache["alpha"]: (C,).
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    cache : dict
+        "source", "target": the BN caches of each half (with mu_B, var_B, m for the running
+        statistics); "alpha": (C,); "n_s", the source rows.
 
-    Raises ValueError unless each half has at least 2 values per channel.
+    Raises
+    ------
+    TypeError
+        If x is not a plain floating-point array (naming the fix), or axis is of the wrong type.
+    ValueError
+        If x has fewer than 2 axes, gamma and beta are not both None or both of shape (C,),
+        axis is not the reduced axes, or a half has fewer than 2 values per channel.
     """
     x = check_inputs("transnorm_forward", x, gamma, beta)                # the boundary
     xp = get_array_module(x)
@@ -84,9 +134,24 @@ def transnorm_forward(x, gamma, beta, eps=1e-5, axis=None, alpha=None):
 
 
 def transnorm_backward(dy, cache):
-    """dz = (1 + alpha) dy (alpha constant), then BN's backward on each half.
+    """The gradient of :func:`transnorm_forward`: ``dz = (1 + alpha) dy``, then BN's backward on each half.
 
-    Returns (dx, dgamma, dbeta); gamma and beta are shared, so their gradients add.
+    alpha is a constant, as in the official code.
+
+    Parameters
+    ----------
+    dy : ndarray
+        dl/dy, x's shape.
+    cache : dict
+        The cache of :func:`transnorm_forward`.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dgamma, dbeta : ndarray, shape (C,), or None
+        The sums of the two halves' gradients (gamma and beta are shared); None without an
+        affine transform.
     """
     xp = get_array_module(dy)
     dz = dy * per_channel(1.0 + cache["alpha"], dy)
@@ -100,14 +165,55 @@ def transnorm_backward(dy, cache):
 
 
 def transnorm_inference_forward(x, gamma, beta, running_mean_target, running_var_target, alpha, eps=1e-5):
-    """Inference on target data x (N, C, *): BN's fixed transform with the target running
-    statistics, times (1 + alpha), alpha (C,) from both domains' running statistics
-    (:func:`transnorm_alpha`) or given. Returns (y, cache)."""
+    """TransNorm at inference on target data: BN's fixed transform, times (1 + alpha).
+
+    The transform uses the target running statistics.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, ...)
+        Target data, of a floating dtype.
+    gamma, beta : ndarray, shape (C,), or None
+        Scale and shift; both None for no affine transform.
+    running_mean_target, running_var_target : ndarray, shape (C,)
+        The target domain's running statistics.
+    alpha : ndarray, shape (C,)
+        From both domains' running statistics (:func:`transnorm_alpha`), or given.
+    eps : float, optional
+        Added to the running variance inside the square root.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    cache : dict
+        :func:`minibn.functional.batch_norm_inference_forward`'s, with "alpha".
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`minibn.functional.batch_norm_inference_forward` (whose name the messages carry).
+    """
     z, cache = batch_norm_inference_forward(x, gamma, beta, running_mean_target, running_var_target, eps)
     cache["alpha"] = alpha
     return (z * per_channel(1.0 + alpha, x)).astype(x.dtype, copy=False), cache
 
 
 def transnorm_inference_backward(dy, cache):
-    """dz = (1 + alpha) dy, then the backward of BN's fixed transform."""
+    """The gradient of :func:`transnorm_inference_forward`: ``dz = (1 + alpha) dy``, then the fixed transform's.
+
+    Parameters
+    ----------
+    dy : ndarray
+        dl/dy, x's shape.
+    cache : dict
+        The cache of :func:`transnorm_inference_forward`.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dgamma, dbeta : ndarray, shape (C,), or None
+        None without an affine transform.
+    """
     return batch_norm_inference_backward(dy * per_channel(1.0 + cache["alpha"], dy), cache)

@@ -1,24 +1,38 @@
 """Stateful layers with explicit backward, on top of :mod:`minibn.functional` (and, for the
-normalization layers, the implementations :mod:`minibn.dispatch` selects)."""
+normalization layers, the implementations :mod:`minibn.dispatch` selects).
 
-from . import init
-from .activation import Dropout, ReLU, Sigmoid, Tanh
-from .batchnorm import BatchNorm, BatchNorm1d, BatchNorm2d
-from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
-from .linear import Linear
-from .loss import SoftmaxCrossEntropy
-from .memorized import MemorizedBatchNorm, MemorizedBatchNorm1d, MemorizedBatchNorm2d, lambda_scheduler
-from .module import Module, Parameter, Sequential
-from .norm import Normalization, NumericalWarning, RunningStatistics
-from .normalization import *  # noqa: F403 (LayerNorm, GroupNorm, InstanceNorm2d: see its __all__)
-from .normalization import __all__ as _relatives
-from .renorm import BatchRenorm, BatchRenorm1d, BatchRenorm2d, renorm_schedulers
-from .syncbn import SyncBatchNorm
-from .transnorm import GradientReversal, TransNorm, TransNorm1d, TransNorm2d
+Every module lists its public names in ``__all__``; this package exports exactly those
+(``nn.BatchNorm1d``, ...), and the submodule :mod:`minibn.nn.init`.
+"""
 
-__all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
-           "ReLU", "Sigmoid", "Tanh", "Dropout", "SoftmaxCrossEntropy", "init", "Normalization",
-           "RunningStatistics", "NumericalWarning",
-           "BatchNorm", "BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "BatchRenorm", "BatchRenorm1d", "BatchRenorm2d",
-           "MemorizedBatchNorm", "MemorizedBatchNorm1d", "MemorizedBatchNorm2d", "TransNorm", "TransNorm1d",
-           "TransNorm2d", "renorm_schedulers", "lambda_scheduler", "GradientReversal", *_relatives]
+from . import (
+           activation,
+           batchnorm,
+           conv,
+           init,
+           linear,
+           loss,
+           memorized,
+           module,
+           norm,
+           normalization,
+           renorm,
+           syncbn,
+           transnorm,
+)
+from .activation import *  # noqa: F403
+from .batchnorm import *  # noqa: F403
+from .conv import *  # noqa: F403
+from .linear import *  # noqa: F403
+from .loss import *  # noqa: F403
+from .memorized import *  # noqa: F403
+from .module import *  # noqa: F403
+from .norm import *  # noqa: F403
+from .normalization import *  # noqa: F403
+from .renorm import *  # noqa: F403
+from .syncbn import *  # noqa: F403
+from .transnorm import *  # noqa: F403
+
+__all__ = ["init", *module.__all__, *linear.__all__, *conv.__all__, *activation.__all__, *loss.__all__,
+           *norm.__all__, *batchnorm.__all__, *syncbn.__all__, *renorm.__all__, *memorized.__all__,
+           *transnorm.__all__, *normalization.__all__]

@@ -6,8 +6,11 @@ from .. import functional as F
 from .._checks import check_float, check_range
 from .module import Module
 
+__all__ = ["ReLU", "Sigmoid", "Tanh", "Dropout"]
+
 
 class _Elementwise(Module):
+    base_class = True
     _forward = _backward = None
 
     def forward(self, x):
@@ -21,21 +24,47 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
-    """max(x, 0)."""
+    """``max(x, 0)``, elementwise (:func:`minibn.functional.relu_forward`).
+
+    x: any shape, of a floating dtype -> y of x's shape and dtype. A non-float x raises
+    TypeError.
+    """
     _forward, _backward = F.relu_forward, F.relu_backward
 
 
 class Sigmoid(_Elementwise):
-    """1 / (1 + exp(-x)), stable for large |x|."""
+    """The logistic sigmoid ``1 / (1 + exp(-x))``, elementwise, stable for large ``|x|``.
+
+    x: any shape, of a floating dtype -> y of x's shape and dtype
+    (:func:`minibn.functional.sigmoid_forward`). A non-float x raises TypeError.
+    """
     _forward, _backward = F.sigmoid_forward, F.sigmoid_backward
 
 
 class Tanh(_Elementwise):
+    """The hyperbolic tangent, elementwise (:func:`minibn.functional.tanh_forward`).
+
+    x: any shape, of a floating dtype -> y of x's shape and dtype. A non-float x raises
+    TypeError.
+    """
     _forward, _backward = F.tanh_forward, F.tanh_backward
 
 
 class Dropout(Module):
-    """Inverted dropout with drop probability p in training; the identity in eval."""
+    """Inverted dropout: in training, zero each value with probability p and scale the rest by 1/(1-p).
+
+    In eval mode it is the identity. x: any shape, of a floating dtype -> y of x's shape.
+
+    Parameters
+    ----------
+    p : float, optional
+        The drop probability, in [0, 1).
+
+    Raises
+    ------
+    ValueError
+        If p is not in [0, 1).
+    """
 
     def __init__(self, p=0.5):
         super().__init__()
@@ -43,6 +72,23 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x):
+        """Drop and rescale in training (a new mask each call); return x itself in eval mode.
+
+        Parameters
+        ----------
+        x : ndarray, any shape
+            A floating-point array.
+
+        Returns
+        -------
+        ndarray
+            x's shape and dtype.
+
+        Raises
+        ------
+        TypeError
+            If x is not a floating-point array.
+        """
         check_float("x", x, "Dropout")
         if not self.training:
             self._mask = None
@@ -51,6 +97,25 @@ class Dropout(Module):
         return y
 
     def backward(self, dy):
+        """dy times the forward's mask (dy itself in eval mode).
+
+        Parameters
+        ----------
+        dy : ndarray
+            The gradient of the last output, its shape.
+
+        Returns
+        -------
+        ndarray
+            dx.
+
+        Raises
+        ------
+        RuntimeError
+            If no forward ran yet.
+        TypeError, ValueError
+            If dy is not a floating-point array of the output's shape.
+        """
         dy = self._check_dy(dy)
         return F.dropout_backward(dy, self._mask)
 

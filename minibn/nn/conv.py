@@ -6,8 +6,9 @@ from .. import dispatch
 from .. import functional as F
 from .._checks import check_dim, check_float, check_ndim, check_positive_int
 from . import init
-from .linear import _new
 from .module import Module, Parameter
+
+__all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "Flatten"]
 
 
 def _pair(k):
@@ -15,15 +16,37 @@ def _pair(k):
 
 
 class Conv2d(Module):
-    """2-d convolution by im2col. x: (N, C_in, H, W) -> y: (N, C_out, OH, OW),
-    OH = (H + 2 padding - kh) // stride + 1.
+    """2-d convolution by im2col: (N, in_channels, H, W) -> (N, out_channels, OH, OW).
 
-    ``.weight`` is (out, in, kh, kw) and ``.bias`` (out,), PyTorch layout and default init.
+    ``OH = (H + 2 padding - kh) // stride + 1``, OW likewise. ``.weight`` is
+    (out, in, kh, kw) and ``.bias`` (out,), PyTorch's layout and default init
+    (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in * kh * kw).
 
-    ``impl`` (the implementations of "conv2d"): ``"reference"`` (the windows gathered with
-    NumPy slices, :mod:`minibn.functional.conv`), ``"fused"`` (gathered and scattered by
-    compiled loops, :mod:`minibn.kernels.fused_conv`; NumPy only) or ``"auto"`` (fused when
-    it can run). Both do the same matrix products.
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Positive integers.
+    kernel_size : int or tuple of (int, int)
+        (kh, kw); an int k means (k, k).
+    stride : int, optional
+        A positive integer, along both axes.
+    padding : int, optional
+        Zeros added on each side, >= 0.
+    bias : bool, optional
+        Whether the layer has a bias.
+    dtype : str or dtype, optional
+        The parameters' dtype.
+    impl : str, optional
+        The implementation of "conv2d": ``"reference"`` (the windows gathered with NumPy
+        slices, :mod:`minibn.functional.conv`), ``"fused"`` (gathered and scattered by
+        compiled loops, :mod:`minibn.kernels.fused_conv`; NumPy only) or ``"auto"`` (fused
+        when it can run). Both do the same matrix products.
+
+    Raises
+    ------
+    ValueError
+        If impl is not one of the registered implementations or "auto", in_channels,
+        out_channels or stride is not a positive integer, or padding is negative.
     """
 
     can_skip_dx = True
@@ -44,10 +67,33 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         fan_in = in_channels * kh * kw
-        self.weight = init.uniform_fan_in_(Parameter(_new((out_channels, in_channels, kh, kw), dtype)), fan_in)
-        self.bias = init.uniform_fan_in_(Parameter(_new((out_channels,), dtype)), fan_in) if bias else None
+        self.weight = init.uniform_fan_in_(Parameter.zeros((out_channels, in_channels, kh, kw), dtype), fan_in)
+        self.bias = init.uniform_fan_in_(Parameter.zeros((out_channels,), dtype), fan_in) if bias else None
 
     def forward(self, x):
+        """The convolution of x with the layer's filters (the implementation ``impl`` selects).
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, in_channels, H, W)
+            A floating-point array.
+
+        Returns
+        -------
+        ndarray, shape (N, out_channels, OH, OW)
+
+        Raises
+        ------
+        TypeError
+            If x is not a floating-point array.
+        ValueError
+            If x is not of shape (N, in_channels, H, W), or the padded input is smaller than the
+            kernel.
+        ImportError, NotImplementedError
+            If the implementation ``impl`` names cannot run on x (``"fused"`` without numba, or
+            on a CuPy array): its reason, with the layer's name in front (a reason may also be a
+            TypeError or ValueError).
+        """
         layout = f"(N, {self.in_channels}, H, W)"
         check_float("x", x, "Conv2d")
         check_ndim("x", x, (4,), "Conv2d", layout)
@@ -61,6 +107,27 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy, need_dx=True):
+        """Accumulate dW (and db) into the parameters' ``grad``; return dx.
+
+        Parameters
+        ----------
+        dy : ndarray, shape (N, out_channels, OH, OW)
+            The gradient of the last output.
+        need_dx : bool, optional
+            False skips dx (the first layer: its input is data).
+
+        Returns
+        -------
+        ndarray, shape (N, in_channels, H, W), or None
+            dx; None when ``need_dx`` is False.
+
+        Raises
+        ------
+        RuntimeError
+            If no forward ran yet.
+        TypeError, ValueError
+            If dy is not a floating-point array of the output's shape.
+        """
         dy = self._check_dy(dy)
         dx, dW, db = self.last_implementation.backward(dy, self._cache, need_dx)
         self.weight.accumulate(dW)
@@ -74,6 +141,7 @@ class Conv2d(Module):
 
 
 class _Pool2d(Module):
+    base_class = True
     name = "Pool2d"
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -98,11 +166,26 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """Max over (kh, kw) windows. (N, C, H, W) -> (N, C, OH, OW).
+    """Max over (kh, kw) windows: (N, C, H, W) -> (N, C, OH, OW); padding counts as -inf.
 
-    ``impl`` (the implementations of "max_pool2d"): ``"reference"`` (im2col and argmax,
-    :mod:`minibn.functional.pooling`), ``"fused"`` (one compiled loop each way,
-    :mod:`minibn.kernels.fused_pool`; NumPy only) or ``"auto"`` (fused when it can run).
+    Parameters
+    ----------
+    kernel_size : int or tuple of (int, int)
+        (kh, kw); an int k means (k, k).
+    stride : int or None, optional
+        A positive integer; None for kh.
+    padding : int, optional
+        In [0, min(kh, kw) // 2].
+    impl : str, optional
+        The implementation of "max_pool2d": ``"reference"`` (im2col and argmax,
+        :mod:`minibn.functional.pooling`), ``"fused"`` (one compiled loop each way,
+        :mod:`minibn.kernels.fused_pool`; NumPy only) or ``"auto"`` (fused when it can run).
+
+    Raises
+    ------
+    ValueError
+        If stride is not a positive integer, padding is out of range, or impl is not one of
+        the registered implementations or "auto".
     """
 
     name = "MaxPool2d"
@@ -115,11 +198,50 @@ class MaxPool2d(_Pool2d):
         self.impl = impl
 
     def forward(self, x):
+        """The maximum of each window (ties: the first).
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, H, W)
+            A floating-point array.
+
+        Returns
+        -------
+        ndarray, shape (N, C, OH, OW)
+
+        Raises
+        ------
+        TypeError
+            If x is not a floating-point array.
+        ValueError
+            If x is not 4-d, or the padded input is smaller than the kernel.
+        ImportError, NotImplementedError
+            If the implementation ``impl`` names cannot run on x: its reason, with the layer's
+            name in front (a reason may also be a TypeError or ValueError).
+        """
         self._check(x)
         y, self._cache = self._run("max_pool2d", self.impl, x, *self.kernel_size, self.stride, self.padding)
         return y
 
     def backward(self, dy):
+        """dx: each dy goes to the position of its window's maximum.
+
+        Parameters
+        ----------
+        dy : ndarray, shape (N, C, OH, OW)
+            The gradient of the last output.
+
+        Returns
+        -------
+        ndarray, shape (N, C, H, W)
+
+        Raises
+        ------
+        RuntimeError
+            If no forward ran yet.
+        TypeError, ValueError
+            If dy is not a floating-point array of the output's shape.
+        """
         dy = self._check_dy(dy)
         return self.last_implementation.backward(dy, self._cache)
 
@@ -128,24 +250,91 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over (kh, kw) windows (zero padding counted). (N, C, H, W) -> (N, C, OH, OW)."""
+    """Mean over (kh, kw) windows, zero padding counted: (N, C, H, W) -> (N, C, OH, OW).
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of (int, int)
+        (kh, kw); an int k means (k, k).
+    stride : int or None, optional
+        A positive integer; None for kh.
+    padding : int, optional
+        In [0, min(kh, kw) // 2].
+
+    Raises
+    ------
+    ValueError
+        If stride is not a positive integer or padding is out of range.
+    """
 
     name = "AvgPool2d"
 
     def forward(self, x):
+        """The mean of each window (:func:`minibn.functional.avg_pool2d_forward`).
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, H, W)
+            A floating-point array.
+
+        Returns
+        -------
+        ndarray, shape (N, C, OH, OW)
+
+        Raises
+        ------
+        TypeError
+            If x is not a floating-point array.
+        ValueError
+            If x is not 4-d, or the padded input is smaller than the kernel.
+        """
         self._check(x)
         y, self._cache = F.avg_pool2d_forward(x, *self.kernel_size, self.stride, self.padding)
         return y
 
     def backward(self, dy):
+        """dx: each input of a window receives dy / (kh kw).
+
+        Parameters
+        ----------
+        dy : ndarray, shape (N, C, OH, OW)
+            The gradient of the last output.
+
+        Returns
+        -------
+        ndarray, shape (N, C, H, W)
+
+        Raises
+        ------
+        RuntimeError
+            If no forward ran yet.
+        TypeError, ValueError
+            If dy is not a floating-point array of the output's shape.
+        """
         dy = self._check_dy(dy)
         return F.avg_pool2d_backward(dy, self._cache)
 
 
 class Flatten(Module):
-    """(N, *) -> (N, prod(*))."""
+    """Flatten all axes but the first: (N, d_1, ..., d_k) -> (N, d_1 * ... * d_k)."""
 
     def forward(self, x):
+        """x reshaped to (N, features) (a view where NumPy can make one).
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, ...)
+            At least 1-d.
+
+        Returns
+        -------
+        ndarray, shape (N, prod of the other sizes)
+
+        Raises
+        ------
+        ValueError
+            If x is not an array of at least one axis.
+        """
         if getattr(x, "ndim", 0) < 1:
             raise ValueError(f"Flatten: expected x of shape (N, *), got {getattr(x, 'shape', type(x).__name__)}")
         self._shape = x.shape
@@ -155,5 +344,24 @@ class Flatten(Module):
         return x.reshape(x.shape[0], features)  # not -1: an empty batch has no size to infer it from
 
     def backward(self, dy):
+        """dy reshaped to the last input's shape.
+
+        Parameters
+        ----------
+        dy : ndarray, shape (N, features)
+            The gradient of the last output.
+
+        Returns
+        -------
+        ndarray
+            The last input's shape.
+
+        Raises
+        ------
+        RuntimeError
+            If no forward ran yet.
+        TypeError, ValueError
+            If dy is not a floating-point array of the output's shape.
+        """
         dy = self._check_dy(dy)
         return dy.reshape(self._shape)

@@ -30,34 +30,134 @@ def _fill(param, host_values):
 
 
 def normal_(param, std=0.01, mean=0.0):
+    """Fill ``param`` with N(mean, std^2) values: the "small random Gaussian values" of the BN paper.
+
+    Parameters
+    ----------
+    param : Parameter
+        The parameter to fill, in place (its device, dtype and memory layout are kept).
+    std : float, optional
+        The standard deviation.
+    mean : float, optional
+        The mean.
+
+    Returns
+    -------
+    Parameter
+        param itself.
+    """
     return _fill(param, backend.rng().normal(mean, std, size=param.shape))
 
 
 def uniform_(param, low, high):
+    """Fill ``param`` with U(low, high) values.
+
+    Parameters
+    ----------
+    param : Parameter
+        The parameter to fill, in place (its device, dtype and memory layout are kept).
+    low, high : float
+        The bounds.
+
+    Returns
+    -------
+    Parameter
+        param itself.
+    """
     return _fill(param, backend.rng().uniform(low, high, size=param.shape))
 
 
 def zeros_(param):
+    """Fill ``param`` with zeros.
+
+    Parameters
+    ----------
+    param : Parameter
+        The parameter to fill, in place (its device, dtype and memory layout are kept).
+
+    Returns
+    -------
+    Parameter
+        param itself.
+    """
     return _fill(param, backend.rng().normal(size=param.shape) * 0.0)
 
 
 def xavier_uniform_(param):
+    """Glorot & Bengio 2010, uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+
+    For a weight (out, in), fan_in = in and fan_out = out; for (out, in, kh, kw) both are
+    multiplied by kh * kw.
+
+    Parameters
+    ----------
+    param : Parameter
+        The parameter to fill, in place (its device, dtype and memory layout are kept).
+
+    Returns
+    -------
+    Parameter
+        param itself.
+    """
     fan_in, fan_out = _fans(param.shape)
     a = math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(param, -a, a)
 
 
 def xavier_normal_(param):
+    """Glorot & Bengio 2010, normal: N(0, 2 / (fan_in + fan_out)).
+
+    For a weight (out, in), fan_in = in and fan_out = out; for (out, in, kh, kw) both are
+    multiplied by kh * kw.
+
+    Parameters
+    ----------
+    param : Parameter
+        The parameter to fill, in place (its device, dtype and memory layout are kept).
+
+    Returns
+    -------
+    Parameter
+        param itself.
+    """
     fan_in, fan_out = _fans(param.shape)
     return normal_(param, std=math.sqrt(2.0 / (fan_in + fan_out)))
 
 
 def he_normal_(param):
+    """He et al. 2015, for ReLU networks: N(0, 2 / fan_in).
+
+    For a weight (out, in), fan_in = in; for (out, in, kh, kw), in * kh * kw.
+
+    Parameters
+    ----------
+    param : Parameter
+        The parameter to fill, in place (its device, dtype and memory layout are kept).
+
+    Returns
+    -------
+    Parameter
+        param itself.
+    """
     fan_in, _ = _fans(param.shape)
     return normal_(param, std=math.sqrt(2.0 / fan_in))
 
 
 def uniform_fan_in_(param, fan_in):
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the default of Linear and Conv2d (what PyTorch's default init amounts to).
+
+    Parameters
+    ----------
+    param : Parameter
+        The parameter to fill, in place (its device, dtype and memory layout are kept).
+    fan_in : int
+        The number of inputs of each output unit (in, or in * kh * kw).
+
+    Returns
+    -------
+    Parameter
+        param itself.
+    """
     bound = 1.0 / math.sqrt(fan_in)
     return uniform_(param, -bound, bound)
 

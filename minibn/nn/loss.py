@@ -9,6 +9,8 @@ from .. import functional as F
 from .._checks import check_float
 from .module import Module
 
+__all__ = ["SoftmaxCrossEntropy"]
+
 
 class SoftmaxCrossEntropy(Module):
     """Mean cross-entropy of softmax(logits) against integer labels.
@@ -23,6 +25,28 @@ class SoftmaxCrossEntropy(Module):
     """
 
     def forward(self, logits, labels):
+        """The mean over the batch of ``-log softmax(logits)[label]``.
+
+        Parameters
+        ----------
+        logits : ndarray, shape (N, K)
+            Floating-point scores.
+        labels : ndarray of int, shape (N,)
+            Class ids in [0, K).
+
+        Returns
+        -------
+        scalar
+            The loss, in the logits' dtype (a 0-d array on the GPU).
+
+        Raises
+        ------
+        TypeError
+            If logits is not a floating-point array, or labels not an integer array.
+        ValueError
+            If logits is not 2-d, labels is not of shape (N,), or (host labels) a label is
+            outside [0, K), naming the rows.
+        """
         check_float("logits", logits, "SoftmaxCrossEntropy")
         if logits.ndim != 2:
             raise ValueError(f"SoftmaxCrossEntropy: expected logits of shape (N, K), got {tuple(logits.shape)}")
@@ -43,6 +67,23 @@ class SoftmaxCrossEntropy(Module):
         return loss
 
     def backward(self, dloss=1.0):
+        """The gradient of the last loss with respect to the logits, ``(softmax - onehot) / N * dloss``.
+
+        Parameters
+        ----------
+        dloss : float, optional
+            The upstream gradient of the loss.
+
+        Returns
+        -------
+        ndarray, shape (N, K)
+            dlogits.
+
+        Raises
+        ------
+        RuntimeError
+            If no loss was computed yet.
+        """
         if getattr(self, "_cache", None) is None:
             raise RuntimeError("SoftmaxCrossEntropy: backward called before the loss was computed")
         return F.softmax_cross_entropy_backward(self._cache, dloss)

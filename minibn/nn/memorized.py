@@ -6,35 +6,59 @@ from .. import backend, optim
 from .. import functional as F
 from .._checks import check_positive_int, check_range
 from .module import Module
-from .norm import Normalization, _largest
+from .norm import Input1d, Input2d, Normalization, _largest
+
+__all__ = ["MemorizedBatchNorm", "MemorizedBatchNorm1d", "MemorizedBatchNorm2d", "lambda_scheduler"]
 
 
 class MemorizedBatchNorm(Normalization):
-    """Memorized BN: normalize with statistics pooled over the current batch and the k
-    most recent batches (Eq. 5-8; see :mod:`minibn.functional.memorized`).
+    """Memorized BN (Guo et al. 2018, Eq. 5-8): statistics pooled over this batch and the k most recent ones.
 
-    Args:
-        memory_size: k, the number of past batches remembered (0: plain BN); 10, the
-            smallest of the paper's Table 6 (10, 20, 40 performed alike).
-        eta: the decay of older entries, alpha_i = lam * eta^(k_t - i) (Eq. 8), in (0, 1].
-        lam: lambda in [0, 1], the weight of the newest entry (0: plain BN). A schedule
-            may change it (:func:`lambda_scheduler`); bad values raise ValueError.
-        double_forward: if False, each training forward pushes the current batch's
-            statistics into the memory after normalizing. If True it does not; the
-            statistics are recorded by a second, gradient-free forward after the
-            optimizer step (Algorithm 1, lines 10-12), which ``minibn.train.fit(...,
-            double_forward=True)`` or :func:`minibn.train.second_forward` runs.
+    See :mod:`minibn.functional.memorized` for the equations. The memory is kept as
+    fixed-size buffers, oldest first: ``memory_mean`` and ``memory_var`` (k, C),
+    ``memory_count`` (k,) and ``memory_len`` (entries filled, at the end). Inference: Eq. 6
+    over the memory alone with weights eta^(k_t - i). The layers to build are
+    :class:`MemorizedBatchNorm1d` and :class:`MemorizedBatchNorm2d`.
 
-    The memory is kept as fixed-size buffers, oldest first: ``memory_mean`` and
-    ``memory_var`` (k, C), ``memory_count`` (k,) and ``memory_len`` (entries filled, at
-    the end). Inference: Eq. 6 over the memory alone with weights eta^(k_t - i).
+    Parameters
+    ----------
+    num_features : int
+        C, the channels (a positive integer).
+    memory_size : int, optional
+        k, the number of past batches remembered (0: plain BN); 10, the smallest of the
+        paper's Table 6 (10, 20, 40 performed alike).
+    eta : float, optional
+        The decay of older entries, ``alpha_i = lam * eta^(k_t - i)`` (Eq. 8), in (0, 1].
+    lam : float, optional
+        lambda in [0, 1], the weight of the newest entry (0: plain BN). A schedule may
+        change it (:func:`lambda_scheduler`).
+    double_forward : bool, optional
+        If False, each training forward pushes the current batch's statistics into the
+        memory after normalizing. If True it does not; the statistics are recorded by a
+        second, gradient-free forward after the optimizer step (Algorithm 1, lines 10-12),
+        which ``minibn.train.fit(..., double_forward=True)`` or
+        :func:`minibn.train.second_forward` runs.
+    eps : float, optional
+        Added to the pooled variance inside the square root (>= 0).
+    affine : bool, optional
+        Whether the layer has gamma and beta.
+    impl : {"auto", "reference", "fused"}, optional
+        The implementation of "memorized_batch_norm": ``"reference"``
+        (:mod:`minibn.functional.memorized`, the equations as written), ``"fused"`` (BN's two
+        compiled loops per direction, :mod:`minibn.kernels.fused_bn`; NumPy only, needs
+        numba) or ``"auto"`` (fused when it can run, else the reference).
+    dtype : str or dtype, optional
+        The parameters' dtype (the memory is float64).
 
-    ``impl`` (the implementations of "memorized_batch_norm"): ``"reference"``
-    (:mod:`minibn.functional.memorized`, the equations as written), ``"fused"`` (BN's two
-    compiled loops per direction, :mod:`minibn.kernels.fused_bn`; NumPy only, needs
-    numba) or ``"auto"`` (fused when it can run, else the reference).
+    Raises
+    ------
+    ValueError
+        If num_features is not a positive integer, memory_size not an integer >= 0, eta not
+        in (0, 1], lam not in [0, 1] (also when set later), eps not a number >= 0, or impl
+        not one of its values.
     """
 
+    base_class = True
     op = "memorized_batch_norm"
     _buffers = ("memory_mean", "memory_var", "memory_count", "memory_len")
 
@@ -44,7 +68,7 @@ class MemorizedBatchNorm(Normalization):
         check_positive_int("num_features", num_features, name)
         if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
             raise ValueError(f"{name}: memory_size must be an integer >= 0, got {memory_size!r}")
-        super().__init__(num_features, eps, affine, impl, dtype)
+        super().__init__(num_features, eps, impl, dtype, gamma=affine, beta=affine)
         xp = backend.xp()
         self.memory_size = memory_size
         self.eta, self.lam, self.double_forward = eta, lam, double_forward
@@ -56,6 +80,7 @@ class MemorizedBatchNorm(Normalization):
 
     @property
     def eta(self):
+        """The decay of older memory entries, in (0, 1]; setting another value raises ValueError."""
         return self._eta
 
     @eta.setter
@@ -65,6 +90,7 @@ class MemorizedBatchNorm(Normalization):
 
     @property
     def lam(self):
+        """The weight of the newest memory entry, in [0, 1]; setting another value raises ValueError."""
         return self._lam
 
     @lam.setter
@@ -73,13 +99,28 @@ class MemorizedBatchNorm(Normalization):
         self._lam = float(value)
 
     def memory(self):
-        """(means (k, C), vars (k, C), counts (k,)) of the k filled entries, oldest first."""
+        """The filled memory entries, oldest first.
+
+        Returns
+        -------
+        means, vars : ndarray, shape (k, C), float64
+            Views of the buffers, k = ``memory_len``.
+        counts : ndarray, shape (k,), float64
+        """
         k = self.memory_len
         s = slice(self.memory_size - k, self.memory_size)
         return self.memory_mean[s], self.memory_var[s], self.memory_count[s]
 
     def push(self, mu_B, var_B, n):
-        """Append one batch's statistics (C,), dropping the oldest beyond memory_size."""
+        """Append one batch's statistics, dropping the oldest beyond ``memory_size`` (nothing when it is 0).
+
+        Parameters
+        ----------
+        mu_B, var_B : ndarray, shape (C,)
+            The batch's mean and biased variance.
+        n : int
+            Its values per channel.
+        """
         if self.memory_size == 0:
             return
         xp = backend.get_array_module(self.memory_mean)
@@ -91,18 +132,56 @@ class MemorizedBatchNorm(Normalization):
         self.memory_len = min(self.memory_len + 1, self.memory_size)
 
     def clear_memory(self):
+        """Forget every memorized batch (``memory_len = 0``)."""
         self.memory_len = 0
 
+    def _operation_args(self, x):
+        """Those of :func:`minibn.functional.memorized_batch_norm_forward`: the memory and its
+        weights alpha_i (Eq. 8), eps."""
+        alphas = F.memory_weights(self.memory_len, self.lam, self.eta, backend.get_array_module(x))
+        return (*self._gamma_beta(), *self.memory(), alphas, self.eps)
+
+    def _cache_statistics(self, x):
+        """The batch's own mu_B, var_B (C,), for the memory; the pooled mu_hat, var_hat (C,)."""
+        return {key: (self.num_features,) for key in ("mu_B", "var_B", "mu_hat", "var_hat")}
+
     def forward(self, x):
+        """Normalize x: in training with the pooled statistics (Eq. 6-7), in eval with Eq. 6 over the memory.
+
+        In training, the batch's statistics are pushed into the memory unless
+        ``double_forward`` (then only the second, recording forward pushes them) or a channel's
+        statistics are unusable (NaN or inf: a :class:`NumericalWarning`, the memory left as
+        it was). An empty batch gives an empty output and memorizes nothing.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, ...)
+            A plain floating-point array: (N, C) or (N, C, L) for the 1d layer, (N, C, H, W)
+            for the 2d one.
+
+        Returns
+        -------
+        ndarray
+            x's shape and dtype.
+
+        Raises
+        ------
+        TypeError
+            If x is not a plain floating-point array (naming the fix).
+        ValueError
+            If x's shape is not one the layer takes, or, in training, the batch has one value
+            per channel and the memory is empty.
+        RuntimeError
+            In eval mode, if the memory is empty (train first).
+        ImportError, NotImplementedError
+            If the implementation ``impl`` names cannot run on x: its reason, with the layer's
+            name in front.
+        """
         x = self._check(x)
         if x.size == 0:
             return self._empty_batch(x)  # nothing to memorize
-        gamma, beta = self._affine()
-        xp = backend.get_array_module(x)
-        means, variances, counts = self.memory()
         if self.training:
-            alphas = F.memory_weights(self.memory_len, self.lam, self.eta, xp)
-            y, cache = self._train_forward(x, gamma, beta, means, variances, counts, alphas, self.eps)
+            y, cache = self._train_forward(x)
             bad = self._unusable_channels(cache["var_B"], cache["var_hat"] + self.eps,
                                           "statistics were not memorized (the memory is left as it was)",
                                           fits=(_largest(self.memory_var.dtype), "variance", "memory_var"))
@@ -112,8 +191,9 @@ class MemorizedBatchNorm(Normalization):
         if self.memory_len == 0:
             raise RuntimeError(f"{self.name}: the memory is empty; train (or run a training-mode "
                                f"forward) before using eval mode")
-        mu, var = F.pooled_statistics(means, variances, counts, F.memory_weights(self.memory_len, 1.0, self.eta, xp))
-        y, cache = F.batch_norm_inference_forward(x, gamma, beta, mu, var, self.eps)
+        xp = backend.get_array_module(x)
+        mu, var = F.pooled_statistics(*self.memory(), F.memory_weights(self.memory_len, 1.0, self.eta, xp))
+        y, cache = F.batch_norm_inference_forward(x, *self._gamma_beta(), mu, var, self.eps)
         self._remember(F.batch_norm_inference_backward, cache, y, x)
         return y
 
@@ -122,18 +202,18 @@ class MemorizedBatchNorm(Normalization):
                 f"double_forward={self.double_forward}, eps={self.eps}, affine={self.affine}, impl={self.impl!r}")
 
 
-class MemorizedBatchNorm1d(MemorizedBatchNorm):
-    """Memorized BN over (N, C) or (N, C, L)."""
+class MemorizedBatchNorm1d(Input1d, MemorizedBatchNorm):
+    """Memorized BN over (N, C) or (N, C, L).
 
-    _ndims = (2, 3)
-    _layout = "(N, {C}) or (N, {C}, L)"
+    The arguments are :class:`MemorizedBatchNorm`'s.
+    """
 
 
-class MemorizedBatchNorm2d(MemorizedBatchNorm):
-    """Memorized BN over (N, C, H, W), per channel."""
+class MemorizedBatchNorm2d(Input2d, MemorizedBatchNorm):
+    """Memorized BN over (N, C, H, W), per channel.
 
-    _ndims = (4,)
-    _layout = "(N, {C}, H, W)"
+    The arguments are :class:`MemorizedBatchNorm`'s.
+    """
 
 
 def mbn_layers(model: Module):
@@ -141,5 +221,29 @@ def mbn_layers(model: Module):
 
 
 def lambda_scheduler(layers, total_steps, values=(0.1, 0.5, 0.9), at=(0.4, 0.6)):
-    """The paper's lambda schedule: 0.1, then 0.5 at 40% and 0.9 at 60% of training."""
+    """The paper's lambda schedule: 0.1, then 0.5 at 40% and 0.9 at 60% of training.
+
+    Parameters
+    ----------
+    layers : list of MemorizedBatchNorm
+        The layers whose ``lam`` it sets.
+    total_steps : int
+        The length of training, in steps.
+    values : tuple of float, optional
+        lambda in each phase.
+    at : tuple of float, optional
+        The fractions of training where a phase ends.
+
+    Returns
+    -------
+    minibn.optim.Scheduler
+        Call its ``step()`` once per training step.
+
+    Raises
+    ------
+    ValueError
+        If layers is empty, total_steps is not a number >= 1, or values and at do not make
+        a schedule (len(values) == len(at) + 1, at increasing in (0, 1)); and, at a step,
+        if a value is not in [0, 1].
+    """
     return optim.Scheduler(layers, "lam", optim.Piecewise(values, at), total_steps)

@@ -20,9 +20,17 @@ import numpy
 from .. import backend, dispatch
 from .._checks import PLAIN_ARRAYS, plain_array
 
+__all__ = ["Module", "Parameter", "Sequential"]
+
 
 class Parameter:
-    """A trainable array: ``.data`` (the values) and ``.grad`` (None until a backward)."""
+    """A trainable array: ``.data`` (the values) and ``.grad`` (None until a backward).
+
+    Parameters
+    ----------
+    data : ndarray
+        The values (NumPy or CuPy), kept as they are (no copy).
+    """
 
     __slots__ = ("data", "grad", "_buffer")
 
@@ -31,30 +39,70 @@ class Parameter:
         self.grad = None
         self._buffer = None
 
+    @classmethod
+    def zeros(cls, shape, dtype="float32", order="C"):
+        """A parameter of zeros on the active backend (an initializer of :mod:`minibn.nn.init` then fills it).
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            The parameter's shape.
+        dtype : str or dtype, optional
+            Its dtype.
+        order : {"C", "F"}, optional
+            Its memory layout: "F" for a column-major array.
+
+        Returns
+        -------
+        Parameter
+        """
+        return cls(backend.xp().zeros(shape, dtype=dtype, order=order))
+
     @property
     def shape(self):
+        """The shape of ``data``."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """The dtype of ``data``."""
         return self.data.dtype
 
     def grad_buffer(self):
-        """An array like ``data`` (shape, dtype, memory layout, device), kept between steps, for
-        a layer to write the first gradient of a step into: a fresh large array every step
-        costs page faults, and an optimizer may place this one inside its flat gradient
-        array (:class:`minibn.optim.SGD`). So a gradient stored here is overwritten by the
-        backward after the next ``zero_grad``: copy a ``.grad`` you want to keep."""
+        """An array like ``data``, kept between steps, for a layer to write a step's first gradient into.
+
+        Like ``data`` in shape, dtype, memory layout and device. A fresh large array every step
+        costs page faults, and an optimizer may place this one inside its flat gradient array
+        (:class:`minibn.optim.SGD`). So a gradient stored here is overwritten by the backward
+        after the next ``zero_grad``: copy a ``.grad`` you want to keep.
+
+        Returns
+        -------
+        ndarray
+            The buffer (uninitialized the first time).
+        """
         if self._buffer is None or not backend.same_layout(self._buffer, self.data):
             self._buffer = backend.get_array_module(self.data).empty_like(self.data)
         return self._buffer
 
     def set_grad_buffer(self, b):
-        """Use ``b``, an array like ``data``, as :meth:`grad_buffer` (an optimizer's flat gradient view)."""
+        """Use ``b`` as :meth:`grad_buffer` (an optimizer's flat gradient view).
+
+        Parameters
+        ----------
+        b : ndarray
+            An array like ``data`` (shape, dtype, memory layout, device).
+        """
         self._buffer = b
 
     def accumulate(self, g):
-        """grad += g (the first call stores g)."""
+        """``grad += g``; the first call (``grad`` None) stores g itself.
+
+        Parameters
+        ----------
+        g : ndarray
+            A gradient, ``data``'s shape.
+        """
         if self.grad is None:
             self.grad = g
         else:
@@ -109,11 +157,24 @@ def _first_bad(name, value, bad, why, became=None):
 
 
 class Module:
-    """Base class: subclasses implement ``forward(x)`` and ``backward(dy)``."""
+    """Base class of the layers: subclasses implement ``forward(x)`` and ``backward(dy)``.
 
+    ``forward`` caches what ``backward`` needs; ``backward`` returns dx and *accumulates*
+    into ``p.grad`` for each of the module's parameters (call :meth:`zero_grad` between
+    steps). Calling the module (``layer(x)``) runs ``forward`` and records the output's
+    shape and dtype, against which ``backward`` checks dy. A new module is in training mode.
+    """
+
+    #: True on a class that exists to be subclassed (Module, Normalization, BatchNorm, ...),
+    #: not built as a layer. Not inherited: each class that does not set it is a layer.
+    base_class = True
     _buffers: tuple = ()
     #: True when ``backward(dy, need_dx=False)`` can skip computing dx (Linear, Conv2d).
     can_skip_dx = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.base_class = vars(cls).get("base_class", False)  # only where the class itself says so
 
     def __init__(self):
         self.training = True
@@ -163,21 +224,52 @@ class Module:
         return dy
 
     def forward(self, x):
+        """The layer's output for its input (each layer implements it).
+
+        Raises
+        ------
+        NotImplementedError
+            On the base class.
+        """
         raise NotImplementedError
 
     def backward(self, dy):
+        """Backpropagate dy, the gradient of the last forward's output: returns dx (each layer implements it).
+
+        Raises
+        ------
+        NotImplementedError
+            On the base class.
+        """
         raise NotImplementedError
 
     # -- traversal -------------------------------------------------------------------
     def named_children(self):
+        """The direct child modules, as (attribute name, module) pairs.
+
+        Yields
+        ------
+        tuple of (str, Module)
+        """
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
 
     def named_parameters(self, prefix=""):
-        """(dotted name, parameter) pairs, each parameter once: a module that holds one layer
-        under two names lists its parameters under the first name only, as torch's
-        ``named_parameters()`` does, so an optimizer steps them once per step."""
+        """(dotted name, parameter) pairs of this module and its descendants, each parameter once.
+
+        A module that holds one layer under two names lists its parameters under the first name
+        only, as torch's ``named_parameters()`` does, so an optimizer steps them once per step.
+
+        Parameters
+        ----------
+        prefix : str, optional
+            Put in front of every name.
+
+        Yields
+        ------
+        tuple of (str, Parameter)
+        """
         seen = set()
         for name, p in self._all_parameters(prefix):
             if id(p) not in seen:
@@ -193,36 +285,95 @@ class Module:
             yield from child._all_parameters(prefix + name + ".")
 
     def parameters(self):
+        """Every parameter of this module and its descendants, once each.
+
+        Returns
+        -------
+        list of Parameter
+            In the order of :meth:`named_parameters`.
+        """
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix=""):
+        """(dotted name, value) pairs of the buffers (the names in each class's ``_buffers``).
+
+        Buffers are state that is saved and moved but not trained: BN's running statistics,
+        ``num_batches_tracked`` (a Python int).
+
+        Parameters
+        ----------
+        prefix : str, optional
+            Put in front of every name.
+
+        Yields
+        ------
+        tuple of (str, ndarray or int)
+        """
         for name in self._buffers:
             yield prefix + name, getattr(self, name)
         for name, child in self.named_children():
             yield from child.named_buffers(prefix + name + ".")
 
     def modules(self):
-        """This module and all its descendants, depth first."""
+        """This module and all its descendants, depth first.
+
+        Yields
+        ------
+        Module
+        """
         yield self
         for _, child in self.named_children():
             yield from child.modules()
 
     def zero_grad(self):
+        """Set every parameter's ``grad`` to None (the next backward stores its gradient afresh)."""
         for p in self.parameters():
             p.grad = None
 
     def train(self, mode: bool = True):
+        """Set this module and all its descendants to training mode (or eval mode with ``mode=False``).
+
+        Parameters
+        ----------
+        mode : bool, optional
+            True for training, False for eval.
+
+        Returns
+        -------
+        Module
+            self.
+        """
         for m in self.modules():
             m.training = mode
         return self
 
     def eval(self):
+        """Set this module and all its descendants to eval mode: ``train(False)``.
+
+        Returns
+        -------
+        Module
+            self.
+        """
         return self.train(False)
 
     @contextlib.contextmanager
     def mode(self, training: bool):
-        """``with model.mode(training=False): ...`` runs the block with every submodule in
-        that mode, and gives each one its own mode back afterwards (also after an error)."""
+        """A context manager: the block runs with every submodule in the given mode.
+
+        ``with model.mode(training=False): ...``; afterwards (also after an error) each
+        submodule gets its own mode back.
+
+        Parameters
+        ----------
+        training : bool
+            The mode inside the block.
+
+        Yields
+        ------
+        Module
+            self.
+        """
         saved = [(m, m.training) for m in self.modules()]
         self.train(training)
         try:
@@ -233,7 +384,14 @@ class Module:
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self):
-        """Parameters and buffers by dotted name, as arrays (references, not copies)."""
+        """Parameters and buffers by dotted name, as arrays (references, not copies).
+
+        Returns
+        -------
+        collections.OrderedDict
+            name -> array: the parameters' ``data`` first, then the buffers (a Python number
+            buffer as a 0-d NumPy array).
+        """
         d = OrderedDict((k, p.data) for k, p in self.named_parameters())
         for k, v in self.named_buffers():
             d[k] = v if _is_array(v) else numpy.asarray(v)
@@ -262,13 +420,33 @@ class Module:
 
         Values keep this module's device, dtype and memory layout; an array already on the
         entry's device is copied there (no trip through the host). Every entry is checked
-        before anything is assigned, so a refused load leaves the module unchanged: names
-        (KeyError with ``strict``), shapes, and values on the host (:func:`unfit_value`:
-        NaN or inf, or a value the entry's dtype cannot hold, 1e300 in float32 or 2.5 in an
-        integer) raise, naming the entry. Device values loaded into a device module are not
-        looked at: reading them would make the host wait for the device. ``check_values=False``
-        skips the value check, for putting back a module's own earlier state (which may hold
-        the NaN that made a computation fail).
+        before anything is assigned, so a refused load leaves the module unchanged. Device
+        values loaded into a device module are not looked at: reading them would make the host
+        wait for the device.
+
+        Parameters
+        ----------
+        state : mapping of str to ndarray
+            As :meth:`state_dict` returns it.
+        strict : bool, optional
+            Require exactly this module's names (else missing and unexpected names are ignored).
+        check_values : bool, optional
+            Check the host values (:func:`unfit_value`); False skips the check, for putting back
+            a module's own earlier state (which may hold the NaN that made a computation fail).
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        KeyError
+            With ``strict``, if names are missing or unexpected (listing them).
+        ValueError
+            If an entry's shape differs, or (``check_values``) a host value is NaN or inf, or
+            one the entry's dtype cannot hold (1e300 in float32, 2.5 in an integer), naming the
+            entry.
         """
         slots = self._slots()
         names = {s[0] for s in slots}
@@ -324,11 +502,40 @@ class Module:
         return self
 
     def to(self, device: str):
-        """Move parameters and buffers to ``"cpu"`` or ``"gpu"`` (in place); returns self."""
+        """Move the parameters (and their gradients) and the array buffers to a device, in place.
+
+        Parameters
+        ----------
+        device : {"cpu", "gpu"}
+            "cpu" (NumPy) or "gpu" (CuPy).
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        ValueError
+            For another device name.
+        RuntimeError
+            For "gpu" where CuPy is not usable (with the install hint).
+        """
         return self._map_arrays(lambda a: backend.to_device(a, device))
 
     def astype(self, dtype):
-        """Cast floating parameters and buffers to ``dtype`` (in place); returns self."""
+        """Cast the floating parameters (and their gradients) and array buffers to ``dtype``, in place.
+
+        Parameters
+        ----------
+        dtype : str or dtype
+            A floating dtype ("float64" for a gradient check, say); integer arrays are left as they are.
+
+        Returns
+        -------
+        Module
+            self.
+        """
         return self._map_arrays(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
 
     def extra_repr(self):
@@ -343,7 +550,24 @@ class Module:
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse. Indexes like a list."""
+    """Layers applied in order; backward runs them in reverse. Indexes like a list.
+
+    ``seq[i]`` is a layer, ``seq[i:j]`` a new Sequential of the same layer objects.
+
+    Parameters
+    ----------
+    *layers : Module
+        The layers, in forward order.
+
+    Raises
+    ------
+    TypeError
+        If a layer is not a Module.
+    ValueError
+        If one layer object appears twice: a layer keeps one forward's cache, so its second
+        use would make the first one's gradients silently wrong (use two layers, or
+        ``copy.deepcopy(layer)`` for the same initial values).
+    """
 
     def __init__(self, *layers):
         super().__init__()
@@ -361,6 +585,12 @@ class Sequential(Module):
         self.layers = list(layers)
 
     def named_children(self):
+        """The layers, as (index as a string, layer) pairs.
+
+        Yields
+        ------
+        tuple of (str, Module)
+        """
         for i, layer in enumerate(self.layers):
             yield str(i), layer
 
@@ -376,16 +606,37 @@ class Sequential(Module):
         return iter(self.layers)
 
     def forward(self, x):
+        """Apply the layers in order (each through ``layer(x)``).
+
+        Parameters
+        ----------
+        x : ndarray
+            The first layer's input.
+
+        Returns
+        -------
+        ndarray
+            The last layer's output.
+        """
         for layer in self.layers:
             x = layer(x)
         return x
 
     def backward(self, dy, need_dx: bool = True):
-        """Backpropagate dy through every layer; returns dx of the first (each layer checks
-        its dy).
+        """Backpropagate dy through every layer, last to first (each layer checks its dy).
 
-        ``need_dx=False`` lets the first layer skip its input gradient when it can
-        (a Linear or Conv2d applied to data): one matrix product fewer per step.
+        Parameters
+        ----------
+        dy : ndarray
+            The gradient of the last forward's output.
+        need_dx : bool, optional
+            False lets the first layer skip its input gradient when it can (a Linear or Conv2d
+            applied to data): one matrix product fewer per step.
+
+        Returns
+        -------
+        ndarray or None
+            dx of the first layer's input; None when it was skipped.
         """
         for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)

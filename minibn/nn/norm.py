@@ -1,11 +1,11 @@
 """What every normalization layer shares: :class:`Normalization` and :class:`RunningStatistics`.
 
-A normalization layer (BatchNorm, BatchRenorm, Memorized BN, TransNorm, LayerNorm,
-GroupNorm, InstanceNorm) is a :class:`Normalization`: it checks its input at the
-boundary, holds gamma and beta, picks how its training forward is computed (``impl=``,
-through :func:`minibn.dispatch.select`), remembers which backward goes with the forward
-it ran, and accumulates dgamma and dbeta. Each layer owns its buffers and writes its
-own ``forward``; its ``backward`` is the one here.
+A normalization layer (BatchNorm, Ghost BN, BatchRenorm, Memorized BN, TransNorm,
+LayerNorm, RMSNorm, GroupNorm, InstanceNorm) is a :class:`Normalization`: it checks its
+input at the boundary, holds gamma and beta (each optional), picks how its training
+forward is computed (``impl=``, through :func:`minibn.dispatch.select`), remembers which
+backward goes with the forward it ran, and accumulates dgamma and dbeta. Each layer owns
+its buffers and writes its own ``forward``; its ``backward`` is the one here.
 
 Layers with moving averages (BatchNorm, BatchRenorm, TransNorm) also mix in
 :class:`RunningStatistics`: the momentum (validated on every assignment) and the factor
@@ -42,8 +42,10 @@ import numpy
 
 from .. import backend, dispatch
 from .._checks import PLAIN_ARRAYS, check_dim, check_float, check_ndim, check_unchanged, fingerprint, plain_array
-from ..kernels.numpy_fast import Workspace
+from ..workspace import Workspace
 from .module import Module, Parameter
+
+__all__ = ["Normalization", "RunningStatistics", "NumericalWarning"]
 
 
 class NumericalWarning(UserWarning):
@@ -54,19 +56,54 @@ class NumericalWarning(UserWarning):
 class Normalization(Module):
     """Base of the normalization layers (see the module docstring).
 
-    A subclass sets ``op`` (the operation registered in :mod:`minibn.registry` that its
-    training forward computes), ``_ndims`` and ``_layout`` (the accepted input ranks, and
-    the expected shape as the error messages print it, with ``{C}`` for the channels),
-    and calls :meth:`_train_forward` (or :meth:`_remember`, for a fixed transform).
+    A subclass sets:
+
+    * ``op``: the operation registered in :mod:`minibn.registry` that its training forward
+      computes;
+    * ``_ndims`` and ``_layout``: the accepted input ranks, and the expected shape as the
+      error messages print it, with ``{C}`` for the channels (the input check ``_check``
+      reads them; a layer whose input is not (N, C, ...), LayerNorm's, writes its own
+      ``_check``);
+    * ``_operation_args``: the arguments after x of the operation's functions (default
+      ``(gamma, beta, eps)``);
+    * ``_cache_statistics``: the statistics it reads from the cache, with their shapes;
+
+    passes to ``__init__`` which affine parameters it has (``gamma=``, ``beta=``, each
+    optional) and their shape, and calls ``_train_forward`` in its ``forward`` (or
+    ``_remember``, for a fixed transform). Messages name the layer by its class.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the channels (for LayerNorm, the first normalized size).
+    eps : float
+        Added to the variance inside the square root; a number >= 0.
+    impl : str
+        ``"auto"`` or the name of one of ``op``'s registered implementations.
+    dtype : str or dtype
+        The parameters' dtype.
+    gamma, beta : bool, optional
+        Whether the layer has that parameter (gamma starts at ones, beta at zeros).
+    param_shape : tuple of int, optional
+        Their shape (default (num_features,)).
+
+    Raises
+    ------
+    ValueError
+        If impl is not "auto" or a registered implementation of ``op``, or eps is not a
+        number >= 0.
     """
 
+    base_class = True
     op: str = ""
     _ndims: tuple = ()
     _layout: str = ""
     #: set by batchnorm freezing (``minibn.adapt.freeze``); only BatchNorm uses it
     frozen = False
 
-    def __init__(self, num_features, eps, affine, impl, dtype, affine_shape=None):
+    def __init__(self, num_features, eps, impl, dtype, gamma=True, beta=True, param_shape=None):
+        """``gamma``, ``beta``: whether the layer has that parameter (gamma starts at ones,
+        beta at zeros), of shape ``param_shape`` (default (num_features,))."""
         super().__init__()
         self.name = type(self).__name__
         self.num_features = num_features
@@ -76,9 +113,9 @@ class Normalization(Module):
             raise ValueError(f"{self.name}: impl must be one of {allowed}, got {impl!r}")
         self.impl = impl
         xp = backend.xp()
-        shape = (num_features,) if affine_shape is None else affine_shape
-        self.gamma = Parameter(xp.ones(shape, dtype=dtype)) if affine else None
-        self.beta = Parameter(xp.zeros(shape, dtype=dtype)) if affine else None
+        shape = (num_features,) if param_shape is None else param_shape
+        self.gamma = Parameter(xp.ones(shape, dtype=dtype)) if gamma else None
+        self.beta = Parameter(xp.zeros(shape, dtype=dtype)) if beta else None
         #: the implementation the last training forward ran (a :class:`minibn.dispatch.Implementation`)
         self.last_implementation = None
         self._work = Workspace()
@@ -86,6 +123,7 @@ class Normalization(Module):
 
     @property
     def eps(self):
+        """Added to the variance inside the square root; setting anything but a number >= 0 raises ValueError."""
         return self._eps
 
     @eps.setter
@@ -96,10 +134,26 @@ class Normalization(Module):
 
     @property
     def affine(self):
-        return self.gamma is not None
+        """Whether the layer has an affine parameter (gamma, beta, or both)."""
+        return self.gamma is not None or self.beta is not None
 
-    def _affine(self):
-        return (self.gamma.data, self.beta.data) if self.gamma is not None else (None, None)
+    def _gamma_beta(self):
+        """(gamma's array, beta's array), each None where the layer has no such parameter."""
+        return (None if self.gamma is None else self.gamma.data,
+                None if self.beta is None else self.beta.data)
+
+    def _operation_args(self, x):
+        """The arguments after x of the operation's forward (its reference function's, in
+        :mod:`minibn.functional`) for the input x: ``(gamma, beta, eps)`` unless the layer
+        says otherwise (LayerNorm adds its number of normalized axes, GhostBatchNorm its
+        virtual batch size, ...)."""
+        return (*self._gamma_beta(), self.eps)
+
+    def _cache_statistics(self, x):
+        """{cache key: shape}: the statistics this layer reads from its training forward's
+        cache for the input x, which every implementation of its operation must leave there
+        in that shape (tests/test_registry.py checks each). Empty for a layer that reads none."""
+        raise NotImplementedError(f"{self.name} does not declare the statistics it reads from its cache")
 
     # -- the input ---------------------------------------------------------------------
     def _check(self, x):
@@ -116,13 +170,16 @@ class Normalization(Module):
         return x
 
     # -- forward and backward ------------------------------------------------------------
-    def _choice(self):
-        """The ``impl`` passed to the selection rule (BatchNorm's paper backward overrides it)."""
-        return self.impl
+    def _operation_and_impl(self):
+        """(operation, implementation name) handed to the selection rule: ``(op, impl)``
+        (BatchNorm's ``backward="paper"`` overrides it)."""
+        return self.op, self.impl
 
-    def _train_forward(self, x, *args):
-        """Run the op's implementation chosen for x; returns (y, cache)."""
-        y, cache = self._run(self.op, self._choice(), x, *args, work=self._work)
+    def _train_forward(self, x):
+        """Run the implementation of the layer's operation chosen for x, with the arguments
+        of :meth:`_operation_args`; returns (y, cache)."""
+        op, impl = self._operation_and_impl()
+        y, cache = self._run(op, impl, x, *self._operation_args(x), work=self._work)
         self._remember(self.last_implementation.backward, cache, y, x)
         return y, cache
 
@@ -135,7 +192,7 @@ class Normalization(Module):
         if count:
             self.num_batches_tracked += 1
         y = backend.get_array_module(x).zeros(x.shape, x.dtype)
-        gamma, beta = self._affine()
+        gamma, beta = self._gamma_beta()
         self._remember(_empty_backward, {"x": x, "gamma": gamma, "beta": beta}, y, x)
         return y
 
@@ -198,18 +255,41 @@ class Normalization(Module):
         self._x_print = fingerprint(x)
 
     def backward(self, dy):
-        """dy: like the last forward's output (another floating dtype is converted to the
-        output's). Returns dx, in x's dtype; accumulates dgamma, dbeta, in the parameters'
-        dtype, into gamma.grad, beta.grad (not when frozen).
+        """Backpropagate dy through the last forward (the backward of the implementation it ran).
 
-        RuntimeError if x was changed in place since the forward (the backward would use
-        the new values with the old statistics: a wrong dx, which PyTorch refuses too)."""
+        Accumulates dgamma and dbeta, in the parameters' dtype, into ``gamma.grad`` and
+        ``beta.grad`` for each parameter the layer has (not when frozen).
+
+        Parameters
+        ----------
+        dy : ndarray
+            The gradient of the last forward's output, its shape; another floating dtype is
+            converted to the output's.
+
+        Returns
+        -------
+        ndarray
+            dx, x's shape and dtype.
+
+        Raises
+        ------
+        RuntimeError
+            If no forward ran yet, or x was changed in place since the forward (the backward
+            would use the new values with the old statistics: a wrong dx, which PyTorch refuses
+            too).
+        TypeError
+            If dy is not a plain floating-point array (an integer dy: naming the fix).
+        ValueError
+            If dy's shape is not the output's.
+        """
         dy = self._check_dy(dy)
         check_unchanged(self._x_print, self.name)
         dx, dgamma, dbeta = self._backward_fn(dy, self._cache)
-        if self.gamma is not None and not self.frozen:
-            self.gamma.accumulate(dgamma)
-            self.beta.accumulate(dbeta)
+        if not self.frozen:
+            if self.gamma is not None:
+                self.gamma.accumulate(dgamma)
+            if self.beta is not None:
+                self.beta.accumulate(dbeta)
         return dx
 
 
@@ -220,25 +300,42 @@ def _largest(dtype):
 
 
 def _empty_backward(dy, cache):
-    """The backward of an empty batch: an empty dx, zero dgamma and dbeta (None without affine)."""
+    """The backward of an empty batch: an empty dx, zero dgamma and dbeta (each None where the
+    layer has no such parameter)."""
     x, gamma, beta = cache["x"], cache["gamma"], cache["beta"]
     xp = backend.get_array_module(dy)
     dx = xp.zeros(x.shape, x.dtype)
-    if gamma is None:
-        return dx, None, None
-    return dx, xp.zeros_like(gamma), xp.zeros_like(beta)
+    return dx, None if gamma is None else xp.zeros_like(gamma), None if beta is None else xp.zeros_like(beta)
+
+
+class Input1d:
+    """Mixin of the "1d" layers: x (N, C) (statistics over N) or (N, C, L) (over N and L)."""
+
+    _ndims = (2, 3)
+    _layout = "(N, {C}) or (N, {C}, L)"
+
+
+class Input2d:
+    """Mixin of the "2d" layers, for conv nets: x (N, C, H, W), statistics per channel (Sec. 3.2)."""
+
+    _ndims = (4,)
+    _layout = "(N, {C}, H, W)"
 
 
 class RunningStatistics:
     """Mixin: ``momentum`` (validated on assignment) and the factor of each moving-average update.
 
     PyTorch's convention: ``momentum`` is the weight of the *new* batch statistic,
-    running = (1 - momentum) * running + momentum * batch; ``momentum=None`` keeps a
+    ``running = (1 - momentum) * running + momentum * batch``; ``momentum=None`` keeps a
     cumulative average over all batches seen (factor 1 / t for the t-th).
     """
 
     @property
     def momentum(self):
+        """The weight of the new batch statistic, in [0, 1], or None (a cumulative average).
+
+        Setting anything else raises ValueError.
+        """
         return self._momentum
 
     @momentum.setter

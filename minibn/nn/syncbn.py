@@ -18,19 +18,32 @@ from __future__ import annotations
 from .. import functional as F
 from .batchnorm import BatchNorm
 
+__all__ = ["SyncBatchNorm"]
+
 
 class SyncBatchNorm(BatchNorm):
-    """BN over (N, C) or (N, C, *) with the statistics of the batch spread over the ranks.
+    """BN over (N, C, ...) with the statistics of the batch spread over the ranks.
 
-    Args:
-        num_features: C.
-        comm: a :class:`minibn.distributed.Communicator` (default: every rank of the job,
-            ``minibn.distributed.world()``; needs mpi4py: the ImportError says how to install it).
-        eps, momentum, affine, track_running_stats, dtype: as :class:`BatchNorm`.
+    Every rank must run the layer's training forward and backward together (they are
+    collectives: :mod:`minibn.functional.syncbn`). Eval mode is BatchNorm's fixed transform,
+    with no communication. x may be 2- to 5-d.
 
-    Every rank must run the layer's forward and backward together (they are collectives).
-    A rank with an empty batch, or a whole batch of one value per channel, raises ValueError
-    on every rank.
+    Parameters
+    ----------
+    num_features : int
+        C, the channels (a positive integer).
+    comm : minibn.distributed.Communicator, optional
+        Default: every rank of the job, ``minibn.distributed.world()`` (needs mpi4py: the
+        ImportError says how to install it).
+    eps, momentum, affine, track_running_stats, dtype
+        As :class:`BatchNorm`.
+
+    Raises
+    ------
+    ValueError
+        As :class:`BatchNorm`.
+    ImportError
+        Without ``comm``, if mpi4py is not installed.
     """
 
     _ndims = (2, 3, 4, 5)
@@ -46,11 +59,30 @@ class SyncBatchNorm(BatchNorm):
         self.comm = comm
 
     def forward(self, x):
-        """x: this rank's (n_r, C, *) -> y of the same shape."""
+        """Normalize this rank's part by the statistics of the whole batch (training), or by the running ones (eval).
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_r, C, ...)
+            This rank's part of the batch, a plain floating-point array.
+
+        Returns
+        -------
+        ndarray
+            x's shape and dtype.
+
+        Raises
+        ------
+        TypeError
+            If x is not a plain floating-point array (naming the fix).
+        ValueError
+            If x's shape is not one the layer takes; in training, on every rank alike, if a
+            rank has an empty batch or the whole batch has one value per channel.
+        """
         if not ((self.training and not self.frozen) or not self.track_running_stats):
             return super().forward(x)  # the fixed inference transform: no communication
         x = self._check(x)
-        gamma, beta = self._affine()
+        gamma, beta = self._gamma_beta()
         try:
             y, cache = F.sync_batch_norm_forward(x, gamma, beta, self.eps, self.comm)
         except ValueError as e:  # the same on every rank: they all saw the same counts

@@ -68,3 +68,16 @@ def test_fused_in_float32_row_blocks_and_affine_false(rng, monkeypatch, cls, arg
     np.testing.assert_allclose(plain.backward(dy64), plain_ref.backward(dy64), rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="impl must be one of"):
         cls(*args, impl="fast")
+
+
+@pytest.mark.parametrize("num_groups", [2, 0, 1.5, "2"])
+def test_group_norm_forward_refuses_groups_that_do_not_divide_c(num_groups):
+    """With C = 3 and G = 2 the reshape alone would build groups that cross channels."""
+    from minibn import functional as F
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    with pytest.raises(ValueError, match=rf"group_norm_forward: num_groups must be a positive divisor of C = 3, "
+                                         rf"got {num_groups!r}"):
+        F.group_norm_forward(x, None, None, num_groups)
+    with pytest.raises(TypeError, match="instance_norm_forward"):
+        F.instance_norm_forward([[1.0, 2.0]], None, None)
