@@ -10,22 +10,25 @@ in float64 with a *random* upstream gradient.
 
 The exercises and the signatures the checkers expect (x is (N, C) unless said otherwise):
 
-=============================  ==================================================================
-``check_batchnorm_forward``    ``f(x, gamma, beta, eps) -> y``                  (Algorithm 1)
-``check_batchnorm_backward``   ``f(dy, x, gamma, eps) -> (dx, dgamma, dbeta)``  (chain rule or closed form)
-``check_inference_transform``  ``f(x, gamma, beta, running_mean, running_var, eps) -> y``  (Alg. 2)
-``check_fold``                 ``f(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
-``check_running_stats``        ``f(running_mean, running_var, mu_B, var_B, m, momentum) -> (mean, var)``
-``check_layernorm_forward``    ``f(x, gamma, beta, eps) -> y``, x (N, D), statistics per sample
-``check_groupnorm_forward``    ``f(x, gamma, beta, num_groups, eps) -> y``, x (N, C, H, W)
-``check_renorm_r_d``           ``f(mu_B, sigma_B, running_mean, running_std, r_max, d_max) -> (r, d)``
-``check_pooled_statistics``    ``f(means, variances, counts, weights) -> (mu, var)``  (MBN, Eq. 5-6)
-``check_merge_moments``        ``f(n_a, mean_a, m2_a, n_b, mean_b, m2_b) -> (n, mean, m2)``  (SyncBN)
-``check_iit``                  ``f(gamma, beta, mean_base, var_base, mean_adapt, var_adapt, eps)``
-                               ``-> (gamma_hat, beta_hat)``
-``check_numerical_gradient``   ``f(fun, x, h) -> gradient`` (central differences)
-``check_gradient_checker``     ``f(forward, backward, x) -> max relative error``
-=============================  ==================================================================
+================================  ==================================================================
+``check_batchnorm_forward``       ``f(x, gamma, beta, eps) -> y``                  (Algorithm 1)
+``check_batchnorm_backward``      ``f(dy, x, gamma, eps) -> (dx, dgamma, dbeta)``  (chain rule or closed form)
+``check_inference_transform``     ``f(x, gamma, beta, running_mean, running_var, eps) -> y``  (Alg. 2)
+``check_fold``                    ``f(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
+``check_running_stats``           ``f(running_mean, running_var, mu_B, var_B, m, momentum) -> (mean, var)``
+``check_layernorm_forward``       ``f(x, gamma, beta, eps) -> y``, x (N, D), statistics per sample
+``check_groupnorm_forward``       ``f(x, gamma, beta, num_groups, eps) -> y``, x (N, C, H, W)
+``check_renorm_r_d``              ``f(mu_B, sigma_B, running_mean, running_std, r_max, d_max) -> (r, d)``
+``check_pooled_statistics``       ``f(means, variances, counts, weights) -> (mu, var)``  (MBN, Eq. 5-6)
+``check_merge_moments``           ``f(n_a, mean_a, m2_a, n_b, mean_b, m2_b) -> (n, mean, m2)``  (SyncBN)
+``check_iit``                     ``f(gamma, beta, mean_base, var_base, mean_adapt, var_adapt, eps)``
+                                  ``-> (gamma_hat, beta_hat)``
+``check_numerical_gradient``      ``f(fun, x, h) -> gradient`` (central differences)
+``check_gradient_checker``        ``f(forward, backward, x) -> max relative error``
+``check_activation_percentiles``  ``f(h, percentiles) -> (P, C)``: each unit's percentiles (Fig. 1)
+``check_init_std``                ``f(shape, rule) -> std``: Xavier / He for a weight (out, in[, kh, kw])
+``check_softmax``                 ``f(x) -> softmax of each row``, stable, on NumPy and CuPy (``xp``)
+================================  ==================================================================
 """
 
 from __future__ import annotations
@@ -37,11 +40,14 @@ from . import functional as F
 __all__ = ["ExerciseError", "check_batchnorm_forward", "check_batchnorm_backward", "check_inference_transform",
            "check_fold", "check_running_stats", "check_layernorm_forward", "check_groupnorm_forward",
            "check_renorm_r_d", "check_pooled_statistics", "check_merge_moments", "check_iit",
-           "check_numerical_gradient", "check_gradient_checker"]
+           "check_numerical_gradient", "check_gradient_checker", "check_activation_percentiles", "check_init_std",
+           "check_softmax"]
 
 
 class ExerciseError(AssertionError):
-    """The student's function gives a wrong answer; the message says where and, when it can, why."""
+    """The student's function gives a wrong answer; the message says where (which output, the
+    worst index, the expected and the actual value) and, when it can, why (a likely mistake).
+    A subclass of AssertionError, so that nbgrader and pytest count it as a failed check."""
 
 
 def _first(out):
@@ -100,7 +106,30 @@ def _passed(name):
 # -- BN forward and backward ------------------------------------------------------------------
 
 def check_batchnorm_forward(f):
-    """Algorithm 1 in training mode: ``f(x, gamma, beta, eps) -> y`` for x (N, C)."""
+    """Algorithm 1 of Ioffe & Szegedy (2015) in training mode: ``f(x, gamma, beta, eps) -> y``.
+
+    Computes the reference :func:`minibn.functional.batch_norm_forward` on four cases
+    (an offset input, a large mean with a small std, two rows, one channel) and compares.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; x (N, C) float64, gamma and beta (C,), eps a float. It returns y
+        (N, C) (or a tuple whose first element is y).
+
+    Returns
+    -------
+    None
+        After printing "batchnorm_forward: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If y differs (worst index, expected and actual value), with the likely mistake: the
+        unbiased variance, eps outside the root, no root, gamma and beta swapped, the wrong
+        axis, no affine transform. What ``f`` raises (the stub's NotImplementedError)
+        propagates.
+    """
     name = "batchnorm_forward"
     for label, x, g, b, eps in _cases():
         expected = F.batch_norm_forward(x, g, b, eps)[0]
@@ -124,8 +153,33 @@ def _random_dy(shape, seed=11):
 
 
 def check_batchnorm_backward(f, exercise="batchnorm_backward"):
-    """``f(dy, x, gamma, eps) -> (dx, dgamma, dbeta)`` for x (N, C), compared with the
-    reference and gradient-checked in float64 with a random dy."""
+    """BN's backward (Sec. 3, the chain rule or the closed form): ``f(dy, x, gamma, eps) ->
+    (dx, dgamma, dbeta)``.
+
+    Compares with :func:`minibn.functional.batch_norm_backward` on the four cases of
+    :func:`check_batchnorm_forward`, each with a random dy, then gradient-checks ``f`` by
+    central differences in float64 with a random upstream gradient.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; dy and x (N, C) float64, gamma (C,), eps a float. It returns dx
+        (N, C), dgamma (C,) and dbeta (C,).
+    exercise : str, optional
+        The name the messages use (one checker serves both exercises of notebook 2).
+
+    Returns
+    -------
+    None
+        After printing "<exercise>: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If f does not return a 3-tuple; a gradient differs (with the likely mistake: the path through the mean or
+        the variance missing, gamma missing, dgamma from x, dbeta as a mean); or the
+        finite-difference check fails.
+    """
     from .gradcheck import check_function
     for label, x, g, b, eps in _cases():
         dy = _random_dy(x.shape)
@@ -166,7 +220,26 @@ def check_batchnorm_backward(f, exercise="batchnorm_backward"):
 # -- inference, folding, running statistics ---------------------------------------------------
 
 def check_inference_transform(f):
-    """Algorithm 2, step 11: ``f(x, gamma, beta, running_mean, running_var, eps) -> y``."""
+    """Algorithm 2, line 11: ``f(x, gamma, beta, running_mean, running_var, eps) -> y``,
+    the fixed affine transform of BN at inference.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; x (N, C) float64, the other arrays (C,), eps a float. It returns
+        y (N, C) (or a tuple whose first element is y).
+
+    Returns
+    -------
+    None
+        After printing "inference_transform: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If y differs, with the likely mistake (eps outside the root, the batch statistics instead
+        of the running ones, no root), or a batch of one fails.
+    """
     name = "inference_transform"
     r = np.random.default_rng(3)
     for label, x, g, b, eps in _cases():
@@ -184,7 +257,25 @@ def check_inference_transform(f):
 
 def check_fold(f):
     """BN folded into the Linear before it: ``f(W, b, gamma, beta, running_mean, running_var,
-    eps) -> (W', b')`` with W (out, in), such that x @ W'.T + b' equals BN(x @ W.T + b) in eval."""
+    eps) -> (W', b')`` such that x @ W'.T + b' equals BN(x @ W.T + b) in eval mode.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; W (out, in) = (4, 6) (PyTorch's layout), b and the BN arrays
+        (out,), eps a float. It returns W' (out, in) and b' (out,).
+
+    Returns
+    -------
+    None
+        After printing "fold: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If f does not return a 2-tuple; W' or b' differs (the scale on the input axis, the old bias unscaled or
+        dropped); or the folded layer disagrees with BN in eval.
+    """
     name = "fold"
     r = np.random.default_rng(5)
     W, b = r.standard_normal((4, 6)), r.standard_normal(4)
@@ -207,8 +298,26 @@ def check_fold(f):
 
 
 def check_running_stats(f):
-    """PyTorch's moving averages: ``f(running_mean, running_var, mu_B, var_B, m, momentum) ->
-    (new_mean, new_var)``; momentum weighs the *new* statistic; the variance is made unbiased."""
+    """PyTorch's moving averages of the batch statistics: ``f(running_mean, running_var,
+    mu_B, var_B, m, momentum) -> (new_mean, new_var)``; momentum weighs the *new*
+    statistic, and the running variance takes the unbiased batch variance var_B m / (m - 1).
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; the four arrays (C,) float64, m the number of values per channel
+        (an int > 1), momentum a float in (0, 1).
+
+    Returns
+    -------
+    None
+        After printing "running_stats: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If f does not return a 2-tuple, or a value differs (momentum reversed, the biased batch variance).
+    """
     name = "running_stats"
     r = np.random.default_rng(6)
     rm, rv, mu, var = r.standard_normal(4), r.uniform(.5, 2, 4), r.standard_normal(4) + 3, r.uniform(.5, 2, 4)
@@ -230,7 +339,24 @@ def check_running_stats(f):
 # -- the relatives ------------------------------------------------------------------------------
 
 def check_layernorm_forward(f):
-    """``f(x, gamma, beta, eps) -> y`` for x (N, D): each sample over its D features."""
+    """LayerNorm (Ba et al. 2016): ``f(x, gamma, beta, eps) -> y`` for x (N, D), each
+    sample normalized over its D features.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; x (N, D) float64, gamma and beta (D,), eps a float.
+
+    Returns
+    -------
+    None
+        After printing "layernorm_forward: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If y differs (statistics over the batch, the unbiased variance).
+    """
     name = "layernorm_forward"
     for label, x, _, _, eps in _cases()[:3]:
         D = x.shape[1]
@@ -246,8 +372,26 @@ def check_layernorm_forward(f):
 
 
 def check_groupnorm_forward(f):
-    """``f(x, gamma, beta, num_groups, eps) -> y`` for x (N, C, H, W): each sample's groups of
-    C / G consecutive channels, over the channels and positions of the group."""
+    """GroupNorm (Wu & He 2018): ``f(x, gamma, beta, num_groups, eps) -> y`` for x
+    (N, C, H, W): each sample's groups of C / G consecutive channels, normalized over the
+    channels and positions of the group.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; x (3, 6, 2, 3) float64, gamma and beta (C,), num_groups 2 and
+        then 3, eps a float.
+
+    Returns
+    -------
+    None
+        After printing "groupnorm_forward: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If y differs (strided groups, one channel per group, statistics over the batch as well).
+    """
     name = "groupnorm_forward"
     r = np.random.default_rng(8)
     x = r.standard_normal((3, 6, 2, 3)) * np.arange(1, 7).reshape(1, 6, 1, 1) + 4
@@ -267,9 +411,26 @@ def check_groupnorm_forward(f):
 # -- Batch Renormalization, Memorized BN, IIT ---------------------------------------------------
 
 def check_renorm_r_d(f):
-    """Batch Renormalization's corrections: ``f(mu_B, sigma_B, running_mean, running_std,
-    r_max, d_max) -> (r, d)``, r = clip(sigma_B / sigma, 1/r_max, r_max) and
-    d = clip((mu_B - mu) / sigma, -d_max, d_max)."""
+    """Batch Renormalization's corrections (Ioffe 2017): ``f(mu_B, sigma_B, running_mean,
+    running_std, r_max, d_max) -> (r, d)`` with r = clip(sigma_B / sigma, 1/r_max, r_max)
+    and d = clip((mu_B - mu) / sigma, -d_max, d_max).
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; the four arrays (C,) float64, r_max >= 1 and d_max >= 0 floats.
+
+    Returns
+    -------
+    None
+        After printing "renorm_r_d: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If f does not return a 2-tuple, or r or d differs (unclipped, inverted, clipped to [0, r_max], d not
+        divided by sigma).
+    """
     name = "renorm_r_d"
     r = np.random.default_rng(9)
     mu_B, sigma_B = r.standard_normal(6) * 3, r.uniform(0.2, 5, 6)
@@ -289,9 +450,26 @@ def check_renorm_r_d(f):
 
 
 def check_pooled_statistics(f):
-    """Memorized BN's pooled statistics (Eq. 5-6): ``f(means (B, C), variances (B, C),
-    counts (B,), weights (B,)) -> (mu, var)``, each (C,): the mean and variance of all the
-    values of the B batches, batch i's values weighted weights[i]."""
+    """Memorized BN's pooled statistics (Guo et al. 2018, Eq. 5-6): the mean and variance of
+    all the values of B batches, batch i's values weighted weights[i].
+
+    Parameters
+    ----------
+    f : callable
+        The student's function ``f(means (B, C), variances (B, C), counts (B,), weights (B,)) ->
+        (mu, var)``, each (C,).
+
+    Returns
+    -------
+    None
+        After printing "pooled_statistics: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If f does not return a 2-tuple, or mu or var differs (means not weighted by their counts, the spread of
+        the batch means missing from var).
+    """
     name = "pooled_statistics"
     r = np.random.default_rng(10)
     sizes, weights = np.array([5, 9, 4, 6]), np.array([0.3, 0.6, 0.8, 1.0])
@@ -312,10 +490,28 @@ def check_pooled_statistics(f):
 
 
 def check_merge_moments(f):
-    """Synchronized BN's merge of two ranks' moments: ``f(n_a, mean_a, m2_a, n_b, mean_b,
-    m2_b) -> (n, mean, m2)``: counts (scalars), per-channel means and sums of squared
-    deviations (C,) of two groups of values; the same three of their union. Checked on data
-    with a large mean (1e6) and a small spread, where E[x^2] - E[x]^2 loses the variance."""
+    """Synchronized BN's merge of two groups' moments (Chan et al.'s pairwise update):
+    ``f(n_a, mean_a, m2_a, n_b, mean_b, m2_b) -> (n, mean, m2)``.
+
+    Counts are scalars; means and m2 (sums of squared deviations) are (C,). Checked on data
+    with a large mean (1e6) and a small spread, where E[x^2] - E[x]^2 loses the variance.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function.
+
+    Returns
+    -------
+    None
+        After printing "merge_moments: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If f does not return a 3-tuple, or n, mean or m2 differs (unweighted means, the between-means term
+        missing, cancellation).
+    """
     name = "merge_moments"
     r = np.random.default_rng(11)
     for label, offset, (na, nb) in (("mean 3, 5 + 9 values", 3.0, (5, 9)), ("mean 1e6, 7 + 2 values", 1e6, (7, 2)),
@@ -338,8 +534,26 @@ def check_merge_moments(f):
 
 def check_iit(f):
     """The inference-invariant transformation (Suzuki et al. 2020, Eq. 4-5): ``f(gamma, beta,
-    mean_base, var_base, mean_adapt, var_adapt, eps) -> (gamma_hat, beta_hat)`` such that BN's
-    inference output is unchanged when its statistics move to the adaptation data."""
+    mean_base, var_base, mean_adapt, var_adapt, eps) -> (gamma_hat, beta_hat)`` such that
+    BN's inference output is unchanged when its statistics move to the adaptation data.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; the six arrays (C,) float64, eps a float.
+
+    Returns
+    -------
+    None
+        After printing "iit: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If f does not return a 2-tuple; gamma_hat or beta_hat differs (the ratio inverted, the factor gamma /
+        sigma_base missing, the means subtracted the other way); or the inference output
+        changes.
+    """
     name = "iit"
     r = np.random.default_rng(12)
     g, b = r.uniform(0.5, 2, 5), r.standard_normal(5)
@@ -364,8 +578,24 @@ def check_iit(f):
 # -- finite differences --------------------------------------------------------------------------
 
 def check_numerical_gradient(f):
-    """``f(fun, x, h) -> gradient`` by central differences of a scalar ``fun(x)``; x must be
-    left as it was."""
+    """Central differences: ``f(fun, x, h) -> gradient`` of a scalar ``fun(x)``,
+    (fun(x + h e_i) - fun(x - h e_i)) / 2h for each entry i, leaving x as it was.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; fun maps an array to a float, x (3, 4) float64, h 1e-5.
+
+    Returns
+    -------
+    None
+        After printing "numerical_gradient: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If x was changed by the call, or the gradient differs (a one-sided difference is named).
+    """
     name = "numerical_gradient"
     from .gradcheck import numerical_gradient
     r = np.random.default_rng(13)
@@ -386,10 +616,28 @@ def check_numerical_gradient(f):
 
 
 def check_gradient_checker(f):
-    """``f(forward, backward, x) -> max relative error``: the student's gradient checker for a
-    function ``forward(x) -> (y, cache)`` and ``backward(dy, cache) -> dx``. It must pass a
-    correct backward and fail a wrong one (BN's backward without the path through the
-    variance, which an all-ones upstream gradient cannot tell from the right one)."""
+    """The student's gradient checker: ``f(forward, backward, x) -> max relative error`` for
+    ``forward(x) -> (y, cache)`` and ``backward(dy, cache) -> dx``. It must pass a correct
+    backward (error < 1e-5) and fail a wrong one (error > 1e-3): BN's backward without the
+    path through the variance, which an all-ones upstream gradient cannot tell from the
+    right one.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function; x (6, 4) float64 with an offset.
+
+    Returns
+    -------
+    None
+        After printing "gradient_checker: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        If the right backward fails, or the wrong one passes (the message names the all-ones
+        upstream gradient, a one-sided difference, float32, a bad h).
+    """
     name = "gradient_checker"
     x = 5 * np.random.default_rng(14).standard_normal((6, 4)) + 12
     g, b = np.linspace(0.5, 2, 4), np.linspace(-1, 1, 4)
@@ -414,3 +662,198 @@ def check_gradient_checker(f):
                             f"upstream gradient dy: with dy = 1, BN's input gradient is exactly zero, right or "
                             f"wrong. Use a random dy.")
     return _passed(name)
+
+
+# -- notebook 03: the recorder of Fig. 1 -------------------------------------------------------------
+
+def check_activation_percentiles(f):
+    """The recorder behind Fig. 1(b, c) of Ioffe & Szegedy (2015): ``f(h, percentiles) ->
+    (P, C)`` array whose row p holds the ``percentiles[p]``-th percentile (0-100) of each
+    unit (column) of h (N, C) over the N probe images, interpolated linearly between the two
+    nearest order statistics (NumPy's default, what :class:`minibn.train.ActivationRecorder`
+    records).
+
+    Parameters
+    ----------
+    f : callable
+        The student's function, called with h (N, C) float64 and a tuple of P percentiles.
+
+    Returns
+    -------
+    None
+        After printing "activation_percentiles: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        For a wrong shape or value, naming the likely mistake (fractions for percents, the wrong
+        axis, one percentile over all units, no interpolation).
+    """
+    name = "activation_percentiles"
+    r = np.random.default_rng(15)
+    # 60 probe values per unit: q/100 * (60 - 1) falls between two order statistics for 15, 50, 85
+    h = r.standard_normal((60, 4)) * np.array([0.5, 1.0, 2.0, 4.0]) + np.array([-1.0, 0.0, 0.5, 3.0])
+    for qs in ((15, 50, 85), (0, 100), (5, 25, 50, 75, 95)):
+        got = f(h.copy(), qs)
+        try:
+            got = _as64(got)
+        except (TypeError, ValueError) as e:
+            raise ExerciseError(f"{name}: the result for percentiles {qs} is not an array of numbers ({e})") from None
+        expected = np.percentile(h, qs, axis=0)
+        shapes = {(len(qs),): "one percentile over all the units together: each unit (column) has its own",
+                  (h.shape[1], len(qs)): "the result transposed: return one row per percentile, (P, C)",
+                  (len(qs), h.shape[0]): "percentiles over the wrong axis: each unit is a column, "
+                                         "its values are the N rows (axis=0)"}
+        if got.shape != expected.shape:
+            hint = f"\n  Likely mistake: {shapes[got.shape]}." if got.shape in shapes else ""
+            raise ExerciseError(f"{name}: the result for percentiles {qs} has shape {got.shape}, expected "
+                                f"{expected.shape} (P percentiles, C units).{hint}")
+        nearest = np.sort(h, axis=0)[np.floor(np.asarray(qs) / 100 * (len(h) - 1)).astype(int)]
+        mistakes = [("the percentiles given as fractions (0.15): np.percentile takes percents (15), np.quantile "
+                     "takes fractions", np.percentile(h, np.asarray(qs) / 100, axis=0)),
+                    ("the order statistic at floor(q / 100 * (N - 1)), not interpolated between the two nearest "
+                     "values (np.percentile's linear rule)", nearest)]
+        _compare(name, f"the percentiles {qs}", got, expected, mistakes)
+    return _passed(name)
+
+
+# -- notebook 04: an initialisation rule -------------------------------------------------------------
+
+def _fans(shape):
+    """(fan_in, fan_out) of a weight (out, in) or (out, in, kh, kw): a conv's fans count its window."""
+    window = int(np.prod(shape[2:], dtype=np.int64))
+    return shape[1] * window, shape[0] * window
+
+
+def check_init_std(f):
+    """``f(shape, rule) -> std``: the standard deviation of a normal initialisation of a
+    weight of ``shape`` (out, in) for Linear or (out, in, kh, kw) for Conv2d (PyTorch's
+    layouts), for ``rule`` "xavier" (Glorot & Bengio 2010: Var = 2 / (fan_in + fan_out)) or
+    "he" (He et al. 2015: Var = 2 / fan_in, for ReLU); fan_in = in * kh * kw and fan_out =
+    out * kh * kw.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function, called with a tuple shape and a rule name.
+
+    Returns
+    -------
+    None
+        After printing "init_std: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        For a wrong std, naming the likely mistake (the variance, fans swapped, the window left out,
+        Xavier's uniform bound, LeCun's 1 / fan_in).
+    """
+    name = "init_std"
+    for shape in ((100, 784), (32, 17), (16, 3, 5, 5), (8, 32, 3, 3)):
+        fan_in, fan_out = _fans(shape)
+        flat_in, flat_out = shape[1], shape[0]  # the window forgotten
+        expected = {"xavier": np.sqrt(2.0 / (fan_in + fan_out)), "he": np.sqrt(2.0 / fan_in)}
+        mistakes = {"xavier": [("the variance 2 / (fan_in + fan_out), not its square root", 2.0 / (fan_in + fan_out)),
+                               ("Xavier's *uniform* bound sqrt(6 / (fan_in + fan_out)); the normal rule's std is "
+                                "sqrt(2 / (fan_in + fan_out))", np.sqrt(6.0 / (fan_in + fan_out))),
+                               ("the window left out of the fans: a conv's fan_in is in * kh * kw",
+                                np.sqrt(2.0 / (flat_in + flat_out)))],
+                    "he": [("the variance 2 / fan_in, not its square root", 2.0 / fan_in),
+                           ("fan_in read from shape[0]: a weight is (out, in), so fan_in = shape[1] (* kh * kw)",
+                            np.sqrt(2.0 / fan_out)),
+                           ("LeCun's sqrt(1 / fan_in): He's factor 2 makes up for the half of its inputs ReLU "
+                            "zeroes", np.sqrt(1.0 / fan_in)),
+                           ("the window left out of fan_in: a conv's fan_in is in * kh * kw", np.sqrt(2.0 / flat_in))]}
+        for rule in ("xavier", "he"):
+            got = f(tuple(shape), rule)
+            # the window-less mistakes equal the right answer for a Linear weight: skip them there
+            hints = [(label, v) for label, v in mistakes[rule] if len(shape) > 2 or "window" not in label]
+            _compare(name, f"the std for rule {rule!r}, shape {shape}", got, expected[rule], hints, rtol=1e-9)
+    return _passed(name)
+
+
+# -- notebook 08: a function for both backends ---------------------------------------------------------
+
+def check_softmax(f):
+    """``f(x) -> softmax of each row`` of x (N, K): exp(x - max) / sum exp(x - max) per row,
+    stable for logits of 1000, in x's dtype, and on x's array module (``xp =
+    minibn.backend.get_array_module(x)``, never ``np.`` on x): checked on NumPy arrays here,
+    and on CuPy arrays too where CuPy and a CUDA device are available.
+
+    Parameters
+    ----------
+    f : callable
+        The student's function, called with one (N, K) array.
+
+    Returns
+    -------
+    None
+        After printing "softmax: all checks passed".
+
+    Raises
+    ------
+    ExerciseError
+        For a wrong value, dtype or array type, naming the likely mistake (no shift: overflow; the
+        max over the whole array; the wrong axis; numpy on a CuPy array).
+    """
+    from . import backend
+    name = "softmax"
+    r = np.random.default_rng(16)
+
+    def ref(x, axis=1, shift="row"):
+        m = {"row": x.max(axis=1, keepdims=True), "none": 0.0, "all": x.max()}[shift]
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            e = np.exp(x - m)
+            return e / e.sum(axis=axis, keepdims=True)
+
+    cases = [("logits of N(0, 1), (5, 4)", r.standard_normal((5, 4))),
+             ("large logits (about 1000), (3, 6)", 1000 + 20 * r.standard_normal((3, 6))),
+             ("rows of very different size, (2, 3)", np.array([[-1000.0, -1001.0, -999.0], [1.0, 3.0, 2.0]]))]
+    for label, x in cases:
+        with np.errstate(all="ignore"):  # an overflow is reported below, with its likely mistake, not as a warning
+            got = f(x.copy())
+        # "all" before "none": on the third case both give nan in row 0, and a missing shift
+        # has already failed on the second (exp(1000) = inf)
+        mistakes = [("the max over the whole array, not per row: a row far below it underflows to 0 / 0",
+                     ref(x, shift="all")),
+                    ("no shift by the row's max: exp overflows to inf for large logits (inf / inf = nan)",
+                     ref(x, shift="none")),
+                    ("the sum over the wrong axis: each ROW (axis=1) sums to one", ref(x, axis=0, shift="none")),
+                    ("the sum over the wrong axis: each ROW (axis=1) sums to one", ref(x, axis=0, shift="row"))]
+        _compare(name, f"softmax for {label}", got, ref(x), mistakes)
+    x32 = r.standard_normal((4, 3)).astype(np.float32)
+    got = f(x32)
+    if getattr(got, "dtype", None) != np.float32:
+        raise ExerciseError(f"{name}: a float32 input gives dtype {getattr(got, 'dtype', type(got).__name__)}, "
+                            f"expected float32 (compute in x's dtype: no float64 constants arrays)")
+    if "cupy" in backend.available():
+        import cupy
+        x = r.standard_normal((4, 5))
+        try:
+            got = f(cupy.asarray(x))
+        except TypeError as e:
+            raise ExerciseError(f"{name}: a CuPy input raises TypeError ({e}).\n  Likely mistake: a NumPy function "
+                                f"on a GPU array: write xp = get_array_module(x) and use xp.exp, xp.max") from None
+        if not isinstance(got, cupy.ndarray):
+            raise ExerciseError(f"{name}: a CuPy input gives a {type(got).__name__}, expected a cupy.ndarray "
+                                f"(the result stays on the GPU: use xp = get_array_module(x))")
+        _compare(name, "softmax of a CuPy array", cupy.asnumpy(got), ref(x))
+    else:
+        _uses_xp(f, name)
+    return _passed(name)
+
+
+def _uses_xp(f, name):
+    """Without a GPU: read the function's source for NumPy called directly on the array."""
+    import inspect
+    import re
+    try:
+        source = inspect.getsource(f)
+    except (OSError, TypeError):  # a lambda typed in a console, a builtin: nothing to read
+        return
+    body = "\n".join(line.split("#")[0] for line in source.splitlines())
+    calls = re.findall(r"\b(?:np|numpy)\.(\w+)\(", body)
+    if calls:
+        raise ExerciseError(f"{name}: the function calls np.{calls[0]}(...) directly, expected xp.{calls[0]} with "
+                            f"xp = get_array_module(x).\n  Likely mistake: NumPy on what may be a CuPy array "
+                            f"(CuPy refuses np.asarray of a GPU array; this machine has no GPU to show it)")

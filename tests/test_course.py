@@ -69,6 +69,50 @@ def groupnorm(x, gamma, beta, G, eps):
     return gamma.reshape(1, C, 1, 1) * y + beta.reshape(1, C, 1, 1)
 
 
+def percentiles(h, qs):
+    return np.percentile(h, qs, axis=0)
+
+
+def init_std(shape, rule):
+    window = int(np.prod(shape[2:]))
+    fan_in, fan_out = shape[1] * window, shape[0] * window
+    return np.sqrt(2.0 / (fan_in + fan_out)) if rule == "xavier" else np.sqrt(2.0 / fan_in)
+
+
+def softmax(x):
+    from minibn.backend import get_array_module
+    xp = get_array_module(x)
+    e = xp.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_with_numpy(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_global_max(x):
+    from minibn.backend import get_array_module
+    xp = get_array_module(x)
+    e = xp.exp(x - x.max())
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_unshifted(x):
+    from minibn.backend import get_array_module
+    xp = get_array_module(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = xp.exp(x)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_float64(x):
+    from minibn.backend import get_array_module
+    xp = get_array_module(x)
+    e = xp.exp(x.astype("float64") - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 RIGHT = [
     (course.check_batchnorm_forward, bn_forward),
     (course.check_batchnorm_backward, bn_backward_chain),
@@ -92,6 +136,9 @@ RIGHT = [
                                                           g * (ma - mb) / np.sqrt(vb + eps) + b)),
     (course.check_numerical_gradient, central),
     (course.check_gradient_checker, my_gradcheck),
+    (course.check_activation_percentiles, percentiles),
+    (course.check_init_std, init_std),
+    (course.check_softmax, softmax),
 ]
 
 
@@ -167,6 +214,29 @@ MUTANTS = [
      .reshape(x.shape), "one-sided difference"),
     ("all-ones dy in the student's own check", course.check_gradient_checker,
      lambda fw, bw, x: my_gradcheck(fw, bw, x, dy_ones=True), "all-ones upstream gradient"),
+    ("percentiles as fractions", course.check_activation_percentiles,
+     lambda h, qs: np.percentile(h, np.asarray(qs) / 100, axis=0), "given as fractions"),
+    ("percentiles without interpolation", course.check_activation_percentiles,
+     lambda h, qs: np.sort(h, 0)[(np.asarray(qs) * (len(h) - 1)) // 100], "not interpolated"),
+    ("percentiles over the rows", course.check_activation_percentiles,
+     lambda h, qs: np.percentile(h, qs, axis=1), "wrong axis"),
+    ("one percentile for all units", course.check_activation_percentiles,
+     lambda h, qs: np.percentile(h, qs), "over all the units together"),
+    ("percentiles transposed", course.check_activation_percentiles,
+     lambda h, qs: np.percentile(h, qs, axis=0).T, "transposed"),
+    ("He with fan_out", course.check_init_std,
+     lambda shape, rule: init_std(shape, rule) if rule == "xavier" else np.sqrt(2.0 / shape[0]), "shape[0]"),
+    ("the variance", course.check_init_std, lambda shape, rule: init_std(shape, rule) ** 2, "not its square root"),
+    ("Xavier uniform bound", course.check_init_std,
+     lambda shape, rule: init_std(shape, rule) * (np.sqrt(3) if rule == "xavier" else 1), "uniform* bound"),
+    ("LeCun for He", course.check_init_std,
+     lambda shape, rule: init_std(shape, rule) / (1 if rule == "xavier" else np.sqrt(2)), "LeCun"),
+    ("conv window left out", course.check_init_std, lambda shape, rule: init_std(shape[:2], rule), "window left out"),
+    ("softmax without the shift", course.check_softmax, softmax_unshifted, "no shift by the row's max"),
+    ("softmax with the global max", course.check_softmax, softmax_global_max, "whole array"),
+    ("softmax over the columns", course.check_softmax,
+     lambda x: softmax(x.T).T, "wrong axis"),
+    ("softmax in float64", course.check_softmax, softmax_float64, "dtype float64"),
 ]
 
 
@@ -190,6 +260,13 @@ def test_a_message_names_the_output_the_index_and_both_values():
     with pytest.raises(course.ExerciseError, match=r"y for x = 5 \* randn \+ 12, \(8, 5\) differs .* worst at index "
                                                    r"\(\d+, \d+\): expected .*, got "):
         course.check_batchnorm_forward(lambda x, g, b, eps: bn_forward(x, g, b, eps) + 1e-3)
+
+
+def test_numpy_called_directly_is_named_without_a_gpu(monkeypatch):
+    from minibn import backend
+    monkeypatch.setattr(backend, "available", lambda: ["numpy"])  # the GPU check replaced by reading the source
+    with pytest.raises(course.ExerciseError, match=r"calls np.exp\(...\) directly, expected xp.exp"):
+        course.check_softmax(softmax_with_numpy)
 
 
 def test_a_stub_fails():

@@ -23,9 +23,10 @@ def test_the_course_has_the_graded_exercises_it_promises():
     cells = [c for p in GRADED for c in notebooks.graded_cells(json.loads(p.read_text()))]
     assert {"bn_forward_check", "bn_backward_chain_check", "bn_backward_closed_check", "inference_check",
             "fold_check", "running_stats_check", "layernorm_check", "groupnorm_check", "renorm_check",
-            "pooled_check", "merge_check", "iit_check", "numerical_gradient_check", "gradcheck_check"} <= \
+            "pooled_check", "merge_check", "iit_check", "numerical_gradient_check", "gradcheck_check",
+            "unit_percentiles_check", "init_std_check", "softmax_check"} <= \
         {gid for gid, _, _ in cells}
-    assert sum(points for _, points, _ in cells) == 36
+    assert sum(points for _, points, _ in cells) == 42
     for p in PATHS:
         for cell in json.loads(p.read_text())["cells"]:
             meta = cell["metadata"].get("nbgrader", {})
@@ -67,6 +68,18 @@ def test_course_commands_refuse_the_package_folder_and_files(tmp_path, capsys):
     (tmp_path / "f").write_text("")
     assert main(["course", "notebooks", str(tmp_path / "f" / "c")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_notebooks_03_04_and_08_are_graded_assignments():
+    assert {"03", "04", "08"} <= {p.name[:2] for p in GRADED}
+
+
+def test_course_nbgrader_names_the_graded_notebooks_when_none_is_chosen(tmp_path, monkeypatch):
+    plain = tmp_path / "10_plain.ipynb"  # a notebook without graded exercises
+    plain.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# plain"}]}))
+    monkeypatch.setattr(notebooks, "paths", lambda: [*PATHS, plain])
+    with pytest.raises(ValueError, match=r"none of the notebooks 10 has graded exercises \(01, 02, 03, 04, .* do\)"):
+        notebooks.nbgrader_course(tmp_path / "course", ["10"])
 
 
 def test_course_nbgrader_lays_out_one_assignment_per_graded_notebook(tmp_path):

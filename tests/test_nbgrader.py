@@ -3,11 +3,13 @@
 `minibn course nbgrader` lays out the course directory; nbgrader's `generate_assignment`
 writes the student versions, `autograde` executes submissions (with MINIBN_FAST=1, which the
 root conftest sets) and `generate_feedback` writes the HTML a student reads. Every graded
-notebook is generated; the untouched student version scores 0 in each of the four that grade
+notebook is generated; the untouched student version scores 0 in each of those that grade
 in seconds (06 and 07 run experiments for about 40 s each even in fast mode: their checkers'
-refusal of a stub is tested directly in test_course.py). Notebook 01 in full: the instructor's
-solution scores every point, a typical mistake loses that exercise's points and its hint
-reaches the feedback, and an edited check cell is detected and restored.
+refusal of a stub is tested directly in test_course.py; 03 trains two short networks too, but
+its percentile recorder is the exercise that checks what Fig. 1 shows, so it is autograded).
+Notebook 01 in full: the instructor's solution scores every point, a typical mistake loses that
+exercise's points and its hint reaches the feedback, and an edited check cell is detected and
+restored.
 """
 
 import json
