@@ -48,24 +48,47 @@ def notebook_environment() -> None:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 
+# What a reader of the site is told on every notebook page, below its title: the page is not
+# the live notebook (no sliders) and, in fast mode, not the run its text describes.
+PAGE_NOTE = ("This page is the notebook executed when the site was built. Its sliders work in Jupyter "
+             "(`minibn course notebooks DEST`, then `jupyter lab DEST`); here each shows its default figure.")
+FAST_NOTE = (" The site was built in the notebooks' fast mode (`MINIBN_FAST=1`: short runs, so that it builds "
+             "in minutes): where the text describes what the default run shows, it means the full run you get "
+             "in Jupyter, and the figures and numbers on this page, from the short one, can differ from it.")
+SOLUTION_NOTE = ("*Your solution goes here. On this site the instructor's solution is hidden; the check "
+                 "below ran on it. In Jupyter this cell holds a stub for you to replace.*")
+
+
+def _site_cell(cell_id: str, text: str) -> dict:
+    """A markdown cell the site adds to its copy of a notebook (marked ``minibn_site``)."""
+    return {"cell_type": "markdown", "id": cell_id, "metadata": {"minibn_site": True}, "source": text}
+
+
 def copy_notebooks(source: Path = ROOT / "minibn" / "notebooks", dest: Path = DOCS / "notebooks",
-                   show_solutions: bool = SHOW_SOLUTIONS) -> list[str]:
+                   show_solutions: bool = SHOW_SOLUTIONS, fast: bool = not FULL) -> list[str]:
     """Copy the course's notebooks into ``dest``, tagging each nbgrader solution cell.
 
     A solution cell (metadata ``nbgrader.solution``) gets the tag ``remove-input`` (the page shows
-    its output only) unless ``show_solutions`` (``MINIBN_DOCS_SOLUTIONS=1``). A copy is rewritten only when its content
-    changes, so that MyST-NB's cache and Sphinx's incremental build see an unchanged notebook as
-    unchanged. Returns the names of the notebooks copied.
+    its output only), with a note before it saying so, unless ``show_solutions``
+    (``MINIBN_DOCS_SOLUTIONS=1``). Below the title, a note says that the page is not the live
+    notebook and, with ``fast``, that it was executed in fast mode. A copy is rewritten only when
+    its content changes, so that MyST-NB's cache and Sphinx's incremental build see an unchanged
+    notebook as unchanged. Returns the names of the notebooks copied.
     """
     dest.mkdir(exist_ok=True)
     names = []
     for path in sorted(source.glob("*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
-        for cell in nb["cells"]:
+        cells = [nb["cells"][0], _site_cell("minibn-site-note",
+                                            f":::{{note}}\n{PAGE_NOTE}{FAST_NOTE if fast else ''}\n:::")]
+        for i, cell in enumerate(nb["cells"][1:]):
             if cell.get("metadata", {}).get("nbgrader", {}).get("solution") and not show_solutions:
                 tags = cell["metadata"].setdefault("tags", [])
                 if "remove-input" not in tags:
                     tags.append("remove-input")
+                cells.append(_site_cell(f"minibn-site-solution-{i}", SOLUTION_NOTE))
+            cells.append(cell)
+        nb["cells"] = cells
         text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
         target = dest / path.name
         if not target.exists() or target.read_text(encoding="utf-8") != text:

@@ -13,6 +13,7 @@ highlighted (``highlight=``).
 
 from __future__ import annotations
 
+import math
 from numbers import Real
 
 __all__ = ["NODES", "EDGES", "draw_batch_norm_graph"]
@@ -34,9 +35,9 @@ NODES = tuple(_NODES)
 (``x``, ``mu_B``, ``var_B``, ``x_hat``, ``gamma``, ``y``) plus ``beta`` and ``loss``."""
 
 EDGES = (
-    ("x", "mu_B", r"$\frac{1}{m}\sum_i$", "Alg. 1, line 1"),
+    ("x", "mu_B", r"$\frac{1}{m}\sum\, x_i$", "Alg. 1, line 1"),
     ("x", "var_B", "", ""),
-    ("mu_B", "var_B", r"$\frac{1}{m}\sum_i(x_i-\mu_\mathcal{B})^2$", "line 2"),
+    ("mu_B", "var_B", r"$\frac{1}{m}\sum\,(x_i-\mu_\mathcal{B})^2$", "line 2"),
     ("x", "x_hat", r"$x_i-\mu_\mathcal{B}$", ""),
     ("mu_B", "x_hat", "", ""),
     ("var_B", "x_hat", r"$\div\sqrt{\sigma_\mathcal{B}^2+\epsilon}$", "line 3"),
@@ -97,11 +98,18 @@ def draw_batch_norm_graph(ax=None, values=None, highlight=()):
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops=dict(arrowstyle="-|>", color="0.35", lw=1.2, shrinkA=20, shrinkB=20), zorder=1)
         if op:
-            # the operation on a white patch at the middle of its arrow, the line of Algorithm 1 under it
-            xm, ym = (x0 + x1) / 2, (y0 + y1) / 2 + (0.35 if y0 == y1 else 0.0)  # above a level arrow
+            # the operation beside the middle of its arrow (above a level one, on the left of a
+            # slanted one as it points), the line of Algorithm 1 under it, clear of the other arrows
+            xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
             text = op + (f"\n{where}" if where else "")
-            ax.text(xm, ym, text, ha="center", va="center", fontsize=9, color="0.2", zorder=2,
-                    linespacing=1.1, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"))
+            if y0 == y1:
+                ax.text(xm, ym + 0.12, text, ha="center", va="bottom", fontsize=9, color="0.2", zorder=2,
+                        linespacing=1.6)
+            else:
+                length = math.hypot(x1 - x0, y1 - y0)
+                nx, ny = -(y1 - y0) / length, (x1 - x0) / length  # the unit normal on the arrow's left
+                ax.text(xm + 0.4 * nx, ym + 0.4 * ny, text, ha="right" if nx < 0 else "left", va="center",
+                        fontsize=9, color="0.2", zorder=2, linespacing=1.6)
     for name, (label, (px, py)) in _NODES.items():
         color = "#f5a623" if name in highlight else ("#cfe2f3" if name not in ("gamma", "beta") else "#d9ead3")
         ax.text(px, py, label, ha="center", va="center", fontsize=15, gid=name, zorder=3,

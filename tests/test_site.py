@@ -37,8 +37,12 @@ def test_copies_hide_exactly_the_solution_cells(tmp_path, show):
     for name in names:
         original = json.loads((conf.ROOT / "minibn" / "notebooks" / name).read_text(encoding="utf-8"))
         copy = json.loads((tmp_path / name).read_text(encoding="utf-8"))
-        assert [c["source"] for c in copy["cells"]] == [c["source"] for c in original["cells"]]
-        for cell in copy["cells"]:
+        added = [c for c in copy["cells"] if c["metadata"].get("minibn_site")]
+        assert added[0] is copy["cells"][1] and "fast mode" in added[0]["source"]  # below the title
+        assert len(added) == 1 + (0 if show else sum(map(is_solution, original["cells"])))
+        kept = [c for c in copy["cells"] if not c["metadata"].get("minibn_site")]
+        assert [c["source"] for c in kept] == [c["source"] for c in original["cells"]]
+        for cell in kept:
             removed = "remove-input" in cell.get("metadata", {}).get("tags", [])
             assert removed == (is_solution(cell) and not show), (name, cell["source"][:2])
             solutions += is_solution(cell)
@@ -94,3 +98,10 @@ def test_site_builds_without_warnings(tmp_path):
                  "api/index", "api/generated/minibn.functional.batchnorm", "api/generated/minibn.kernels",
                  "api/generated/minibn.nn", "notebooks/01_batchnorm_from_scratch", "benchmarks/history"]:
         assert (out / f"{page}.html").is_file(), page
+
+
+def test_a_full_build_does_not_say_fast_mode(tmp_path):
+    conf = load("conf")
+    conf.copy_notebooks(dest=tmp_path, fast=False)
+    note = json.loads((tmp_path / "01_batchnorm_from_scratch.ipynb").read_text(encoding="utf-8"))["cells"][1]
+    assert note["metadata"]["minibn_site"] and "sliders" in note["source"] and "fast mode" not in note["source"]
