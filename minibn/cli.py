@@ -89,11 +89,12 @@ def build_parser():
     from .experiments.drift import add_cli as add_drift
     add_drift(sub)
 
-    p = sub.add_parser("bench", help="benchmark minibn against PyTorch (and CuPy/CUDA where present)",
-                       description="Time minibn's BN layers and a training step against PyTorch on the CPU "
-                                   "(and CuPy against PyTorch CUDA where a GPU is present), next to the "
-                                   "machine's copy bandwidth. Writes cpu.md (the tables) and cpu.png to --out; "
-                                   "takes about 2.5 minutes (--fast: about 35 s).",
+    p = sub.add_parser("bench", help="benchmark minibn against PyTorch and JAX (and CuPy/CUDA where present)",
+                       description="Time minibn's BN layers against PyTorch on the CPU (and CuPy against PyTorch "
+                                   "CUDA where a GPU is present), next to the machine's copy bandwidth, and "
+                                   "training steps against PyTorch and JAX's jit, each framework in a process of "
+                                   "its own (those installed: pip install 'minibn[bench]'). Writes cpu.md (the "
+                                   "tables) and cpu.png to --out; takes about 4 minutes (--fast: about 40 s).",
                        formatter_class=HelpFormatter)
     p.add_argument("--out", default="results/bench", help="where to write cpu.md and cpu.png")
     p.add_argument("--fast", action="store_true", help="two small shapes only (a quick check)")

@@ -129,7 +129,7 @@ def test_without_pytorch_the_run_writes_its_table_and_says_why_there_is_no_figur
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
     monkeypatch.setattr(bench.suite, "FAST_BN_SHAPES", [(8, 4)])  # the names bench.run looks up
-    monkeypatch.setattr(bench.suite, "step_rows", lambda torch, batches: [])
+    monkeypatch.setattr(bench.suite, "step_rows", lambda torch, batches, **kw: [])
     text = bench.run(tmp_path / "b", fast=True, progress=False)
     assert "PyTorch is not installed" in text
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["cpu.md"]

@@ -13,7 +13,7 @@ from .. import backend
 
 
 def machine():
-    """{"cpu", "cores", "python", "numpy", "numba", "torch" (and "gpu", "cupy" with a GPU)}:
+    """{"cpu", "cores", "python", "numpy", "numba", "torch", "jax" (and "gpu", "cupy" with a GPU)}:
     what the CPU numbers depend on."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -32,6 +32,12 @@ def machine():
         info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
     except ImportError:
         info["torch"] = "not installed (no PyTorch column)"
+    # JAX is only timed in its own processes (bench.peers): its version, not imported here
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        info["jax"] = version("jax")
+    except PackageNotFoundError:
+        info["jax"] = "not installed (no JAX row)"
     if backend.cupy is not None:  # pragma: no cover - GPU only
         import cupy
         info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()

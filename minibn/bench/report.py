@@ -11,6 +11,9 @@ from .gpu_rows import GPU, GPU_TARGET_FRACTION, TORCH_CUDA
 from .rows import is_target_bn
 from .timing import fraction, speed
 
+#: the name of JAX's column in the training-step rows (:mod:`minibn.bench.peers`)
+JAX = "JAX (jit)"
+
 
 def fmt_spread(value, low, high, unit=""):
     """A :func:`speed` or :func:`fraction`: "1.61x (1.45-1.89)", the spread when there is one."""
@@ -43,7 +46,7 @@ def report(rows, bw, info, device="cpu", bw_one=None):
              "Times are medians; GB/s counts x and y (forward), x, dy and dx (backward); the last column is "
              f"minibn's speed relative to {ref} (> 1: minibn faster; '-': {ref} has no such layer, "
              "or is not installed): the median over the timing rounds of the ratio within a round, and in "
-             "brackets the middle half of the rounds' ratios (25th-75th percentile).", "",
+             "brackets the middle half of the rounds' ratios (25th-75th percentile)." + _process_note(rows), "",
              "| layer | shape | mode | implementation | median time | GB/s | fraction of copy bandwidth | "
              f"speed vs {ref} |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
@@ -55,6 +58,17 @@ def report(rows, bw, info, device="cpu", bw_one=None):
             lines.append(f"| {r['layer']} | {r['shape']} | {r['mode']} | {name} | {fmt_time(t)} | {g} | {fr} | "
                          f"{ratio} |")
     return "\n".join(lines)
+
+
+def _process_note(rows):
+    """What the report says of the rows timed with each framework in its own process."""
+    done = [r["processes"] for r in rows if "processes" in r]
+    if not done:
+        return ""
+    p = done[0]
+    return (f" The training steps ran with each framework in a process of its own, {p['rounds']} round(s) "
+            f"in rotating order, each process timing {p['blocks']} blocks of steps after a warm-up (JAX: its "
+            "compilation); their time is the median block, their ratio the median round's.")
 
 
 def targets(rows, bw=None):
@@ -71,16 +85,21 @@ def targets(rows, bw=None):
             v, lo, hi = fraction(r, "minibn", bw)
             out.append((f"BN forward+backward {r['shape']}, fraction of the copy bandwidth of all cores",
                         v, 0.6, None if lo is None else (lo, hi)))
+        fig1_60 = r["layer"].startswith("Fig. 1") and r["shape"][0] == 60
+        if fig1_60 and JAX in r["t"]:
+            ratio, lo, hi = speed(r, "minibn", JAX)
+            out.append(("Fig. 1 MLP step, batch 60, speed vs JAX (jit of the whole step)", ratio, 1.0,
+                        None if lo is None else (lo, hi)))
         if "PyTorch CPU" not in r["t"]:
             continue
         ratio, lo, hi = speed(r, "minibn", "PyTorch CPU")
         spread = None if lo is None else (lo, hi)
         if big_bn:
             out.append((f"BN forward+backward {r['shape']}, speed vs PyTorch CPU", ratio, 0.8, spread))
-        if r["layer"].startswith("Fig. 1") and r["shape"][0] == 60:
+        if fig1_60:
             out.append(("Fig. 1 MLP step, batch 60, speed vs PyTorch CPU", ratio, 1.5, spread))
         if r["layer"] == "small conv net step":
-            out.append(("small conv net step, speed vs PyTorch CPU", ratio, 0.8, spread))
+            out.append(("small conv net step, speed vs PyTorch CPU", ratio, 1.0, spread))
     return [(d, v, goal, v >= goal, spread) for d, v, goal, spread in out]
 
 
@@ -100,12 +119,17 @@ def plot(rows, device="cpu"):
     colors = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
     ax.bar(range(len(sel)), ratios, color=colors, yerr=err, capsize=3, ecolor="0.3")
     ax.axhline(1.0, color="k", lw=0.8)
+    jax_at = [(i, speed(r, JAX, ref)[0]) for i, r in enumerate(sel) if JAX in r["t"]]
+    if jax_at:  # JAX's speed on the same scale: minibn's bar above the marker is minibn faster than JAX
+        ax.plot([i for i, _ in jax_at], [v for _, v in jax_at], "D", color="tab:purple", ms=8,
+                label=f"{JAX}, relative to {ref}")
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(range(len(sel)), labels, rotation=30, ha="right", fontsize=7)
     ax.set(ylabel=f"speed relative to {ref} (> 1: minibn faster)", yscale="log",
            title=f"minibn vs {ref}: forward+backward and training steps\n"
                  "(median round's ratio; whiskers: the middle half of the rounds)")
-    lows = [v - e for v, e in zip(ratios, err[0])]
-    highs = [v + e for v, e in zip(ratios, err[1])]
+    lows = [v - e for v, e in zip(ratios, err[0])] + [v for _, v in jax_at]
+    highs = [v + e for v, e in zip(ratios, err[1])] + [v for _, v in jax_at]
     ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8) if min(lows) / 2 <= t <= max(highs) * 2]
     ax.set_yticks(ticks, [f"{t:g}x" for t in ticks])  # 0.5x, 1x, 2x rather than 5 x 10^-1
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

@@ -10,16 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, nn
-from ..experiments.fig1_net import build_net
-from .steps import (
-    layer_bytes,
-    minibn_layer_step,
-    minibn_train_step,
-    small_conv_net,
-    torch_fig1_mlp,
-    torch_layer_step,
-    torch_train_step,
-)
+from .peers import peer_row
+from .steps import layer_bytes, minibn_layer_step, torch_layer_step
 from .timing import gpu_time, time_row, with_copy_reference
 
 #: the BN shapes of the full run: (N, C) and (N, C, H, W)
@@ -126,27 +118,19 @@ def other_norm_rows(torch, copy=None):
     return rows
 
 
-def step_rows(torch, batches=(60, 1024)):
-    """Training-step rows: the Fig. 1 MLP with BN at each batch size of ``batches``, then the
-    small conv net at batch 64; minibn against PyTorch CPU (when ``torch`` is not None)."""
+def step_rows(torch, batches=(60, 1024), fast=False, progress=None):
+    """Training-step rows, each framework in a process of its own (:mod:`minibn.bench.peers`):
+    the Fig. 1 MLP with BN at each batch size of ``batches`` (minibn, PyTorch CPU and JAX's
+    jit of the whole step, those installed), then the small conv net at batch 64 (minibn and
+    PyTorch CPU). ``torch`` is not used (each process imports its own); it is kept so that the
+    callers of the in-process rows need not change. ``fast``: one round of three short blocks;
+    otherwise 5 rounds of 9 blocks."""
+    rounds, blocks = (1, 3) if fast else (5, 9)
     rows = []
-    rng = np.random.default_rng(0)
     for batch in batches:
-        x = rng.random((batch, 784), dtype=np.float32)
-        y = rng.integers(0, 10, batch)
-        model, _ = build_net(True)
-        fns = {"minibn": minibn_train_step(model, x, y)}
-        if torch is not None:
-            fns["PyTorch CPU"] = torch_train_step(torch, torch_fig1_mlp(torch), x, y)
-        # batch 60 carries a target: more rounds for a tighter median ratio
-        rounds, block, limit = (20, 20, 15.0) if batch < 100 else (5, 5, 8.0)
-        rows.append(time_row({"layer": "Fig. 1 MLP step (BN)", "shape": (batch, 784), "mode": "train step",
-                              "bytes": 0}, fns, rounds=rounds, block=block, max_seconds=limit))
-    x = rng.random((64, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, 64)
-    fns = {"minibn": minibn_train_step(small_conv_net(nn), x, y)}
-    if torch is not None:
-        fns["PyTorch CPU"] = torch_train_step(torch, small_conv_net(torch.nn), x, y)
-    rows.append(time_row({"layer": "small conv net step", "shape": (64, 1, 28, 28), "mode": "train step",
-                          "bytes": 0}, fns, rounds=10, max_seconds=12.0))
+        steps = (30 if fast else 200) if batch < 100 else (5 if fast else 20)
+        rows.append(peer_row("Fig. 1 MLP step (BN)", "fig1", batch, rounds=rounds, blocks=blocks, steps=steps,
+                             warmup=10 if fast else 50, progress=progress))
+    rows.append(peer_row("small conv net step", "conv", 64, rounds=rounds, blocks=blocks, steps=5 if fast else 20,
+                         warmup=3 if fast else 10, progress=progress))
     return rows

@@ -35,9 +35,11 @@ def run(out="results/bench", fast=False, progress=True):
     parts = [lambda s=s: bn_rows(torch, [s], cuda=cuda, copy=copy) for s in shapes]
     if not fast:
         parts.append(lambda: other_norm_rows(torch, copy=copy))
-    parts.append(lambda: step_rows(torch, batches=batches))
+    parts.append(lambda: step_rows(torch, batches=batches, fast=fast, progress=say))
     rows = []
     with tqdm(total=len(parts) + 1, desc="minibn bench", disable=not progress, leave=False) as bar:
+        def say(text):
+            bar.set_postfix_str(text, refresh=True)
         bw_one = copy_bandwidth_cpu()
         bw = copy_bandwidth_cpu(threads=os.cpu_count() or 1)
         bar.update(1)
