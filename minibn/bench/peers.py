@@ -2,7 +2,7 @@
 
 Two frameworks in one process share its cores: PyTorch's and XLA's thread pools stay alive
 between calls and slow the other's BLAS. So each framework's step runs in a fresh Python
-process (``python -m minibn.bench.peers NET FRAMEWORK ...``), one after the other, round by
+process (:func:`run_process`, which calls :func:`main`), one after the other, round by
 round in alternating order; each process times ``blocks`` blocks of ``steps`` steps after a
 warm-up (JAX's compilation, numba's loops) and prints the seconds per step of each block as
 JSON. A row's time for a framework is the median over all its blocks; its per-round values
@@ -152,8 +152,9 @@ def installed(framework):
 
 def run_process(net, framework, batch, blocks, steps, warmup, timeout=300):
     """Time the step in a fresh process; returns its seconds per step, one value per block."""
-    cmd = [sys.executable, "-m", "minibn.bench.peers", net, framework, "--batch", str(batch), "--blocks", str(blocks),
-           "--steps", str(steps), "--warmup", str(warmup)]
+    # -c rather than -m: the package minibn.bench imports this module, and runpy would warn
+    cmd = [sys.executable, "-c", "import sys; from minibn.bench.peers import main; main(sys.argv[1:])", net,
+           framework, "--batch", str(batch), "--blocks", str(blocks), "--steps", str(steps), "--warmup", str(warmup)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"peers: the {framework} {net} step failed in its process:\n{done.stderr[-2000:]}")
@@ -182,7 +183,7 @@ def peer_row(layer, net, batch, rounds=3, blocks=9, steps=200, warmup=50, framew
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minibn.bench.peers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="minibn.bench.peers", description=__doc__.split("\n\n")[0])
     p.add_argument("net", choices=sorted(NETS))
     p.add_argument("framework", choices=list(FRAMEWORKS))
     p.add_argument("--batch", type=int, default=60)
