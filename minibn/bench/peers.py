@@ -37,7 +37,7 @@ NETS = {"fig1": ((784,), ("minibn", "PyTorch CPU", "JAX (jit)")),
 
 
 def data(net, batch):
-    """The batch every framework trains on: x (batch, *shape) float32 in [0, 1), labels (batch,)."""
+    """The batch every framework trains on: x ``(batch, *shape)`` float32 in [0, 1), labels ``(batch,)``."""
     rng = np.random.default_rng(0)
     return rng.random((batch, *NETS[net][0]), dtype=np.float32), rng.integers(0, 10, batch)
 
