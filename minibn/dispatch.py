@@ -6,7 +6,9 @@ training-mode forward and backward. Each way of computing it is an
 
 * ``forward(x, *args)`` -> (y, cache), the arguments of the operation's reference
   function in :mod:`minibn.functional` (a fast path may also take ``work=``, see below);
-* ``backward(dy, cache)`` -> (dx, dgamma, dbeta), given the cache of *its own* forward;
+* ``backward(dy, cache)`` -> the gradients, given the cache of *its own* forward: (dx,
+  dgamma, dbeta) for a normalization, dx for the sigmoid; the loss's backward takes
+  ``(cache, dloss)`` and returns dlogits, as its reference function does;
 * ``applies(x)``: whether ``impl="auto"`` may pick it for x (cheap: called every step);
 * ``check(x)``: raises the reason it cannot run on x (for an explicit ``impl=`` choice).
 
@@ -47,6 +49,9 @@ class Implementation:
     ``min_size``: ``impl="auto"`` picks this one only for inputs of at least that many
     values. ``workspace``: its forward takes ``work=``, a per-layer
     :class:`minibn.workspace.Workspace` of buffers reused between steps.
+    ``running_update``: for an operation whose layer keeps running statistics, an optional
+    faster update of them from this forward's cache (see
+    :func:`minibn.kernels.fused_bn.update_running_stats_fused`); None: the layer's own.
     """
 
     op: str
@@ -58,6 +63,7 @@ class Implementation:
     min_size: int = 0
     workspace: bool = False
     installed: Callable = _always
+    running_update: Callable = None
 
     @property
     def forward_path(self):
@@ -86,7 +92,7 @@ _REGISTRY: dict[str, list[Implementation]] = {}
 
 
 def register(op, name, forward, backward, applies=_always, check=_never_raises, min_size=0, workspace=False,
-             installed=_always):
+             installed=_always, running_update=None):
     """Register an implementation ``name`` of operation ``op``: ``forward`` and ``backward``
     are the functions (see :class:`Implementation`).
 
@@ -102,7 +108,8 @@ def register(op, name, forward, backward, applies=_always, check=_never_raises, 
             raise ValueError(f"register: {op!r} already has an implementation {name!r} for the same arrays "
                              f"(applies={getattr(applies, '__qualname__', applies)}); give it another name "
                              "or another applies")
-    impl = Implementation(op, name, forward, backward, applies, check, min_size, workspace, installed)
+    impl = Implementation(op, name, forward, backward, applies, check, min_size, workspace, installed,
+                          running_update)
     _REGISTRY.setdefault(op, []).append(impl)
     return impl
 

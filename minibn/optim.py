@@ -23,6 +23,7 @@ import math
 import numbers
 
 from .backend import get_array_module, memory_order
+from .kernels import fused_elementwise
 from .workspace import Workspace
 
 
@@ -143,6 +144,9 @@ class SGD(Optimizer):
             buf *= self.momentum
             buf += g
             g = g + self.momentum * buf if self.nesterov else buf
+        elif not self.weight_decay and fused_elementwise.sgd_step_applies(w, g):
+            fused_elementwise.sgd_step(w, g, self.lr)  # plain SGD on the CPU: the same values, in one pass
+            return
         # lr * g into a buffer kept between steps: a fresh temporary the size of a
         # weight matrix would cost page faults every step
         upd = self._scratch.like(key, g)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from . import functional as F
 from .dispatch import register
-from .kernels import cuda_bn, fused_bn, fused_conv, fused_pool, fused_rows, numba_cpu, numpy_fast
+from .kernels import cuda_bn, fused_bn, fused_conv, fused_elementwise, fused_pool, fused_rows, numba_cpu, numpy_fast
 
 #: the compiled CPU loops (numba): NumPy float32/float64 arrays, where numba is installed
 NUMBA = dict(applies=numba_cpu.applies, check=numba_cpu.check, installed=numba_cpu.available)
@@ -25,7 +25,8 @@ NUMBA = dict(applies=numba_cpu.applies, check=numba_cpu.check, installed=numba_c
 CUDA = dict(applies=cuda_bn.applies, check=cuda_bn.check, installed=cuda_bn.installed)
 
 # BatchNorm1d / BatchNorm2d (Algorithm 1)
-register("batch_norm", "fused", fused_bn.batch_norm_forward_fused, fused_bn.batch_norm_backward_fused, **NUMBA)
+register("batch_norm", "fused", fused_bn.batch_norm_forward_fused, fused_bn.batch_norm_backward_fused,
+         running_update=fused_bn.update_running_stats_fused, **NUMBA)
 register("batch_norm", "fused", cuda_bn.batch_norm_forward_cuda, cuda_bn.batch_norm_backward_cuda, **CUDA)
 register("batch_norm", "fast", numpy_fast.batch_norm_forward_fast, numpy_fast.batch_norm_backward_fast,
          applies=numpy_fast.applies, check=numpy_fast.check, min_size=65536, workspace=True)
@@ -63,3 +64,10 @@ register("max_pool2d", "fused", fused_pool.max_pool2d_forward_fused, fused_pool.
 register("max_pool2d", "reference", F.max_pool2d_forward, F.max_pool2d_backward)
 register("conv2d", "fused", fused_conv.conv2d_forward_fused, fused_conv.conv2d_backward_fused, **NUMBA)
 register("conv2d", "reference", F.conv2d_forward, F.conv2d_backward)
+# Sigmoid and the softmax cross-entropy loss (their backward returns dx, dlogits)
+register("sigmoid", "fused", fused_elementwise.sigmoid_forward_fused, fused_elementwise.sigmoid_backward_fused,
+         **NUMBA)
+register("sigmoid", "reference", F.sigmoid_forward, F.sigmoid_backward)
+register("softmax_cross_entropy", "fused", fused_elementwise.softmax_cross_entropy_forward_fused,
+         fused_elementwise.softmax_cross_entropy_backward_fused, **NUMBA)
+register("softmax_cross_entropy", "reference", F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward)

@@ -440,8 +440,13 @@ def update_running_stats(running_mean, running_var, mu_B, var_B, m, factor):
     -------
     None
     """
-    running_mean[...] = (1.0 - factor) * running_mean + factor * mu_B  # in place, in the buffers' dtype
-    running_var[...] = (1.0 - factor) * running_var + factor * (m / (m - 1)) * var_B
+    # in place, in the buffers' dtype: (1 - factor) * running is rounded to it, the sum with the
+    # float64 batch term is formed in float64 and then rounded (the values of
+    # ``running[...] = (1 - factor) * running + factor * batch``, in three calls instead of four)
+    running_mean *= 1.0 - factor
+    running_mean += factor * mu_B
+    running_var *= 1.0 - factor
+    running_var += factor * (m / (m - 1)) * var_B
 
 
 def virtual_batches(N, virtual_batch_size):

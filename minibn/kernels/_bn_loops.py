@@ -202,3 +202,23 @@ def backward(dy, x, mu, inv_std, gamma, m, dx):
     dgamma, A, B, K = backward_coefficients(dbeta, dy_xc, inv_std, gamma, m)
     combine(x, mu, B, dy, A, K, dx, 0, N)
     return dgamma, dbeta
+
+
+@numba.njit(**_FLAGS)
+def update_running_stats(running_mean, running_var, mu, var, factor, unbias, limit, eps_is_zero):
+    """running = (1 - factor) * running + factor * batch for both buffers, the variance's batch
+    term unbiased (``unbias`` = m / (m - 1)), when every channel's var (C,) is finite, at most
+    ``limit`` and, with ``eps_is_zero``, > 0; then returns True. Otherwise changes nothing and
+    returns False: the layer's checks then name the channels (nn.BatchNorm)."""
+    total = 0.0
+    smallest = np.inf
+    for c in range(var.shape[0]):
+        total += var[c]
+        smallest = min(smallest, var[c])
+    if not (np.isfinite(total) and total <= limit) or (eps_is_zero and not smallest > 0):
+        return False
+    keep = 1.0 - factor
+    for c in range(var.shape[0]):
+        running_mean[c] = keep * running_mean[c] + factor * mu[c]
+        running_var[c] = keep * running_var[c] + factor * unbias * var[c]
+    return True

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy
+
 from .._checks import check_inputs
 from ..backend import get_array_module
 from ..functional.batchnorm import batch_count, check_axis
@@ -205,6 +207,22 @@ class FusedBN:
         """Same contract as :func:`minibn.functional.memorized_batch_norm_backward`: BN's closed
         form with the means over the pooled count W (the memory is constant)."""
         return self.batch_norm_backward(dy, cache, m=cache["W"])
+
+
+def update_running_stats_fused(running_mean, running_var, cache, factor, limit, eps_is_zero):
+    """:func:`minibn.functional.update_running_stats` from a forward's cache (its mu_B, var_B
+    and m) in one compiled call, with the checks nn.BatchNorm makes first folded in: when
+    every channel's var_B is finite, its sum at most ``limit`` (the largest variance the
+    running buffer's dtype takes) and, with ``eps_is_zero``, every var_B > 0, both buffers are
+    updated and it returns True. Otherwise it changes nothing and returns False, and the
+    layer takes its own path, which names the channels in a warning and leaves them as they
+    were. For NumPy buffers; the same values up to rounding (the reference rounds
+    ``(1 - factor) * running`` to the buffer's dtype first)."""
+    mu, var, m = cache["mu_B"], cache["var_B"], cache["m"]
+    if type(running_mean) is not numpy.ndarray or mu.dtype != numpy.float64:
+        return False
+    return _cpu_loops().module.update_running_stats(running_mean, running_var, mu, var, float(factor),
+                                                    m / (m - 1), float(limit), bool(eps_is_zero))
 
 
 class _CpuLoops:

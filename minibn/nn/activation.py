@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import dispatch
 from .. import functional as F
 from .._checks import check_float, check_range
 from .module import Module
@@ -32,13 +33,46 @@ class ReLU(_Elementwise):
     _forward, _backward = F.relu_forward, F.relu_backward
 
 
-class Sigmoid(_Elementwise):
+class Sigmoid(Module):
     """The logistic sigmoid ``1 / (1 + exp(-x))``, elementwise, stable for large ``|x|``.
 
     x: any shape, of a floating dtype -> y of x's shape and dtype
     (:func:`minibn.functional.sigmoid_forward`). A non-float x raises TypeError.
+
+    Parameters
+    ----------
+    impl : {"auto", "fused", "reference"}, optional
+        How it is computed (the implementations of "sigmoid", :mod:`minibn.registry`): the
+        reference is the teaching path; "fused" (the default for float32/float64 NumPy
+        arrays, where numba is installed) gives the same values in fewer passes
+        (:mod:`minibn.kernels.fused_elementwise`).
+
+    Raises
+    ------
+    ValueError
+        If impl is not "auto" or a registered implementation of "sigmoid".
     """
-    _forward, _backward = F.sigmoid_forward, F.sigmoid_backward
+
+    op = "sigmoid"
+
+    def __init__(self, impl="auto"):
+        super().__init__()
+        allowed = ("auto",) + dispatch.implementations(self.op)
+        if impl not in allowed:
+            raise ValueError(f"Sigmoid: impl must be one of {allowed}, got {impl!r}")
+        self.impl = impl
+
+    def forward(self, x):
+        check_float("x", x, "Sigmoid")
+        y, self._cache = self._run(self.op, self.impl, x)
+        return y
+
+    def backward(self, dy):
+        dy = self._check_dy(dy)
+        return self.last_implementation.backward(dy, self._cache)
+
+    def extra_repr(self):
+        return "" if self.impl == "auto" else f"impl={self.impl!r}"
 
 
 class Tanh(_Elementwise):

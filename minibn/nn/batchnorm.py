@@ -168,10 +168,14 @@ class BatchNorm(RunningStatistics, Normalization):
         var, m = cache["var_B"], cache["m"]  # var >= 0 (rounding clipped): var + eps > 0 if eps > 0
         # the unbiased variance var * m / (m - 1) must fit running_var's dtype
         fits = (_largest(self.running_var.dtype) * ((m - 1) / m), "variance", "running_var") if update else None
+        if update:
+            factor = self._momentum_factor()
+            fast = self.last_implementation.running_update if self.last_implementation is not None else None
+            if fast is not None and fast(self.running_mean, self.running_var, cache, factor, fits[0], self.eps == 0):
+                return  # the usual case: every channel fine, updated in one compiled call
         bad = self._unusable_channels(var, var if self.eps == 0 else None,
                                       "running statistics were not updated" if update else "outputs are NaN", fits)
         if update:
-            factor = self._momentum_factor()
             self._keep_channels((self.running_mean, self.running_var), bad, lambda: F.update_running_stats(
                 self.running_mean, self.running_var, cache["mu_B"], cache["var_B"], cache["m"], factor))
 

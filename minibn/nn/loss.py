@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy
 
-from .. import backend
-from .. import functional as F
+from .. import backend, dispatch
 from .._checks import check_float
 from .module import Module
 
@@ -22,7 +23,29 @@ class SoftmaxCrossEntropy(Module):
     back (that would make the host wait for the GPU at every step): there such a label
     makes the loss NaN (:func:`minibn.functional.softmax_cross_entropy_forward`), seen at
     the next evaluation or logged loss.
+
+    Parameters
+    ----------
+    impl : {"auto", "fused", "reference"}, optional
+        How it is computed (the implementations of "softmax_cross_entropy",
+        :mod:`minibn.registry`): the reference is the teaching path; "fused" (the default for
+        float32/float64 NumPy logits, where numba is installed) is one compiled loop each way
+        (:mod:`minibn.kernels.fused_elementwise`), the same up to rounding.
+
+    Raises
+    ------
+    ValueError
+        If impl is not "auto" or a registered implementation of "softmax_cross_entropy".
     """
+
+    op = "softmax_cross_entropy"
+
+    def __init__(self, impl="auto"):
+        super().__init__()
+        allowed = ("auto",) + dispatch.implementations(self.op)
+        if impl not in allowed:
+            raise ValueError(f"SoftmaxCrossEntropy: impl must be one of {allowed}, got {impl!r}")
+        self.impl = impl
 
     def forward(self, logits, labels):
         """The mean over the batch of ``-log softmax(logits)[label]``.
@@ -56,15 +79,22 @@ class SoftmaxCrossEntropy(Module):
         if labels.shape != (logits.shape[0],):
             raise ValueError(f"SoftmaxCrossEntropy: expected labels of shape ({logits.shape[0]},), "
                              f"got {tuple(labels.shape)}")
-        C = logits.shape[1]
-        if backend.get_array_module(labels) is numpy:  # on the GPU a bad label makes the loss NaN instead
-            bad = (labels < 0) | (labels >= C)
-            if bad.any():
-                rows = numpy.flatnonzero(bad)[:10].tolist()
-                raise ValueError(f"SoftmaxCrossEntropy: labels must be class ids in [0, {C}), got "
-                                 f"{sorted(set(labels[bad].tolist()))[:10]} at rows {rows}")
-        loss, self._cache = F.softmax_cross_entropy_forward(logits, labels)
+        loss, cache = self._run(self.op, self.impl, logits, labels)
+        # every implementation makes the loss NaN for a label outside [0, K): only then are
+        # host labels searched for the rows to name (a pass less at every step)
+        on_host = backend.get_array_module(logits) is numpy and backend.get_array_module(labels) is numpy
+        if on_host and not math.isfinite(loss):
+            self._check_labels(labels, logits.shape[1])
+        self._cache = cache
         return loss
+
+    @staticmethod
+    def _check_labels(labels, C):
+        bad = (labels < 0) | (labels >= C)
+        if bad.any():
+            rows = numpy.flatnonzero(bad)[:10].tolist()
+            raise ValueError(f"SoftmaxCrossEntropy: labels must be class ids in [0, {C}), got "
+                             f"{sorted(set(labels[bad].tolist()))[:10]} at rows {rows}")
 
     def backward(self, dloss=1.0):
         """The gradient of the last loss with respect to the logits, ``(softmax - onehot) / N * dloss``.
@@ -86,4 +116,4 @@ class SoftmaxCrossEntropy(Module):
         """
         if getattr(self, "_cache", None) is None:
             raise RuntimeError("SoftmaxCrossEntropy: backward called before the loss was computed")
-        return F.softmax_cross_entropy_backward(self._cache, dloss)
+        return self.last_implementation.backward_function(self._cache, dloss)
