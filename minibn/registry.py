@@ -64,7 +64,9 @@ register("max_pool2d", "fused", fused_pool.max_pool2d_forward_fused, fused_pool.
 register("max_pool2d", "reference", F.max_pool2d_forward, F.max_pool2d_backward)
 register("conv2d", "fused", fused_conv.conv2d_forward_fused, fused_conv.conv2d_backward_fused, **NUMBA)
 register("conv2d", "reference", F.conv2d_forward, F.conv2d_backward)
-# Sigmoid and the softmax cross-entropy loss (their backward returns dx, dlogits)
+# ReLU, Sigmoid and the softmax cross-entropy loss (their backward returns dx, dlogits)
+register("relu", "fused", fused_elementwise.relu_forward_fused, fused_elementwise.relu_backward_fused, **NUMBA)
+register("relu", "reference", F.relu_forward, F.relu_backward)
 register("sigmoid", "fused", fused_elementwise.sigmoid_forward_fused, fused_elementwise.sigmoid_backward_fused,
          **NUMBA)
 register("sigmoid", "reference", F.sigmoid_forward, F.sigmoid_backward)

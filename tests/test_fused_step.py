@@ -39,6 +39,23 @@ def test_the_fused_sigmoid_gives_the_references_values_bit_for_bit(dtype):
     assert fe.sigmoid_forward_fused(np.array([-40.0], dtype))[0][0] > 0  # the tail keeps its relative precision
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_relu_gives_the_references_values_bit_for_bit(dtype):
+    x = _awkward(dtype)
+    bits = np.uint32 if dtype == np.float32 else np.uint64  # -0 and +0 differ in their bits
+    dy = np.random.default_rng(8).standard_normal(x.shape).astype(dtype)
+    dy.flat[:3] = [np.inf, -2.0, np.nan]
+    for arg in (x, x.T):
+        with np.errstate(invalid="ignore"):  # -inf * 0 is NaN in both
+            y_ref, mask = F.relu_forward(arg)
+        y, cache = fe.relu_forward_fused(arg)
+        np.testing.assert_array_equal(y.view(bits), y_ref.view(bits))
+        d = np.ascontiguousarray(dy if arg is x else dy.T)
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_array_equal(fe.relu_backward_fused(d, cache).view(bits),
+                                          F.relu_backward(d, mask).view(bits))
+
+
 @pytest.mark.parametrize("y_dtype, dy_dtype", [(np.float32, np.float32), (np.float64, np.float64),
                                                (np.float32, np.float64)])
 def test_the_fused_sigmoid_backward_gives_the_references_values(y_dtype, dy_dtype):
@@ -98,6 +115,8 @@ def test_the_layer_names_the_bad_labels_whatever_the_implementation(impl):
 
 
 def test_an_unknown_impl_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=r"ReLU: impl must be one of \('auto', 'fused', 'reference'\), got 'x'"):
+        nn.ReLU(impl="x")
     with pytest.raises(ValueError, match=r"Sigmoid: impl must be one of \('auto', 'fused', 'reference'\), got 'x'"):
         nn.Sigmoid(impl="x")
     with pytest.raises(ValueError, match=r"SoftmaxCrossEntropy: impl must be one of .*got 'x'"):

@@ -213,7 +213,9 @@ def conv2d_backward(dy, cache, need_dx=True, columns_backward=conv_columns_backw
     x_shape, cols, W, has_b, stride, padding, OH, OW = cache
     F, C, kh, kw = W.shape
     dY = dy.transpose(1, 0, 2, 3).reshape(F, -1)      # (F, N * OH * OW)
-    dW = (dY @ cols.T).reshape(W.shape)
+    # dW = dY cols^T, computed as (cols dY^T)^T: the same product, which BLAS runs up to twice
+    # as fast this way round when F and C * kh * kw are small and N * OH * OW is long
+    dW = (cols @ dY.T).T.reshape(W.shape)
     db = dY.sum(axis=1) if has_b else None
     dx = None
     if need_dx:

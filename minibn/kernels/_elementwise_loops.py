@@ -1,6 +1,6 @@
-"""The CPU loops behind :mod:`minibn.kernels.fused_elementwise`, compiled by numba: the
-sigmoid, the softmax cross-entropy and the SGD update, each in one pass where NumPy makes
-several.
+"""The CPU loops behind :mod:`minibn.kernels.fused_elementwise`, compiled by numba: ReLU,
+the sigmoid, the softmax cross-entropy and the SGD update, each in one pass where NumPy
+makes several.
 
 Imported only when one of them first runs (see :mod:`numba_cpu`). The arrays are 1-d
 views of C-contiguous arrays (the sigmoid's, the update's) or (N, K) rows (the loss's).
@@ -10,8 +10,8 @@ raising ZeroDivisionError. The check that Python's rule needs keeps LLVM from ru
 a loop's divisions 16 lanes at a time; with it off, the sigmoid's last pass is about 5
 times faster. No division here can be by zero (1 + e with e >= 0).
 
-No ``fastmath``: each value is rounded exactly as NumPy rounds it, so the sigmoid and
-the update give the reference's values bit for bit (the constants are passed in the
+No ``fastmath``: each value is rounded exactly as NumPy rounds it, so ReLU, the sigmoid
+and the update give the reference's values bit for bit (the constants are passed in the
 arrays' dtype, ``one``: a float64 literal would promote float32 arithmetic to float64).
 """
 
@@ -19,6 +19,22 @@ import numba
 import numpy as np
 
 _FLAGS = dict(nogil=True, cache=True, error_model="numpy")
+
+
+@numba.njit(**_FLAGS)
+def relu(x, y, one, zero):
+    """y = x * (x > 0): x where x > 0, else x * 0 (-0 for a negative x, NaN for NaN), the
+    values of :func:`minibn.functional.relu_forward` (x, y: 1-d, same length)."""
+    for i in range(x.size):
+        v = x[i]
+        y[i] = v * (one if v > 0 else zero)
+
+
+@numba.njit(**_FLAGS)
+def relu_backward(dy, y, dx, one, zero):
+    """dx = dy * (y > 0), which is dy * (x > 0): y > 0 exactly where x > 0 (all 1-d)."""
+    for i in range(dy.size):
+        dx[i] = dy[i] * (one if y[i] > 0 else zero)
 
 
 @numba.njit(**_FLAGS)

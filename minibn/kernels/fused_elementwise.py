@@ -1,10 +1,13 @@
-"""The sigmoid and the softmax cross-entropy, the fused CPU path (numba loops in
+"""ReLU, the sigmoid and the softmax cross-entropy, the fused CPU path (numba loops in
 :mod:`_elementwise_loops`), and the SGD update's loop.
 
 On the Fig. 1 network's (60, 100) activations each NumPy call costs about a microsecond
 whatever it computes, so the teaching path's six-call sigmoid and twelve-call loss are
 mostly calls. Here:
 
+- ReLU ``x * (x > 0)``: one pass forward (NumPy makes three: the test, the product and the
+  mask it keeps) and one backward, which reads the mask off y (y > 0 exactly where x > 0);
+  the reference's values bit for bit, -0 and NaN included;
 - sigmoid: ``e = exp(-|x|)`` by NumPy (whose exp runs 16 lanes at a time, where a numba
   loop calls the scalar exp), the rest in two compiled passes; the values are the
   reference's bit for bit (:func:`minibn.functional.sigmoid_forward` computes the same
@@ -37,6 +40,28 @@ def _loops():
 def _flat(a):
     """a's values as a 1-d array (a view of a C-contiguous a, else a contiguous copy)."""
     return np.ascontiguousarray(a).reshape(-1)
+
+
+def relu_forward_fused(x):
+    """Same contract as :func:`minibn.functional.relu_forward`, except the cache: (y, y), the
+    backward reads its mask off y."""
+    numba_cpu.check(x)
+    xf = _flat(x)
+    y = np.empty_like(xf)
+    _loops().relu(xf, y, xf.dtype.type(1), xf.dtype.type(0))
+    y = y.reshape(x.shape)
+    return y, y
+
+
+def relu_backward_fused(dy, y):
+    """dx = dy where y > 0, else dy * 0 (the values of :func:`minibn.functional.relu_backward`)."""
+    numba_cpu.check(dy)
+    if dy.dtype != y.dtype:
+        return dy * (y > 0)  # the reference's promotions (a layer converts dy to y's dtype first)
+    yf, dyf = _flat(y), _flat(dy)
+    dx = np.empty_like(yf)
+    _loops().relu_backward(dyf, yf, dx, yf.dtype.type(1), yf.dtype.type(0))
+    return dx.reshape(dy.shape)
 
 
 def sigmoid_forward_fused(x):

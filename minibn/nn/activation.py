@@ -24,16 +24,57 @@ class _Elementwise(Module):
         return type(self)._backward(dy, self._cache)
 
 
-class ReLU(_Elementwise):
+class _Registered(Module):
+    """An elementwise layer computed by a registered operation ``op`` (:mod:`minibn.registry`):
+    the teaching path, or a fused loop that gives the same values (``impl=``)."""
+
+    base_class = True
+    op = ""
+
+    def __init__(self, impl="auto"):
+        super().__init__()
+        allowed = ("auto",) + dispatch.implementations(self.op)
+        if impl not in allowed:
+            raise ValueError(f"{type(self).__name__}: impl must be one of {allowed}, got {impl!r}")
+        self.impl = impl
+
+    def forward(self, x):
+        check_float("x", x, type(self).__name__)
+        y, self._cache = self._run(self.op, self.impl, x)
+        return y
+
+    def backward(self, dy):
+        dy = self._check_dy(dy)
+        return self.last_implementation.backward(dy, self._cache)
+
+    def extra_repr(self):
+        return "" if self.impl == "auto" else f"impl={self.impl!r}"
+
+
+class ReLU(_Registered):
     """``max(x, 0)``, elementwise (:func:`minibn.functional.relu_forward`).
 
     x: any shape, of a floating dtype -> y of x's shape and dtype. A non-float x raises
     TypeError.
+
+    Parameters
+    ----------
+    impl : {"auto", "fused", "reference"}, optional
+        How it is computed (the implementations of "relu", :mod:`minibn.registry`): the
+        reference is the teaching path; "fused" (the default for float32/float64 NumPy
+        arrays, where numba is installed) gives the same values in one pass
+        (:mod:`minibn.kernels.fused_elementwise`).
+
+    Raises
+    ------
+    ValueError
+        If impl is not "auto" or a registered implementation of "relu".
     """
-    _forward, _backward = F.relu_forward, F.relu_backward
+
+    op = "relu"
 
 
-class Sigmoid(Module):
+class Sigmoid(_Registered):
     """The logistic sigmoid ``1 / (1 + exp(-x))``, elementwise, stable for large ``|x|``.
 
     x: any shape, of a floating dtype -> y of x's shape and dtype
@@ -54,25 +95,6 @@ class Sigmoid(Module):
     """
 
     op = "sigmoid"
-
-    def __init__(self, impl="auto"):
-        super().__init__()
-        allowed = ("auto",) + dispatch.implementations(self.op)
-        if impl not in allowed:
-            raise ValueError(f"Sigmoid: impl must be one of {allowed}, got {impl!r}")
-        self.impl = impl
-
-    def forward(self, x):
-        check_float("x", x, "Sigmoid")
-        y, self._cache = self._run(self.op, self.impl, x)
-        return y
-
-    def backward(self, dy):
-        dy = self._check_dy(dy)
-        return self.last_implementation.backward(dy, self._cache)
-
-    def extra_repr(self):
-        return "" if self.impl == "auto" else f"impl={self.impl!r}"
 
 
 class Tanh(_Elementwise):
