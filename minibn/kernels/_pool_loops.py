@@ -99,13 +99,13 @@ def _max_pool_2x2(x, y, arg):
 
 @numba.njit(**_FLAGS)
 def max_pool_backward(dy, arg, dx):
-    """dx (N, C, H, W), zeroed by the caller: dx[n, c] at arg += dy[n, c] (windows may overlap)."""
+    """dx (N, C, H, W), C-contiguous and zeroed by the caller: dx[n, c] at arg += dy[n, c] (windows may
+    overlap)."""
     N, C, OH, OW = dy.shape
-    W = dx.shape[3]
+    flat = dx.reshape(N, C, dx.shape[2] * dx.shape[3])  # a view (dx is C-contiguous): no a // W, a % W
     for n in range(N):
         for c in range(C):
             for oh in range(OH):
                 for ow in range(OW):
-                    a = arg[n, c, oh, ow]
-                    dx[n, c, a // W, a % W] += dy[n, c, oh, ow]
+                    flat[n, c, arg[n, c, oh, ow]] += dy[n, c, oh, ow]
 
