@@ -534,7 +534,7 @@ class ShardedBatches:
 
     def __next__(self):
         idx, _ = next(self._global)
-        mine = backend.to_active(backend.asnumpy(idx)[self._lo:self._hi])
+        mine = idx[self._lo:self._hi]  # on the data's device already: no round trip through the host
         return self.x[mine], self.y[mine]
 
 
@@ -648,25 +648,26 @@ class DataParallel:
         return float(total[0]), float(total[1])
 
     def allreduce_gradients(self):
-        """Sum every parameter's gradient over the ranks, in one all-reduce of a flat buffer (in place).
+        """Sum every parameter's gradient over the ranks, in one all-reduce of a flat buffer.
 
-        Parameters without a gradient are skipped (every rank must have the same ones).
+        The buffer is made on the gradients' device, so a GPU model crosses to the host once
+        each way per step (in :meth:`Communicator.allreduce_sum`), not once per parameter.
+        Each ``p.grad`` becomes its part of the sum. Parameters without a gradient are skipped
+        (every rank must have the same ones).
         """
         params = [p for p in self.module.parameters() if p.grad is not None]
         if not params:
             return
-        size, dtype = sum(p.grad.size for p in params), np.result_type(*[p.grad.dtype for p in params])
-        if self._flat is None or self._flat.size != size or self._flat.dtype != dtype:
-            self._flat = np.empty(size, dtype)
-        flat, offset = self._flat, 0
-        for p in params:
-            n = p.grad.size
-            flat[offset:offset + n] = backend.asnumpy(p.grad).ravel()
-            offset += n
-        total = backend.asnumpy(self.comm.allreduce_sum(flat, dtype=flat.dtype))
+        grads = [p.grad for p in params]
+        xp = backend.get_array_module(*grads)
+        size, dtype = sum(g.size for g in grads), np.result_type(*[g.dtype for g in grads])
+        flat = self._flat
+        if flat is None or flat.size != size or flat.dtype != dtype or backend.get_array_module(flat) is not xp:
+            flat = self._flat = xp.empty(size, dtype)
+        xp.concatenate([g.ravel() for g in grads], out=flat)
+        total = self.comm.allreduce_sum(flat, dtype=dtype)  # a new array, on flat's device
         offset = 0
         for p in params:
             n = p.grad.size
-            xp = backend.get_array_module(p.grad)
-            p.grad = xp.asarray(total[offset:offset + n].reshape(p.grad.shape), dtype=p.grad.dtype)
+            p.grad = total[offset:offset + n].reshape(p.grad.shape).astype(p.grad.dtype, copy=False)
             offset += n

@@ -327,6 +327,11 @@ class ActivationRecorder:
         self.model, self.layer_index = model, layer_index
         self.units, self.probe, self.percentiles = list(units), probe, tuple(percentiles)
         self.steps, self._values = [], []
+        # the index and the percentiles as arrays on the probe's device, made once: a Python list or
+        # tuple given to CuPy is copied to the device at every call
+        xp = backend.get_array_module(probe)
+        self._unit_index = xp.asarray(self.units, dtype=np.intp)
+        self._q = xp.asarray(self.percentiles, dtype=np.float64)
 
     def layer_input(self):
         """(probe size, features) input of the recorded layer, on the device."""
@@ -337,9 +342,8 @@ class ActivationRecorder:
         return h
 
     def __call__(self, step, model=None):
-        h = self.layer_input()[:, self.units]
-        xp = backend.get_array_module(h)
-        q = xp.percentile(h.astype("float64"), xp.asarray(self.percentiles, dtype="float64"), axis=0)
+        h = self.layer_input()[:, self._unit_index]
+        q = backend.get_array_module(h).percentile(h.astype("float64"), self._q, axis=0)
         self.steps.append(step)
         self._values.append(backend.asnumpy(q).T)  # (units, percentiles): a transfer at the edge
 

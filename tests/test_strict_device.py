@@ -416,11 +416,6 @@ def test_batch_iterator_keeps_device_data_on_the_device(device):
     assert backend.is_gpu_array(xb) and backend.is_gpu_array(yb)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: minibn/train.py:311 (ActivationRecorder.__call__) indexes the device activations with a Python "
-    "list, `[:, self.units]`: CuPy copies the list to the device at every call, implicitly; and train.py:313 "
-    "copies the percentiles tuple to the device at every call (`xp.asarray(self.percentiles)`). Fix: make "
-    "both once, on the probe's device, in __init__"))
 def test_activation_recorder_has_no_implicit_conversion(on_gpu):
     backend.seed(0)
     model, sig = drift.build_net(True, hidden=20)
@@ -444,11 +439,6 @@ def _mpi():
     return distributed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: minibn/distributed.py:279 (ShardedBatches.__next__) reads each global batch's indices back to the "
-    "host and sends this rank's part again (`to_active(asnumpy(idx)[lo:hi])`): a sync and two transfers per "
-    "step on the GPU. The global BatchIterator's indices already live on the active device. Fix: "
-    "`mine = idx[self._lo:self._hi]`"))
 def test_sharded_batches_make_no_transfer_per_step(on_gpu):
     distributed = _mpi()
     x, y = _data("mlp", 64)
@@ -459,12 +449,6 @@ def test_sharded_batches_make_no_transfer_per_step(on_gpu):
     assert seen.counts() == ZERO, seen.places()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: minibn/distributed.py:349 and :356 (DataParallel.allreduce_gradients) copy each parameter's "
-    "gradient to the host and back one by one: 2 x (number of parameters) transfers per step (22 for the "
-    "Fig. 1 MLP, 11 parameters) where one flat device buffer needs 2. Fix: `flat = xp.concatenate("
-    "[p.grad.ravel() for p in params])` on the device, one comm.allreduce_sum (which returns on flat's "
-    "device), then device views"))
 def test_data_parallel_step_makes_one_round_trip(on_gpu):
     distributed = _mpi()
     backend.seed(0)
