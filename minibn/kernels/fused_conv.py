@@ -21,9 +21,7 @@ def _columns(x, kh, kw, stride, padding):
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
     cols = np.empty((C, kh, kw, N, OH, OW), x.dtype)
-    # split by samples (cols viewed with n first: its size is the work) when large
-    numba_cpu.run_blocks(numba_cpu.loops("_conv_loops").gather, cols.transpose(3, 0, 1, 2, 4, 5),
-                         np.ascontiguousarray(x), stride, padding, cols)
+    numba_cpu.loops("_conv_loops").gather(np.ascontiguousarray(x), stride, padding, cols)
     return cols.reshape(C * kh * kw, N * OH * OW), OH, OW
 
 
@@ -31,9 +29,7 @@ def _columns_backward(dcols, x_shape, kh, kw, stride, padding, OH, OW):
     """:func:`minibn.functional.conv_columns_backward` by the compiled scatter."""
     N, C = x_shape[:2]
     dx = np.zeros(x_shape, dcols.dtype)
-    dcols = dcols.reshape(C, kh, kw, N, OH, OW)
-    numba_cpu.run_blocks(numba_cpu.loops("_conv_loops").scatter, dcols.transpose(3, 0, 1, 2, 4, 5),
-                         dcols, stride, padding, dx)
+    numba_cpu.loops("_conv_loops").scatter(dcols.reshape(C, kh, kw, N, OH, OW), stride, padding, dx)
     return dx
 
 
