@@ -406,7 +406,8 @@ def bn_mismatch(model, batches, eps=1e-12):
     Each layer's input is taken with the network in inference mode (the layers before it
     are fixed, as in the IIT paper's Table 2). Its output is then computed both ways: in
     training mode (each batch normalized with its own statistics) and in inference mode
-    (the running statistics). Estimator: per channel, a Gaussian is fitted (mean and
+    (the running statistics; a ghost BN layer's training mode normalizes each virtual
+    batch by its own statistics). Estimator: per channel, a Gaussian is fitted (mean and
     variance over all outputs of all batches) to each of the two output distributions;
     the value is KL(P_train || P_inference) of the two Gaussians, averaged over channels.
     It is 0 when both modes give the same output distribution.
@@ -447,7 +448,10 @@ def bn_mismatch(model, batches, eps=1e-12):
             g, b = (bn.gamma.data, bn.beta.data) if bn.affine else (None, None)
             train_out, infer_out = [], []
             for h in cap.inputs:
-                train_out.append(F.batch_norm_forward(h, g, b, bn.eps)[0])
+                if isinstance(bn, nn.GhostBatchNorm):  # training mode normalizes each virtual batch by its own
+                    train_out.append(F.ghost_batch_norm_forward(h, g, b, bn.virtual_batch_size, bn.eps)[0])
+                else:
+                    train_out.append(F.batch_norm_forward(h, g, b, bn.eps)[0])
                 infer_out.append(F.batch_norm_inference_forward(h, g, b, bn.running_mean, bn.running_var, bn.eps)[0])
             m1, v1 = _exact_stats(train_out)
             m2, v2 = _exact_stats(infer_out)

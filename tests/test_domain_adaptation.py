@@ -139,3 +139,16 @@ def test_rotation_by_zero_is_the_identity_and_bad_names_fail(rng):
         apply_shift("blur", x)
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 784\)"):
         apply_shift("invert", x.reshape(3, 28, 28))
+
+
+def test_bn_mismatch_of_a_ghost_bn_layer_uses_its_virtual_batches(rng):
+    """With running statistics equal to the whole batch's, plain BN's training output is its
+    inference output (KL 0), but ghost BN's is not: each virtual batch is normalized by its own
+    variance (eps = 1 makes the two outputs' variances differ: var / (var + eps) per virtual batch)."""
+    x = np.concatenate([rng.standard_normal((50, 3)), 3 * rng.standard_normal((50, 3))])
+    kls = []
+    for bn in (nn.BatchNorm1d(3, eps=1.0), nn.GhostBatchNorm1d(3, virtual_batch_size=50, eps=1.0)):
+        bn = bn.astype(np.float64)
+        bn.running_mean, bn.running_var = x.mean(0), x.var(0)
+        kls.append(adapt.bn_mismatch(nn.Sequential(bn), [x])[0]["kl"])
+    assert kls[0] < 1e-12 and kls[1] > 1e-3, kls
