@@ -7,8 +7,9 @@ training-mode forward and backward. Each way of computing it is an
 * ``forward(x, *args)`` -> (y, cache), the arguments of the operation's reference
   function in :mod:`minibn.functional` (a fast path may also take ``work=``, see below);
 * ``backward(dy, cache)`` -> the gradients, given the cache of *its own* forward: (dx,
-  dgamma, dbeta) for a normalization, dx for the sigmoid; the loss's backward takes
-  ``(cache, dloss)`` and returns dlogits, as its reference function does;
+  dgamma, dbeta) for a normalization, (dx, dW, db) for conv2d, dx for max_pool2d and the
+  elementwise operations (ReLU, the sigmoid); the loss's backward takes ``(cache, dloss)``
+  and returns dlogits, as its reference function does;
 * ``applies(x)``: whether ``impl="auto"`` may pick it for x (cheap: called every step);
 * ``check(x)``: raises the reason it cannot run on x (for an explicit ``impl=`` choice).
 
@@ -19,7 +20,7 @@ themselves (a reader, an editor and a dead-code tool can follow a registration t
 code); importing a kernel module is cheap, since what it needs (numba, CuPy) is imported
 when a kernel first runs.
 
-:func:`select` is the rule every normalization layer uses: ``impl="auto"`` takes the
+:func:`select` is the rule every layer with ``impl=`` uses: ``impl="auto"`` takes the
 first registered implementation whose ``applies(x)`` holds and whose ``min_size`` x
 reaches, in order of registration (fastest first, the reference last); any other name
 takes that implementation, or says why it cannot run here. A layer keeps the

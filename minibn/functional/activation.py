@@ -1,4 +1,12 @@
-"""Elementwise nonlinearities: forward(x) -> (y, cache), backward(dy, cache) -> dx."""
+"""Elementwise nonlinearities: forward(x) -> (y, cache), backward(dy, cache) -> dx.
+
+These are the teaching path. ``nn.ReLU`` and ``nn.Sigmoid`` run them with
+``impl="reference"``; by default (``impl="auto"``, NumPy float32/float64 arrays, numba
+installed) they run the compiled loops of :mod:`minibn.kernels.fused_elementwise` instead,
+which give these functions' values bit for bit in fewer passes (the fused ReLU keeps y as
+its cache rather than the mask: y > 0 exactly where x > 0). ``layer.last_implementation``
+says which ran.
+"""
 
 from __future__ import annotations
 
@@ -49,8 +57,9 @@ def sigmoid_forward(x):
 
     Written as ``exp(min(x, 0)) / (1 + exp(-|x|))``: both exponents are <= 0, so nothing
     overflows, and each tail keeps full relative precision (sigmoid(-40) = 4.2e-18, not 0).
-    For x >= 0 it is ``1 / (1 + e^-x)``; for x < 0 it is ``e^x / (1 + e^x)``. (Two exps are
-    cheaper here than one exp and a ``where``.)
+    For x >= 0 it is ``1 / (1 + e^-x)``; for x < 0 it is ``e^x / (1 + e^x)``. (In NumPy, two
+    exps are cheaper than one exp and a ``where``; the fused loop takes one exp and chooses
+    per value, with the same roundings.)
 
     Parameters
     ----------

@@ -46,12 +46,13 @@ def negative_abs(x, out):
 
 @numba.njit(**_FLAGS)
 def sigmoid_from_exp(x, e, y, one):
-    """y = sigmoid(x) given e = exp(-|x|): 1 / (1 + e) where x >= 0, e / (1 + e) where x < 0
-    (the values of :func:`minibn.functional.sigmoid_forward`). e and y may be one array, but
-    LLVM then runs the loop a value at a time."""
+    """y = sigmoid(x) given e = exp(-|x|): 1 / (1 + e) where x >= 0, e / (1 + e) where x < 0,
+    and x itself where x is NaN (-|NaN| flips a NaN's sign bit; the reference passes x's NaN
+    through): the values of :func:`minibn.functional.sigmoid_forward`, bit for bit. e and y
+    may be one array, but LLVM then runs the loop a value at a time."""
     for i in range(x.size):
-        v = e[i]
-        y[i] = (one if x[i] >= 0 else v) / (one + v)
+        v, u = e[i], x[i]
+        y[i] = u if u != u else (one if u >= 0 else v) / (one + v)
 
 
 @numba.njit(**_FLAGS)

@@ -96,6 +96,9 @@ class SoftmaxCrossEntropy(Module):
             raise ValueError(f"SoftmaxCrossEntropy: labels must be class ids in [0, {C}), got "
                              f"{sorted(set(labels[bad].tolist()))[:10]} at rows {rows}")
 
+    def extra_repr(self):
+        return "" if self.impl == "auto" else f"impl={self.impl!r}"
+
     def backward(self, dloss=1.0):
         """The gradient of the last loss with respect to the logits, ``(softmax - onehot) / N * dloss``.
 
