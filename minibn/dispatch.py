@@ -122,6 +122,15 @@ def implementations(op):
     return tuple(dict.fromkeys(i.name for i in _REGISTRY[op]))
 
 
+def check_impl(op, impl, where):
+    """``impl``, a layer's choice for ``op``, unless it is neither "auto" nor a registered
+    implementation: then a ValueError naming ``where`` (the layer), the choices and the value."""
+    allowed = ("auto",) + implementations(op)
+    if impl not in allowed:
+        raise ValueError(f"{where}: impl must be one of {allowed}, got {impl!r}")
+    return impl
+
+
 def get(op, name, x=None):
     """The implementation ``name`` of ``op`` (for x's device, when given); KeyError naming the
     registered ones."""

@@ -57,6 +57,16 @@ def test_the_fused_relu_gives_the_references_values_bit_for_bit(dtype):
                                           F.relu_backward(d, mask).view(bits))
 
 
+def test_the_fused_relu_backward_promotes_a_dy_of_another_dtype_as_the_reference_does():
+    x = np.random.default_rng(9).standard_normal((4, 5)).astype(np.float32)
+    y, cache = fe.relu_forward_fused(x)
+    dy = np.random.default_rng(10).standard_normal((4, 5))  # float64
+    dx = fe.relu_backward_fused(dy, cache)
+    expected = F.relu_backward(dy, F.relu_forward(x)[1])
+    assert dx.dtype == expected.dtype == np.float64
+    np.testing.assert_array_equal(dx, expected)
+
+
 @pytest.mark.parametrize("y_dtype, dy_dtype", [(np.float32, np.float32), (np.float64, np.float64),
                                                (np.float32, np.float64)])
 def test_the_fused_sigmoid_backward_gives_the_references_values(y_dtype, dy_dtype):

@@ -28,7 +28,7 @@ import functools
 
 import numpy as np
 
-from ..functional.activation import sigmoid_backward
+from ..functional.activation import relu_backward, sigmoid_backward
 from . import numba_cpu
 
 
@@ -57,7 +57,7 @@ def relu_backward_fused(dy, y):
     """dx = dy where y > 0, else dy * 0 (the values of :func:`minibn.functional.relu_backward`)."""
     numba_cpu.check(dy)
     if dy.dtype != y.dtype:
-        return dy * (y > 0)  # the reference's promotions (a layer converts dy to y's dtype first)
+        return relu_backward(dy, y > 0)  # the reference's promotions (a layer converts dy to y's dtype first)
     yf, dyf = _flat(y), _flat(dy)
     dx = np.empty_like(yf)
     _loops().relu_backward(dyf, yf, dx, yf.dtype.type(1), yf.dtype.type(0))

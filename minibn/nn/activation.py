@@ -33,10 +33,7 @@ class _Registered(Module):
 
     def __init__(self, impl="auto"):
         super().__init__()
-        allowed = ("auto",) + dispatch.implementations(self.op)
-        if impl not in allowed:
-            raise ValueError(f"{type(self).__name__}: impl must be one of {allowed}, got {impl!r}")
-        self.impl = impl
+        self.impl = dispatch.check_impl(self.op, impl, type(self).__name__)
 
     def forward(self, x):
         check_float("x", x, type(self).__name__)

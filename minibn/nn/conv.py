@@ -54,10 +54,7 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  dtype="float32", impl="auto"):
         super().__init__()
-        allowed = ("auto",) + dispatch.implementations("conv2d")
-        if impl not in allowed:
-            raise ValueError(f"Conv2d: impl must be one of {allowed}, got {impl!r}")
-        self.impl = impl
+        self.impl = dispatch.check_impl("conv2d", impl, "Conv2d")
         check_positive_int("in_channels", in_channels, "Conv2d")
         check_positive_int("out_channels", out_channels, "Conv2d")
         check_positive_int("stride", stride, "Conv2d")
@@ -192,10 +189,7 @@ class MaxPool2d(_Pool2d):
 
     def __init__(self, kernel_size, stride=None, padding=0, impl="auto"):
         super().__init__(kernel_size, stride, padding)
-        allowed = ("auto",) + dispatch.implementations("max_pool2d")
-        if impl not in allowed:
-            raise ValueError(f"MaxPool2d: impl must be one of {allowed}, got {impl!r}")
-        self.impl = impl
+        self.impl = dispatch.check_impl("max_pool2d", impl, "MaxPool2d")
 
     def forward(self, x):
         """The maximum of each window (ties: the first).

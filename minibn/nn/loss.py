@@ -42,10 +42,7 @@ class SoftmaxCrossEntropy(Module):
 
     def __init__(self, impl="auto"):
         super().__init__()
-        allowed = ("auto",) + dispatch.implementations(self.op)
-        if impl not in allowed:
-            raise ValueError(f"SoftmaxCrossEntropy: impl must be one of {allowed}, got {impl!r}")
-        self.impl = impl
+        self.impl = dispatch.check_impl(self.op, impl, "SoftmaxCrossEntropy")
 
     def forward(self, logits, labels):
         """The mean over the batch of ``-log softmax(logits)[label]``.

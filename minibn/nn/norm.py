@@ -108,10 +108,7 @@ class Normalization(Module):
         self.name = type(self).__name__
         self.num_features = num_features
         self.eps = eps
-        allowed = ("auto",) + dispatch.implementations(self.op)
-        if impl not in allowed:
-            raise ValueError(f"{self.name}: impl must be one of {allowed}, got {impl!r}")
-        self.impl = impl
+        self.impl = dispatch.check_impl(self.op, impl, self.name)
         xp = backend.xp()
         shape = (num_features,) if param_shape is None else param_shape
         self.gamma = Parameter(xp.ones(shape, dtype=dtype)) if gamma else None
