@@ -68,33 +68,44 @@ def _max_pool_unpadded(x, kh, kw, stride, y, arg):
                     arg[n, c, oh, ow] = where
 
 
-@numba.njit(inline="always")
-def _pick(v, at, best, where):
-    """(v, at) if v beats best (larger, or the window's first NaN), else (best, where)."""
-    take = (v > best) | ((v != v) & (best == best))
-    return (v if take else best), (at if take else where)
-
-
 @numba.njit(**_FLAGS)
 def _max_pool_2x2(x, y, arg):
-    """The most common pooling (2 x 2 windows, stride 2, no padding), written out: with the
-    window's size known to the compiler the four compares are straight-line code, where the
-    general loop's inner loops run kh * kw times."""
+    """The most common pooling (2 x 2 windows, stride 2, no padding), written out for data
+    without NaN, and the general loop if a window holds one.
+
+    The window a b / c d (top row a b, bottom row c d) is compared as two pairs: the larger of
+    a and b (a on a tie), the larger of c and d (c on a tie), then the larger of the two (the
+    top one on a tie): the first maximum in row order, as the reference's argmax. Every choice
+    is a plain compare and select, which the compiler turns into straight-line code; the NaN
+    rule (the window's first NaN wins) needs a second condition in each, which made the
+    loop several times slower on random data (docs/benchmarks/history.md). So this loop only
+    notes whether a NaN went by (an OR that costs little), and if one did, the whole pooling
+    is done again by :func:`_max_pool_unpadded`, which follows the rule."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
+    W32 = np.int32(W)
+    nan_seen = False
     for n in range(N):
         for c in range(C):
             for oh in range(OH):
                 top, bottom = x[n, c, 2 * oh], x[n, c, 2 * oh + 1]
-                top_at, bottom_at = 2 * oh * W, (2 * oh + 1) * W  # flat index of the two rows' starts
+                y_row, arg_row = y[n, c, oh], arg[n, c, oh]
+                row_at = np.int32(2 * oh * W)  # the flat index of the top row's start
                 for ow in range(OW):
-                    w = 2 * ow
-                    best, where = top[w], top_at + w
-                    best, where = _pick(top[w + 1], top_at + w + 1, best, where)
-                    best, where = _pick(bottom[w], bottom_at + w, best, where)
-                    best, where = _pick(bottom[w + 1], bottom_at + w + 1, best, where)
-                    y[n, c, oh, ow] = best
-                    arg[n, c, oh, ow] = where
+                    a, b = top[2 * ow], top[2 * ow + 1]
+                    c_, d = bottom[2 * ow], bottom[2 * ow + 1]
+                    right_top = b > a
+                    top_best = b if right_top else a
+                    right_bottom = d > c_
+                    bottom_best = d if right_bottom else c_
+                    below = bottom_best > top_best
+                    y_row[ow] = bottom_best if below else top_best
+                    # offset in the window: 0 (a), 1 (b), W (c) or W + 1 (d)
+                    at = W32 + np.int32(right_bottom) if below else np.int32(right_top)
+                    arg_row[ow] = row_at + np.int32(2 * ow) + at
+                    nan_seen |= (a != a) | (b != b) | (c_ != c_) | (d != d)
+    if nan_seen:
+        _max_pool_unpadded(x, 2, 2, 2, y, arg)
 
 
 @numba.njit(**_FLAGS)
