@@ -39,3 +39,16 @@ def test_intervals_and_the_noise_rule():
     assert stats.separated(a, b) and not stats.separated(a, stats.summarize([1.02, 0.95, 1.1]))
     assert stats.cell(stats.summarize([3.0])) == "3.00 (1 seed)"
     assert stats.cell(a).startswith("1.01 [")
+
+
+def test_a_record_imports_no_peer_framework():
+    """Writing an experiment's record must not import PyTorch or JAX to learn about the machine
+    (importing PyTorch took seconds of each `minibn drift` run): checked in a fresh process."""
+    import subprocess
+    import sys
+    code = ("import sys; from minibn.experiments import provenance; r = provenance.record('x', 1.0); "
+            "assert r['machine']['cores'] and r['machine']['cpu'], r['machine']; "
+            "print(sorted(m for m in ('torch', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -12,16 +12,23 @@ import numpy as np
 from .. import backend
 
 
+def cpu():
+    """{"cpu": the processor's model name, "cores": the number of cores}, read without
+    importing anything (an experiment's record asks for these: importing PyTorch to learn its
+    version, as :func:`machine` does, takes seconds)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return {"cpu": name, "cores": os.cpu_count()}
+
+
 def machine():
     """{"cpu", "cores", "python", "numpy", "numba", "torch", "jax" (and "gpu", "cupy" with a GPU)}:
     what the CPU numbers depend on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+    info = cpu() | {"python": platform.python_version(), "numpy": np.__version__}
     try:
         import numba
         info["numba"] = f"{numba.__version__} ({numba.get_num_threads()} threads)"

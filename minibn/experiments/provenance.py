@@ -68,9 +68,8 @@ def implementations(shape=(60, 100)):
 
 
 def machine():
-    from ..bench.machine import machine as bench_machine
-    info = bench_machine()
-    return {k: info[k] for k in ("cpu", "cores") if k in info} | {"platform": platform.platform()}
+    from ..bench.machine import cpu
+    return cpu() | {"platform": platform.platform()}
 
 
 def record(experiment, wall_seconds, config=None):
