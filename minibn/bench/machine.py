@@ -14,8 +14,8 @@ from .. import backend
 
 def cpu():
     """{"cpu": the processor's model name, "cores": the number of cores}, read without
-    importing anything (an experiment's record asks for these: importing PyTorch to learn its
-    version, as :func:`machine` does, takes seconds)."""
+    importing PyTorch or JAX (an experiment's record asks for these: importing PyTorch to learn
+    its version, as :func:`machine` does, takes seconds)."""
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

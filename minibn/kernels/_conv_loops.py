@@ -34,6 +34,8 @@ def _inside(n_out, size, stride, offset):
     """The range [lo, hi) of the output positions o whose input position o * stride + offset
     lies in [0, size), clipped to [0, n_out) (lo = hi when there is none)."""
     lo = 0 if offset >= 0 else (stride - 1 - offset) // stride  # the first o with o * stride >= -offset
+    # past the input, no position (the formula would give hi <= 0 too: the test keeps every
+    # numerator of a floor division >= 0, where // and truncation agree)
     hi = 0 if offset > size - 1 else (size - 1 - offset) // stride + 1
     lo = min(lo, n_out)
     return lo, max(lo, min(hi, n_out))
@@ -44,7 +46,7 @@ def scatter(dcols, stride, padding, dx):
     """dx (zeroed by the caller) += the adjoint of :func:`gather`: each column value goes back to
     the input position it was read from (overlapping windows add). The loops run over the
     output positions whose input position is inside x (:func:`_inside`), so the innermost
-    loop has no test (a test per value made it 1.6 times slower, docs/benchmarks/history.md);
+    loop has no test (a test per value made it markedly slower: docs/benchmarks/history.md);
     the values are added in the same order as a loop over all positions that skips the others."""
     N, C, H, W = dx.shape
     _, kh, kw, _, OH, OW = dcols.shape
