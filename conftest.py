@@ -9,6 +9,11 @@
   extra), as ``--nbmake --nbmake-timeout=600`` would: see :func:`pytest_configure`. The
   option is not in ``addopts``, so a test file also runs where nbmake is not installed
   (``python -m pytest tests/test_registry.py``).
+* The whole suite (``python -m pytest``, no path given) runs on every core through
+  pytest-xdist when it is installed (the [test] extra), as ``-n auto --dist loadfile`` would:
+  see :func:`pytest_configure`. A test file's tests stay in one process, so
+  a module fixture (the nbgrader course, the site build) runs once. ``-n 0`` (or
+  ``-p no:xdist``) runs everything in this process; ``-n N`` picks the count.
 * Without a CUDA device, the GPU kernels (numba-cuda) are verified in numba-cuda's CUDA
   simulator, which runs them on the CPU: NUMBA_ENABLE_CUDASIM=1, set before numba is
   imported. With a GPU they run on it.
@@ -16,6 +21,8 @@
 
 import os
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("MINIBN_FAST", "1")
 if "NUMBA_ENABLE_CUDASIM" not in os.environ:
@@ -33,10 +40,35 @@ def pytest_configure(config):
     """Turn on nbmake's notebook collection when the plugin is there (not with ``-p no:nbmake``)
     and the run may hold notebooks: the test paths, a folder, or a notebook (not a run of
     .py test files only); with a cell timeout of :data:`NOTEBOOK_CELL_TIMEOUT` unless
-    ``--nbmake-timeout`` is given."""
+    ``--nbmake-timeout`` is given. Then spread the whole suite over the cores
+    (:func:`_spread_over_the_cores`)."""
     paths = [Path(arg.split("::")[0]) for arg in config.args]  # the test paths when none are given
+    _spread_over_the_cores(config)
     if not config.pluginmanager.hasplugin("nbmake") or not any(p.is_dir() or p.suffix == ".ipynb" for p in paths):
         return
     config.option.nbmake = True
     if not any(arg.startswith("--nbmake-timeout") for arg in config.invocation_params.args):
         config.option.nbmake_timeout = NOTEBOOK_CELL_TIMEOUT
+
+
+def _spread_over_the_cores(config):
+    """Run the whole suite (no test path given) on every core, one worker per core
+    (pytest-xdist's ``-n auto``), each test file in one worker (``--dist loadfile``), unless
+    ``-n`` or ``--dist`` was given, xdist is not installed or turned off, the run is for
+    debugging (``--pdb``, or ``-s``: a worker's prints would not reach the terminal), or this
+    process is a worker itself. A run of a few files or a folder stays in one process: starting the workers
+    (each imports and collects everything) costs more than it saves there.
+
+    xdist reads these options in its own ``pytest_configure``, which runs after this one
+    (it is marked ``trylast``); its ``-n auto`` would have resolved the count earlier, in
+    ``pytest_cmdline_main``, so the count is asked from the same hook here. Two cores take the
+    suite from about 11 to about 7.5 minutes on the CI machine (docs/testing.md)."""
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.args_source != pytest.Config.ArgsSource.TESTPATHS
+            or config.option.numprocesses is not None or config.option.dist != "no"
+            or config.getvalue("collectonly") or config.getoption("usepdb", False)
+            or config.getoption("capture") == "no"):
+        return
+    n = config.hook.pytest_xdist_auto_num_workers(config=config)
+    if n > 1:
+        config.option.numprocesses, config.option.dist, config.option.tx = n, "loadfile", ["popen"] * n
