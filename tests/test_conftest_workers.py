@@ -37,7 +37,10 @@ def project(tmp_path):
 
 def where(project, *args):
     """{test file: the process that ran it} after ``python -m pytest ARGS`` in the project."""
-    env = {**os.environ, "PYTEST_XDIST_AUTO_NUM_WORKERS": "2"}  # as on two cores, whatever this machine has
+    # as on two cores, whatever this machine has; without the variables of the xdist worker that
+    # may be running this test, which the inner run's processes would otherwise inherit
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env["PYTEST_XDIST_AUTO_NUM_WORKERS"] = "2"
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=project,
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
