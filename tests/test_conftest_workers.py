@@ -56,7 +56,3 @@ def test_the_whole_suite_runs_one_file_per_worker(project):
 def test_a_named_path_or_a_debugging_run_stays_in_one_process(project, args):
     assert where(project, *args) == {"test_a": "main", "test_b": "main"}
 
-
-def test_an_explicit_worker_count_is_kept(project):
-    # -n 1: one worker, both files in it (the conftest does not replace the user's count)
-    assert where(project, "-n", "1") == {"test_a": "gw0", "test_b": "gw0"}
