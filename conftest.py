@@ -9,11 +9,12 @@
   extra), as ``--nbmake --nbmake-timeout=600`` would: see :func:`pytest_configure`. The
   option is not in ``addopts``, so a test file also runs where nbmake is not installed
   (``python -m pytest tests/test_registry.py``).
-* The whole suite (``python -m pytest``, no path given) runs on every core through
-  pytest-xdist when it is installed (the [test] extra), as ``-n auto --dist loadfile`` would:
-  see :func:`pytest_configure`. A test file's tests stay in one process, so
-  a module fixture (the nbgrader course, the site build) runs once. ``-n 0`` (or
-  ``-p no:xdist``) runs everything in this process; ``-n N`` picks the count.
+* The whole suite (``python -m pytest`` from the repository's root, no path, no ``-k``/``-m``)
+  runs on every core through pytest-xdist when it is installed (the [test] extra), as ``-n
+  auto --dist loadfile`` would: see :func:`pytest_configure`. A test file's tests stay in one
+  process, so a module fixture (the nbgrader course, the site build) runs once. ``-n 0`` (or
+  ``-p no:xdist``) runs everything in this process, as a ``breakpoint()`` in a test needs;
+  ``-n N`` picks the count.
 * Without a CUDA device, the GPU kernels (numba-cuda) are verified in numba-cuda's CUDA
   simulator, which runs them on the CPU: NUMBA_ENABLE_CUDASIM=1, set before numba is
   imported. With a GPU they run on it.
@@ -52,23 +53,30 @@ def pytest_configure(config):
 
 
 def _spread_over_the_cores(config):
-    """Run the whole suite (no test path given) on every core, one worker per core
-    (pytest-xdist's ``-n auto``), each test file in one worker (``--dist loadfile``), unless
-    ``-n`` or ``--dist`` was given, xdist is not installed or turned off, the run is for
-    debugging (``--pdb``, or ``-s``: a worker's prints would not reach the terminal), or this
-    process is a worker itself. A run of a few files or a folder stays in one process: starting the workers
-    (each imports and collects everything) costs more than it saves there.
+    """Run the whole suite on every core, one worker per core (pytest-xdist's ``-n auto``),
+    each test file in one worker (``--dist loadfile``): only a run with no test path and no
+    selection (``-k``, ``-m``, ``--lf``), not a debugging run (``--pdb``, ``--trace``, or ``-s``:
+    a worker's prints would not reach the terminal), and only where xdist is installed and
+    neither ``-n`` nor ``--dist`` was given. A run of a few tests stays in one process:
+    starting the workers (each imports and collects everything) costs more than it saves.
 
     xdist reads these options in its own ``pytest_configure``, which runs after this one
-    (it is marked ``trylast``); its ``-n auto`` would have resolved the count earlier, in
-    ``pytest_cmdline_main``, so the count is asked from the same hook here. Two cores take the
-    suite from about 11 to about 7.5 minutes on the CI machine (docs/testing.md)."""
-    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
-            or config.args_source != pytest.Config.ArgsSource.TESTPATHS
-            or config.option.numprocesses is not None or config.option.dist != "no"
-            or config.getvalue("collectonly") or config.getoption("usepdb", False)
-            or config.getoption("capture") == "no"):
+    (it is marked ``trylast``); its ``-n auto`` would have resolved the count (capped by
+    ``--maxprocesses``) earlier, in ``pytest_cmdline_main``, so the same is done here. Two
+    cores take the suite from about 11 to under 7 minutes on the CI machine (docs/testing.md)."""
+    # A worker is started with this run's arguments and looks like a whole-suite run itself:
+    # the workerinput test is what keeps workers from starting workers of their own.
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    option = config.option
+    if config.args_source != pytest.Config.ArgsSource.TESTPATHS or option.numprocesses is not None \
+            or option.dist != "no" or config.getoption("capture", None) == "no":
+        return
+    # each from a plugin that may be turned off (-p no:cacheprovider removes --lf)
+    if any(config.getoption(name, None) for name in ("keyword", "markexpr", "lf", "collectonly", "usepdb", "trace")):
         return
     n = config.hook.pytest_xdist_auto_num_workers(config=config)
+    if option.maxprocesses:
+        n = min(n, option.maxprocesses)
     if n > 1:
-        config.option.numprocesses, config.option.dist, config.option.tx = n, "loadfile", ["popen"] * n
+        option.numprocesses, option.dist, option.tx = n, "loadfile", ["popen"] * n
