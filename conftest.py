@@ -62,8 +62,8 @@ def _spread_over_the_cores(config):
 
     xdist reads these options in its own ``pytest_configure``, which runs after this one
     (it is marked ``trylast``); its ``-n auto`` would have resolved the count (capped by
-    ``--maxprocesses``) earlier, in ``pytest_cmdline_main``, so the same is done here. Two
-    cores take the suite from about 11 to under 7 minutes on the CI machine (docs/testing.md)."""
+    ``--maxprocesses``) earlier, in ``pytest_cmdline_main``, so the same is done here. The
+    suite's times either way: docs/testing.md."""
     # A worker is started with this run's arguments and looks like a whole-suite run itself:
     # the workerinput test is what keeps workers from starting workers of their own.
     if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
