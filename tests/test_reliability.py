@@ -230,8 +230,14 @@ def test_ctrl_c_keeps_the_partial_results_of_every_worker(tmp_path):
             os.kill(int((tmp_path / name).read_text()), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)  # the parent, as a terminal's Ctrl-C does
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    results, interrupted = _parallel.run_tasks(_sleeper, [(0, str(tmp_path)), (1, str(tmp_path))], jobs=2)
+    # Ctrl-C as in a terminal: a suite started in the background of a shell without job
+    # control (`pytest &` in a script) inherits SIGINT ignored, and the parent would not stop
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        results, interrupted = _parallel.run_tasks(_sleeper, [(0, str(tmp_path)), (1, str(tmp_path))], jobs=2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert interrupted and results == ["partial 0", "partial 1"]
 
 
