@@ -41,7 +41,7 @@ def pytest_configure(config):
     """Turn on nbmake's notebook collection when the plugin is there (not with ``-p no:nbmake``)
     and the run may hold notebooks: the test paths, a folder, or a notebook (not a run of
     .py test files only); with a cell timeout of :data:`NOTEBOOK_CELL_TIMEOUT` unless
-    ``--nbmake-timeout`` is given. Then spread the whole suite over the cores
+    ``--nbmake-timeout`` is given. Before that, spread the whole suite over the cores
     (:func:`_spread_over_the_cores`)."""
     paths = [Path(arg.split("::")[0]) for arg in config.args]  # the test paths when none are given
     _spread_over_the_cores(config)
