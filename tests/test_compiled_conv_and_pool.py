@@ -47,6 +47,9 @@ def test_the_loops_match_the_reference(shape, k, stride, padding, nan):
     ((3, 1, 7, 7), 4, (5, 5), 1, 0),
     ((2, 4, 6, 6), 2, (1, 1), 3, 0),     # 1 x 1 kernel, stride larger than it
     ((1, 1, 2, 2), 2, (1, 1), 3, 2),     # padding larger than the kernel: some offsets reach no input
+    ((3, 2, 14, 14), 4, (5, 5), 1, 2),   # LeNet's 5 x 5 at stride 1: rows cut by the padding on both sides
+    ((2, 1, 3, 3), 2, (2, 2), 1, 3),     # stride 1, padding larger than the kernel: whole rows of padding
+    ((2, 2, 5, 2), 3, (1, 4), 1, 2),     # a kernel wider than the input
 ])
 def test_the_conv_loops_match_the_reference(shape, F_, k, stride, padding):
     from minibn.kernels.fused_conv import conv2d_backward_fused, conv2d_forward_fused
