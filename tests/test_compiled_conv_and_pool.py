@@ -3,7 +3,8 @@
 Max pooling (the 2 x 2 / stride 2 loop written out, and the general ones): outputs, where the
 gradient goes, ties (the first maximum wins) and NaN (the first NaN wins). Convolution (the
 windows gathered and scattered by loops): the same matrix as the reference's NumPy slices,
-hence the same outputs and gradients, for kernels, strides and paddings of every kind.
+hence the same outputs and gradients, bit for bit (the scatter adds in the reference's
+order), for kernels, strides and paddings of every kind.
 (Both are also gradient-checked and compared with PyTorch through their registrations.)"""
 
 import numpy as np
@@ -41,7 +42,7 @@ def test_the_loops_match_the_reference(shape, k, stride, padding, nan):
                                rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape, F_, k, stride, padding", [
+CONV_CASES = [
     ((4, 3, 9, 8), 5, (3, 3), 1, 1),
     ((2, 2, 11, 10), 3, (3, 2), 2, 2),   # a non-square kernel, stride 2, padding larger than 1
     ((3, 1, 7, 7), 4, (5, 5), 1, 0),
@@ -50,7 +51,10 @@ def test_the_loops_match_the_reference(shape, k, stride, padding, nan):
     ((3, 2, 14, 14), 4, (5, 5), 1, 2),   # LeNet's 5 x 5 at stride 1: rows cut by the padding on both sides
     ((2, 1, 3, 3), 2, (2, 2), 1, 3),     # stride 1, padding larger than the kernel: whole rows of padding
     ((2, 2, 5, 2), 3, (1, 4), 1, 2),     # a kernel wider than the input
-])
+]
+
+
+@pytest.mark.parametrize("shape, F_, k, stride, padding", CONV_CASES)
 def test_the_conv_loops_match_the_reference(shape, F_, k, stride, padding):
     from minibn.kernels.fused_conv import conv2d_backward_fused, conv2d_forward_fused
     r = np.random.default_rng(1)
@@ -62,4 +66,27 @@ def test_the_conv_loops_match_the_reference(shape, F_, k, stride, padding):
     np.testing.assert_array_equal(y, y_ref)
     dy = r.standard_normal(y.shape).astype(np.float32)
     for got, want in zip(conv2d_backward_fused(dy, cache), F.conv2d_backward(dy, cache_ref)):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # overlapping windows add in another order
+        np.testing.assert_array_equal(got, want)  # the same products, the same order of additions
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, F_, k, stride, padding", CONV_CASES)
+def test_the_scatter_is_bitwise_the_reference(shape, F_, k, stride, padding, dtype):
+    """Each value of dx receives its additions in the reference's order (the kernel offsets in
+    turn, from +0), so the two agree bit for bit, NaN, infinities and -0 included; the values
+    at positions in the padding (here NaN) must not reach dx."""
+    from minibn.functional.conv import out_size
+    from minibn.kernels.fused_conv import _columns_backward
+    (N, C, H, W), (kh, kw) = shape, k
+    OH, OW = out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
+    r = np.random.default_rng(2)
+    dcols = r.standard_normal((C * kh * kw, N * OH * OW)).astype(dtype)
+    flat = dcols.reshape(-1)
+    flat[::7], flat[::11], flat[::13], flat[::17] = -0.0, np.inf, -np.inf, np.nan
+    cols, _, _ = F.conv_columns(np.ones(shape, dtype), kh, kw, stride, padding)
+    dcols[cols == 0] = np.nan  # where a window reads the padding
+    with np.errstate(invalid="ignore"):  # inf + -inf
+        want = F.conv_columns_backward(dcols, shape, kh, kw, stride, padding, OH, OW)
+    got = _columns_backward(dcols.copy(), shape, kh, kw, stride, padding, OH, OW)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
