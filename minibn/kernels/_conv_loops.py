@@ -39,13 +39,6 @@ def _zero_wrapped_columns(plane, H, W, dj):
             plane[h * W + w] = 0.0
 
 
-@numba.njit(inline="always")
-def _shifted_range(HW, shift):
-    """The range [lo, hi) of flat positions t whose t + shift lies in [0, HW)."""
-    lo = min(max(0, -shift), HW)
-    return lo, max(lo, min(HW, HW - shift))
-
-
 @numba.njit(**_FLAGS)
 def _gather_same(x, padding, cols):
     """:func:`gather` when the output plane has the input's shape (stride 1, 2 padding = k - 1).
@@ -67,7 +60,7 @@ def _gather_same(x, padding, cols):
             for j in range(kw):
                 dj = j - padding
                 shift = (i - padding) * W + dj
-                t_lo, t_hi = _shifted_range(HW, shift)
+                t_lo, t_hi = _inside(HW, HW, 1, shift)  # t with t + shift in [0, HW)
                 for n in range(N):
                     plane = cf[c, i, j, n]
                     for t in range(t_lo):
@@ -93,8 +86,7 @@ def _gather_unit_stride(x, padding, cols):
         for i in range(kh):
             for j in range(kw):
                 shift = j - padding  # input column = output column + shift
-                ow_lo = min(max(0, -shift), OW)
-                ow_hi = max(ow_lo, min(OW, W - shift))
+                ow_lo, ow_hi = _inside(OW, W, 1, shift)
                 for n in range(N):
                     for oh in range(OH):
                         h = oh - padding + i
@@ -177,7 +169,7 @@ def _scatter_same(dcols, padding, dx):
             for j in range(kw):
                 dj = j - padding
                 shift = (i - padding) * W + dj
-                t_lo, t_hi = _shifted_range(HW, shift)
+                t_lo, t_hi = _inside(HW, HW, 1, shift)  # t with t + shift in [0, HW)
                 for n in range(N):
                     plane = cf[c, i, j, n]
                     _zero_wrapped_columns(plane, H, W, dj)
