@@ -8,6 +8,7 @@ scatter. One pass each, no padded copy of x or dx.
 """
 
 import numba
+import numpy as np
 
 _FLAGS = dict(nogil=True, cache=True)
 
@@ -45,32 +46,37 @@ def _gather_same(x, padding, cols):
 
     Then the row (c, i, j) of each sample is the plane x[n, c] shifted by (i - padding) rows
     and (j - padding) columns: on the flat planes, one copy of H * W values shifted by
-    (i - padding) W + (j - padding), zeros where the shift leaves the plane, and the columns
-    the shift wraps onto the next or previous row set to zero. Long copies vectorize; the
-    row-by-row loop below copies OW values at a time, too few for 16-wide vectors (3x
-    slower at 14 x 14: docs/benchmarks/history.md).
+    (i - padding) W + (j - padding), zeros where the shift leaves the plane, and zeros on
+    the columns that the shift wraps onto the next or previous row (``keep``, one mask per
+    column offset, says which stay). Long copies vectorize; the row-by-row loop below
+    copies OW values at a time, too few for 16-wide vectors (3x slower at 14 x 14), and a
+    copy followed by zeroing the wrapped columns one by one was 1.1-1.5x slower than the
+    masked copy (docs/benchmarks/history.md).
     """
     N, C, H, W = x.shape
     _, kh, kw = cols.shape[:3]
     HW = H * W
     xf = x.reshape(N, C, HW)
     cf = cols.reshape(C, kh, kw, N, HW)
+    keep = np.empty((kw, HW), np.bool_)  # keep[j, t]: the value shifted onto t comes from t's own row
+    for j in range(kw):
+        for t in range(HW):
+            keep[j, t] = 0 <= t % W + j - padding < W
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
-                dj = j - padding
-                shift = (i - padding) * W + dj
+                shift = (i - padding) * W + j - padding
                 t_lo, t_hi = _inside(HW, HW, 1, shift)  # t with t + shift in [0, HW)
+                kept = keep[j, t_lo:t_hi]
                 for n in range(N):
                     plane = cf[c, i, j, n]
                     for t in range(t_lo):
                         plane[t] = 0.0
                     out, src = plane[t_lo:t_hi], xf[n, c, t_lo + shift:t_hi + shift]
                     for t in range(out.shape[0]):
-                        out[t] = src[t]
+                        out[t] = src[t] if kept[t] else 0.0
                     for t in range(t_hi, HW):
                         plane[t] = 0.0
-                    _zero_wrapped_columns(plane, H, W, dj)
 
 
 @numba.njit(**_FLAGS)
