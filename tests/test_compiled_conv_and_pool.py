@@ -5,7 +5,9 @@ gradient goes, ties (the first maximum wins) and NaN (the first NaN wins). Convo
 windows gathered and scattered by loops): the same matrix as the reference's NumPy slices,
 hence the same outputs and gradients, bit for bit (the scatter adds in the reference's
 order), for kernels, strides and paddings of every kind.
-(Both are also gradient-checked and compared with PyTorch through their registrations.)"""
+A first conv's weight gradient, computed in pieces of its long inner dimension, agrees up to
+rounding. (Both are also gradient-checked and compared with PyTorch through their
+registrations.)"""
 
 import numpy as np
 import pytest
@@ -67,6 +69,50 @@ def test_the_conv_loops_match_the_reference(shape, F_, k, stride, padding):
     dy = r.standard_normal(y.shape).astype(np.float32)
     for got, want in zip(conv2d_backward_fused(dy, cache), F.conv2d_backward(dy, cache_ref)):
         np.testing.assert_array_equal(got, want)  # the same products, the same order of additions
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_first_convs_weight_gradient_in_pieces(dtype):
+    """A first conv's dW (a small output, a long inner dimension N * OH * OW) is computed as a
+    sum of products over pieces of that dimension: the reference's dW up to rounding, and
+    dx and db the reference's bit for bit."""
+    from minibn.kernels import fused_conv
+    r = np.random.default_rng(3)
+    x = r.standard_normal((32, 1, 28, 28)).astype(dtype)   # MNIST's first conv, batch 32
+    W, b = r.standard_normal((6, 1, 5, 5)).astype(dtype), r.standard_normal(6).astype(dtype)
+    y_ref, cache_ref = F.conv2d_forward(x, W, b, 1, 2)
+    y, cache = fused_conv.conv2d_forward_fused(x, W, b, 1, 2)
+    m, k, n = 25, 32 * 28 * 28, 6
+    assert m * n <= fused_conv.SMALL_OUTPUT and m * n * k > fused_conv.SMALL_PRODUCT  # so it is split
+    dy = r.standard_normal(y.shape).astype(dtype)
+    dx, dW, db = fused_conv.conv2d_backward_fused(dy, cache)
+    dx_ref, dW_ref, db_ref = F.conv2d_backward(dy, cache_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    np.testing.assert_array_equal(db, db_ref)
+    exact = (dy.astype(np.float64).transpose(1, 0, 2, 3).reshape(n, -1)
+             @ cache_ref[1].astype(np.float64).T).reshape(W.shape)
+    scale = np.abs(dy).max() * np.abs(x).max() * np.sqrt(k)   # the size of a sum's rounding error, roughly
+    tol = 10 * np.finfo(dtype).eps * scale
+    assert dW.dtype == dW_ref.dtype and dW.shape == dW_ref.shape
+    assert np.abs(dW - exact).max() < tol and np.abs(dW_ref - exact).max() < tol
+    assert not np.array_equal(dW, dW_ref) or dtype == np.float64  # float32: the pieces do round differently
+
+
+@pytest.mark.parametrize("m, k, n", [(25, 25088, 6), (9, 50176, 8), (9, 4000, 8), (150, 6272, 16)])
+def test_the_weight_product_in_pieces(m, k, n):
+    """Split only for a small output above the line (then each piece is below it), and the
+    same product up to rounding; below the line, or for a large output, a @ b itself."""
+    from minibn.kernels.fused_conv import SMALL_OUTPUT, SMALL_PRODUCT, _weight_product
+    r = np.random.default_rng(4)
+    a, b = r.standard_normal((m, k)).astype(np.float32), r.standard_normal((n, k)).astype(np.float32).T
+    got = _weight_product(a, b)
+    if m * n > SMALL_OUTPUT or m * n * k <= SMALL_PRODUCT:
+        np.testing.assert_array_equal(got, a @ b)
+    else:
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        # rounding grows like sqrt(k) eps |sum| (a dropped or repeated piece: like |sum| / pieces)
+        tol = np.finfo(np.float32).eps * np.sqrt(k) * np.abs(exact).max()
+        assert got.dtype == np.float32 and np.abs(got - exact).max() < tol
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,6 +11,8 @@ on NumPy and CuPy.
 
 from __future__ import annotations
 
+import operator
+
 from ..backend import get_array_module
 
 __all__ = ["im2col", "col2im", "conv_columns", "conv_columns_backward", "conv2d_forward", "conv2d_backward"]
@@ -185,7 +187,7 @@ def conv2d_forward(x, W, b=None, stride=1, padding=0, columns=conv_columns):
     return y, (x.shape, cols, W, b is not None, stride, padding, OH, OW)
 
 
-def conv2d_backward(dy, cache, need_dx=True, columns_backward=conv_columns_backward):
+def conv2d_backward(dy, cache, need_dx=True, columns_backward=conv_columns_backward, product=operator.matmul):
     """The gradients of :func:`conv2d_forward`.
 
     With dy as a matrix dY (F, N * OH * OW): ``dW = dY @ cols^T``, db = the row sums of dY,
@@ -201,6 +203,9 @@ def conv2d_backward(dy, cache, need_dx=True, columns_backward=conv_columns_backw
         False skips dx (the network's first layer: its input is data).
     columns_backward : callable, optional
         The adjoint gather, with :func:`conv_columns_backward`'s contract.
+    product : callable, optional
+        ``product(a, b)``, the matrix product ``a @ b`` that gives dW (the fused path passes
+        one that splits a long inner dimension; the result is the same up to rounding).
 
     Returns
     -------
@@ -215,7 +220,7 @@ def conv2d_backward(dy, cache, need_dx=True, columns_backward=conv_columns_backw
     dY = dy.transpose(1, 0, 2, 3).reshape(F, -1)      # (F, N * OH * OW)
     # dW = dY cols^T, computed as (cols dY^T)^T: the same product, which BLAS runs up to twice
     # as fast this way round when F and C * kh * kw are small and N * OH * OW is long
-    dW = (cols @ dY.T).T.reshape(W.shape)
+    dW = product(cols, dY.T).T.reshape(W.shape)
     db = dY.sum(axis=1) if has_b else None
     dx = None
     if need_dx:
