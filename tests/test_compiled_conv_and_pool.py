@@ -3,11 +3,11 @@
 Max pooling (the 2 x 2 / stride 2 loop written out, and the general ones): outputs, where the
 gradient goes, ties (the first maximum wins) and NaN (the first NaN wins). Convolution (the
 windows gathered and scattered by loops): the same matrix as the reference's NumPy slices,
-hence the same outputs and gradients, bit for bit (the scatter adds in the reference's
-order), for kernels, strides and paddings of every kind.
-A first conv's weight gradient, computed in pieces of its long inner dimension, agrees up to
-rounding. (Both are also gradient-checked and compared with PyTorch through their
-registrations.)"""
+bit for bit, and the same dx (the scatter adds in the reference's order), for kernels,
+strides and paddings of every kind; dW is the reference's bit for bit too, except where it
+is small and its inner dimension long (a first conv's): then it is added up over pieces,
+and agrees to rounding. (Both are also gradient-checked and compared with PyTorch through
+their registrations.)"""
 
 import numpy as np
 import pytest
@@ -67,52 +67,92 @@ def test_the_conv_loops_match_the_reference(shape, F_, k, stride, padding):
     np.testing.assert_array_equal(cache[1], cache_ref[1])  # the same matrix of windows
     np.testing.assert_array_equal(y, y_ref)
     dy = r.standard_normal(y.shape).astype(np.float32)
+    # the same products, the same order of additions (every case's dW is below the size that
+    # the fused path splits: see test_a_first_convs_weight_gradient_in_pieces)
     for got, want in zip(conv2d_backward_fused(dy, cache), F.conv2d_backward(dy, cache_ref)):
-        np.testing.assert_array_equal(got, want)  # the same products, the same order of additions
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_first_convs_weight_gradient_in_pieces(dtype):
-    """A first conv's dW (a small output, a long inner dimension N * OH * OW) is computed as a
-    sum of products over pieces of that dimension: the reference's dW up to rounding, and
-    dx and db the reference's bit for bit."""
+def test_a_first_convs_weight_gradient_in_pieces(dtype, monkeypatch):
+    """A first conv's dW (a small output, a long inner dimension N * OH * OW) is added up over
+    pieces of that dimension: the reference's dW up to rounding, and dx and db the
+    reference's bit for bit."""
     from minibn.kernels import fused_conv
     r = np.random.default_rng(3)
     x = r.standard_normal((32, 1, 28, 28)).astype(dtype)   # MNIST's first conv, batch 32
     W, b = r.standard_normal((6, 1, 5, 5)).astype(dtype), r.standard_normal(6).astype(dtype)
     y_ref, cache_ref = F.conv2d_forward(x, W, b, 1, 2)
     y, cache = fused_conv.conv2d_forward_fused(x, W, b, 1, 2)
-    m, k, n = 25, 32 * 28 * 28, 6
+    (m, k), n = cache[1].shape, W.shape[0]
     assert m * n <= fused_conv.SMALL_OUTPUT and m * n * k > fused_conv.SMALL_PRODUCT  # so it is split
+    products = []
+    split = fused_conv._weight_product
+    monkeypatch.setattr(fused_conv, "_weight_product", lambda a, b_: products.append(a.shape) or split(a, b_))
     dy = r.standard_normal(y.shape).astype(dtype)
     dx, dW, db = fused_conv.conv2d_backward_fused(dy, cache)
     dx_ref, dW_ref, db_ref = F.conv2d_backward(dy, cache_ref)
+    assert products == [(m, k)]  # dW came from the product in pieces
     np.testing.assert_array_equal(dx, dx_ref)
     np.testing.assert_array_equal(db, db_ref)
     exact = (dy.astype(np.float64).transpose(1, 0, 2, 3).reshape(n, -1)
              @ cache_ref[1].astype(np.float64).T).reshape(W.shape)
-    scale = np.abs(dy).max() * np.abs(x).max() * np.sqrt(k)   # the size of a sum's rounding error, roughly
-    tol = 10 * np.finfo(dtype).eps * scale
+    # rounding grows like sqrt(k) eps |sum|; a dropped or repeated piece costs |sum| / sqrt(pieces)
+    tol = np.finfo(dtype).eps * np.sqrt(k) * np.abs(exact).max()
     assert dW.dtype == dW_ref.dtype and dW.shape == dW_ref.shape
     assert np.abs(dW - exact).max() < tol and np.abs(dW_ref - exact).max() < tol
-    assert not np.array_equal(dW, dW_ref) or dtype == np.float64  # float32: the pieces do round differently
 
 
-@pytest.mark.parametrize("m, k, n", [(25, 25088, 6), (9, 50176, 8), (9, 4000, 8), (150, 6272, 16)])
+@pytest.mark.parametrize("m, k, n", [
+    (25, 25088, 6),    # LeNet's first conv at batch 32: split
+    (9, 50176, 8),     # the bench's first conv at batch 64: split
+    (25, 6667, 6),     # one piece of 6,666 and a last piece of one value
+    (25, 13332, 6),    # two whole pieces
+    (16, 5000, 16),    # an output of 256 values, the most that is split
+    (257, 5000, 1),    # 257 values: one product
+    (25, 6666, 6),     # 999,900 multiply-adds: one product
+    (150, 6272, 16),   # a second conv's: one product
+])
 def test_the_weight_product_in_pieces(m, k, n):
-    """Split only for a small output above the line (then each piece is below it), and the
-    same product up to rounding; below the line, or for a large output, a @ b itself."""
+    """Split exactly where it should be, into pieces of at most SMALL_PRODUCT multiply-adds,
+    each product added in turn (bitwise the sum written out here); otherwise a @ b itself."""
     from minibn.kernels.fused_conv import SMALL_OUTPUT, SMALL_PRODUCT, _weight_product
     r = np.random.default_rng(4)
     a, b = r.standard_normal((m, k)).astype(np.float32), r.standard_normal((n, k)).astype(np.float32).T
     got = _weight_product(a, b)
     if m * n > SMALL_OUTPUT or m * n * k <= SMALL_PRODUCT:
         np.testing.assert_array_equal(got, a @ b)
-    else:
-        exact = a.astype(np.float64) @ b.astype(np.float64)
-        # rounding grows like sqrt(k) eps |sum| (a dropped or repeated piece: like |sum| / pieces)
-        tol = np.finfo(np.float32).eps * np.sqrt(k) * np.abs(exact).max()
-        assert got.dtype == np.float32 and np.abs(got - exact).max() < tol
+        return
+    step = SMALL_PRODUCT // (m * n)
+    want = a[:, :step] @ b[:step]
+    for lo in range(step, k, step):
+        want += a[:, lo:lo + step] @ b[lo:lo + step]
+    np.testing.assert_array_equal(got, want)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    tol = np.finfo(np.float32).eps * np.sqrt(k) * np.abs(exact).max()
+    assert got.dtype == np.float32 and np.abs(got - exact).max() < tol
+    with pytest.raises(ValueError, match="inner sizes differ"):
+        _weight_product(a, b[:-1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, F_, k, stride, padding", CONV_CASES + [
+    ((2, 2, 2, 3), 1, (5, 5), 1, 2),     # "same", the plane narrower than the kernel: whole offsets masked
+    ((2, 3, 7, 5), 1, (3, 3), 1, 1),     # "same", 3 x 3 on a non-square plane
+])
+def test_the_gather_is_bitwise_the_reference(shape, F_, k, stride, padding, dtype):
+    """The compiled gather copies each value of x as it is (NaN payloads, infinities, -0) and
+    writes +0 in the padding, as the reference's NumPy slices do: equal as bytes."""
+    from minibn.kernels.fused_conv import _columns
+    r = np.random.default_rng(5)
+    x = r.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[::7], flat[1::11], flat[2::13], flat[3::17] = -0.0, np.inf, -np.inf, np.nan
+    want = F.conv_columns(x, *k, stride, padding)
+    got = _columns(x, *k, stride, padding)
+    assert got[1:] == want[1:] and got[0].dtype == want[0].dtype and got[0].shape == want[0].shape
+    np.testing.assert_array_equal(np.ascontiguousarray(got[0]).view(np.uint8),
+                                  np.ascontiguousarray(want[0]).view(np.uint8))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -50,7 +50,7 @@ def _gather_same(x, padding, cols):
     the columns that the shift wraps onto the next or previous row (``keep``, one mask per
     column offset, says which stay). Long copies vectorize; the row-by-row loop below
     copies OW values at a time, too few for 16-wide vectors (3x slower at 14 x 14), and a
-    copy followed by zeroing the wrapped columns one by one was 1.1-1.5x slower than the
+    copy followed by zeroing the wrapped columns one by one was up to 1.5x slower than the
     masked copy (docs/benchmarks/history.md).
     """
     N, C, H, W = x.shape
@@ -58,7 +58,10 @@ def _gather_same(x, padding, cols):
     HW = H * W
     xf = x.reshape(N, C, HW)
     cf = cols.reshape(C, kh, kw, N, HW)
-    keep = np.empty((kw, HW), np.bool_)  # keep[j, t]: the value shifted onto t comes from t's own row
+    # keep[j, t]: the source column t % W + j - padding lies in [0, W), so the shift by
+    # j - padding columns does not wrap onto the next or the previous row
+    keep = np.empty((kw, HW), np.bool_)
+    zero = np.zeros(1, x.dtype)[0]  # a zero of x's dtype: a float64 0.0 would make the copy float64
     for j in range(kw):
         for t in range(HW):
             keep[j, t] = 0 <= t % W + j - padding < W
@@ -74,7 +77,7 @@ def _gather_same(x, padding, cols):
                         plane[t] = 0.0
                     out, src = plane[t_lo:t_hi], xf[n, c, t_lo + shift:t_hi + shift]
                     for t in range(out.shape[0]):
-                        out[t] = src[t] if kept[t] else 0.0
+                        out[t] = src[t] if kept[t] else zero
                     for t in range(t_hi, HW):
                         plane[t] = 0.0
 

@@ -4,9 +4,10 @@ The reference (:func:`minibn.functional.conv2d_forward`) builds the (C * kh * kw
 matrix with one strided NumPy copy per kernel offset, from a padded copy of x, and scatters
 the gradient back with one strided NumPy add per offset, rows of OW values each (short rows
 make NumPy's per-row overhead count). The loops of :mod:`_conv_loops` do each in one pass.
-Everything else is the reference's own code (the same cache, the same matrix products but
-one): these functions hand it the compiled gather and scatter, and a first conv's weight
-gradient computed in pieces of its long inner dimension (:func:`_weight_product`).
+Everything else is the reference's own code (the same cache, the same matrix products
+except dW's): these functions hand it the compiled gather and scatter, and the product
+that gives dW, which adds a small dW (a first conv's) up over pieces of its long inner
+dimension (:func:`_weight_product`).
 """
 
 from __future__ import annotations
@@ -39,23 +40,31 @@ def conv2d_forward_fused(x, W, b=None, stride=1, padding=0):
     return conv2d_forward(x, W, b, stride, padding, columns=_columns)
 
 
-#: OpenBLAS multiplies small matrices (up to about 10^6 multiply-adds, on its AVX-512
-#: kernels) without packing them first; a product with a small output above that line runs
-#: 3-4x slower than the same product in pieces of the inner dimension below it
+#: the most multiply-adds of one piece (OpenBLAS's small-matrix path, which does not pack
+#: the matrices, ended near 10^6 on the AVX-512 kernels measured)
 SMALL_PRODUCT = 10 ** 6
-#: the outputs (rows times columns) that count as small: a first conv's dW, (kh kw) x F
+#: the most values of an output that is split: a first conv's dW, (C kh kw) x F, is 25 x 6
+#: in LeNet and 9 x 8 in the bench's net
 SMALL_OUTPUT = 256
 
 
 def _weight_product(a, b):
-    """``a @ b`` ((m, k) @ (k, n)) as a sum of products over pieces of the inner dimension
-    when the output is small (m n <= SMALL_OUTPUT) and the whole product is not (m n k >
-    SMALL_PRODUCT): each piece a small product for BLAS. For a first conv's dW, whose inner
-    dimension is N * OH * OW (25,088 at batch 32 on 28 x 28), 3-4x faster on the AVX-512
-    machine of docs/benchmarks/history.md; the same sum up to rounding (the pieces are
-    added in a's dtype)."""
+    """``a @ b`` for a (m, k) and b (k, n): dW of :func:`conv2d_backward`.
+
+    What: when the output is small (m n <= SMALL_OUTPUT) and the product is not (m n k >
+    SMALL_PRODUCT), the sum of the products over consecutive pieces of the inner dimension,
+    each piece at most SMALL_PRODUCT multiply-adds; otherwise the one product.
+
+    Why: a first conv's dW has a tiny output and a long inner dimension, N * OH * OW
+    (25,088 at batch 32 on 28 x 28). OpenBLAS packs both matrices for such a product and
+    gets no reuse out of it; in pieces below its small-matrix line it ran 3-4x faster
+    (docs/benchmarks/history.md). The same sum up to rounding: the pieces are added in the
+    product's dtype.
+    """
     m, k = a.shape
     n = b.shape[1]
+    if b.shape[0] != k:
+        raise ValueError(f"_weight_product: a is {a.shape} and b {b.shape}: the inner sizes differ")
     if m * n > SMALL_OUTPUT or m * n * k <= SMALL_PRODUCT:
         return a @ b
     step = SMALL_PRODUCT // (m * n)

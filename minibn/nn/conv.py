@@ -40,7 +40,9 @@ class Conv2d(Module):
         The implementation of "conv2d": ``"reference"`` (the windows gathered with NumPy
         slices, :mod:`minibn.functional.conv`), ``"fused"`` (gathered and scattered by
         compiled loops, :mod:`minibn.kernels.fused_conv`; NumPy only) or ``"auto"`` (fused
-        when it can run). Both do the same matrix products.
+        when it can run). Both do the same matrix products, but for a small weight gradient,
+        which the fused path adds up over pieces of its long inner dimension (the same sum up
+        to rounding).
 
     Raises
     ------
