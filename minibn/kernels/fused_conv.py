@@ -40,8 +40,8 @@ def conv2d_forward_fused(x, W, b=None, stride=1, padding=0):
     return conv2d_forward(x, W, b, stride, padding, columns=_columns)
 
 
-#: the most multiply-adds of one piece (OpenBLAS's small-matrix path, which does not pack
-#: the matrices, ended near 10^6 on the AVX-512 kernels measured)
+#: the most multiply-adds of one piece (measured: OpenBLAS ran 0.94 M multiply-adds at full speed
+#: and 1.35 M at a fifth of it, most likely the end of its small-matrix path, which does not pack)
 SMALL_PRODUCT = 10 ** 6
 #: the most values of an output that is split: a first conv's dW, (C kh kw) x F, is 25 x 6
 #: in LeNet and 9 x 8 in the bench's net
@@ -56,8 +56,8 @@ def _weight_product(a, b):
     each piece at most SMALL_PRODUCT multiply-adds; otherwise the one product.
 
     Why: a first conv's dW has a tiny output and a long inner dimension, N * OH * OW
-    (25,088 at batch 32 on 28 x 28). OpenBLAS packs both matrices for such a product and
-    gets no reuse out of it; in pieces below its small-matrix line it ran 3-4x faster
+    (25,088 at batch 32 on 28 x 28). OpenBLAS most likely packs both matrices for such a
+    product and gets no reuse out of it; in pieces below SMALL_PRODUCT it ran 3-4x faster
     (docs/benchmarks/history.md). The same sum up to rounding: the pieces are added in the
     product's dtype.
     """
