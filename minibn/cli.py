@@ -12,6 +12,7 @@ stopped from outside from one a user interrupted, and either way the outputs are
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -62,7 +63,9 @@ def _cmd_bench(args) -> int:
 
     text = run(args.out, fast=args.fast, progress=not args.quiet)
     print(text)
-    print(f"outputs in {args.out}/ (cpu.md, cpu.png)")
+    # the folder holds this run's files only (no cpu.png without PyTorch): name what is there
+    written = [name for name in ("cpu.md", "cpu.png") if os.path.exists(os.path.join(args.out, name))]
+    print(f"outputs in {args.out}/ ({', '.join(written)})")
     return 0
 
 

@@ -115,9 +115,10 @@ def test_the_bn_benchmark_script_runs(tmp_path, torch):
         assert f"| (60, 100) | {name} |" in text
 
 
-def test_without_pytorch_the_run_writes_its_table_and_says_why_there_is_no_figure(tmp_path, monkeypatch):
+def test_without_pytorch_the_run_writes_its_table_and_says_why_there_is_no_figure(tmp_path, monkeypatch, capsys):
     """`minibn bench` on a plain install (no torch): it failed in plot() with "min() arg is an
-    empty sequence" after timing everything, and wrote nothing."""
+    empty sequence" after timing everything, and wrote nothing. Its last line then named a
+    cpu.png it had not written."""
     import builtins
 
     real_import = builtins.__import__
@@ -133,3 +134,7 @@ def test_without_pytorch_the_run_writes_its_table_and_says_why_there_is_no_figur
     text = bench.run(tmp_path / "b", fast=True, progress=False)
     assert "PyTorch is not installed" in text
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["cpu.md"]
+    from minibn.cli import main
+    capsys.readouterr()
+    assert main(["bench", "--fast", "--quiet", "--out", str(tmp_path / "c")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"outputs in {tmp_path / 'c'}/ (cpu.md)")

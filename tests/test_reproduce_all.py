@@ -52,3 +52,13 @@ def test_a_record_imports_no_peer_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_record_outside_a_checkout_does_not_claim_a_clean_tree(monkeypatch):
+    """Installed from a wheel, minibn's source is not in a git checkout: its record says the
+    commit is unknown, and whether the source was changed is unknown too (null), not false."""
+    monkeypatch.setattr(provenance, "_git", lambda *args: "")
+    record = provenance.record("x", 1.0)
+    assert record["commit"] == "unknown"
+    assert record["dirty"] is None and record["changed_source_files"] is None
+    assert provenance.missing(record) == []

@@ -76,7 +76,9 @@ def record(experiment, wall_seconds, config=None):
     """The provenance record of an experiment that took ``wall_seconds``."""
     from .. import backend
     sha, changed = commit()
-    return {"experiment": experiment, "commit": sha, "dirty": bool(changed), "changed_source_files": changed,
+    # outside a git checkout (an installed wheel) whether the source was changed is not known: None
+    return {"experiment": experiment, "commit": sha, "dirty": None if changed is None else bool(changed),
+            "changed_source_files": changed,
             "versions": versions(),
             "implementations": implementations(), "backend": backend.active(), "machine": machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -53,7 +53,8 @@ def print_summary(summary, cfg, out):
     print("steps/s: training steps only, timed after a warm-up step that compiles the kernels, "
           "evaluations not counted")
     print(f"total wall time {summary['wall_seconds_total']:.1f} s; outputs in {out}/ "
-          f"(fig1.png, curves.csv, and summary.json: these figures, machine-readable)")
+          f"(fig1.png, curves.csv, summary.json: these figures, machine-readable, and provenance.json: "
+          f"the commit, versions and machine)")
 
 
 def add_cli(sub):
@@ -76,7 +77,8 @@ def add_cli(sub):
                    help="the normalization layer of the normalized net (the paper's is batchnorm)")
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: the active one)%(default).0s")
-    p.add_argument("--out", default="results/drift", help="the folder for fig1.png, curves.csv and summary.json")
+    p.add_argument("--out", default="results/drift", help="the folder for fig1.png, curves.csv, summary.json and "
+                   "provenance.json")
     p.add_argument("--data", default=None,
                    help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)%(default).0s")
     g = p.add_mutually_exclusive_group()
