@@ -49,8 +49,21 @@ def check_number(where, name, value, low=None, high=None, low_open=False):
 
 class Optimizer:
     def __init__(self, params, lr):
+        from .nn.module import Parameter  # (here: minibn.nn imports this module)
+
         where = type(self).__name__
-        self.params = list(params)
+        if callable(getattr(params, "parameters", None)):  # SGD(model, ...) for SGD(model.parameters(), ...)
+            raise TypeError(f"{where}: params must be the parameters to optimize, such as model.parameters(); "
+                            f"got the {type(params).__name__} itself")
+        try:
+            self.params = list(params)
+        except TypeError:
+            raise TypeError(f"{where}: params must be an iterable of Parameters, such as model.parameters(); "
+                            f"got {type(params).__name__}") from None
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{where}: parameter {i} is a {type(p).__name__}, not a minibn.nn.Parameter "
+                                f"(pass model.parameters(), whose gradients the layers fill)")
         if not self.params:
             raise ValueError(f"{where}: got an empty parameter list")
         first = {}  # id of a parameter -> where it is first listed

@@ -54,6 +54,14 @@ def test_bad_optimizer_arguments():
         optim.SGD([p], lr=0)
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.SGD([], lr=0.1)
+    # a module, a lone array or a number where the parameters go: the message says what to pass
+    with pytest.raises(TypeError, match=r"SGD: params must be the parameters to optimize, such as "
+                                        r"model.parameters\(\); got the Linear itself"):
+        optim.SGD(nn.Linear(2, 2), lr=0.1)
+    with pytest.raises(TypeError, match="Adam: parameter 0 is a ndarray, not a minibn.nn.Parameter"):
+        optim.Adam([np.zeros(3)], lr=0.1)
+    with pytest.raises(TypeError, match="SGD: params must be an iterable of Parameters, .* got float"):
+        optim.SGD(0.1, lr=0.1)
     with pytest.raises(ValueError, match="increasing fractions"):
         optim.Piecewise([1, 2, 3], at=[0.6, 0.4])
 
