@@ -75,6 +75,8 @@ def build_parser():
                                                "writes and how long it takes.",
                     formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"minibn {__version__}")
     # parser_class: the subcommands' parsers (and theirs) report errors in one line too
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 

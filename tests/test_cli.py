@@ -204,3 +204,9 @@ def test_drift_ends_with_readable_lines_and_keeps_json_in_the_summary(tmp_path, 
 def test_gradcheck_passes_and_exits_0(capsys):
     assert main(["gradcheck"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith(" 0 failed")
+
+
+def test_version(capsys):
+    from minibn import __version__
+    assert status(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"minibn {__version__}"

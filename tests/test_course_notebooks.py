@@ -51,7 +51,9 @@ def test_course_notebooks_copies_and_never_overwrites(tmp_path, capsys):
     assert mine.read_text() == "my work" and list((tmp_path / "d").iterdir()) == [mine]
 
 
-def test_course_notebooks_picks_by_number(tmp_path):
+def test_course_notebooks_picks_by_number(tmp_path, capsys):
+    assert main(["course", "notebooks", str(tmp_path / "one"), "01"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"1 notebook in {tmp_path / 'one'}/ (open it ")
     written = notebooks.copy_notebooks(tmp_path, ["01", "06_renorm_and_memorized_bn.ipynb"])
     assert [p.name[:2] for p in written] == ["01", "06"]
     with pytest.raises(ValueError, match="no course notebook named '10'"):

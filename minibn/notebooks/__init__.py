@@ -155,7 +155,9 @@ def _cmd_notebooks(args) -> int:
     written = copy_notebooks(args.dest, args.names)
     for p in written:
         print(p)
-    print(f"{len(written)} notebooks in {Path(args.dest)}/ (open them with `jupyter lab {args.dest}`)")
+    n = len(written)
+    print(f"{n} notebook{'s' if n != 1 else ''} in {Path(args.dest)}/ (open {'them' if n != 1 else 'it'} with "
+          f"`jupyter lab {args.dest}`)")
     return 0
 
 
