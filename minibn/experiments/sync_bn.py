@@ -294,7 +294,10 @@ def add_cli(reproduce_sub):
                    help=f"seeds of the runs (default: {d.seeds})%(default).0s")
     p.add_argument("--per-worker", type=cli_args.positive_int, nargs="+", default=None,
                    help=f"rows per worker (default: {d.per_worker})%(default).0s")
-    p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS, help="variants (default: all)%(default).0s")
+    # the names hold spaces and a comma: listed quoted, as a shell needs them
+    p.add_argument("--variants", nargs="+", default=None, choices=VARIANTS, metavar="VARIANT",
+                   help=f"the variants to train, of {', '.join(repr(v) for v in VARIANTS)} (default: "
+                        "all)%(default).0s")
     p.add_argument("--out", default="results/sync_bn", help="the folder for the outputs")
     p.add_argument("--data", default=None,
                    help="data directory holding mnist/ (default: $MINIBN_DATA or the cache)%(default).0s")
