@@ -87,8 +87,9 @@ def loops(module):
 @functools.cache
 def _announce_compilation():
     """Say when numba compiles our loops (the first use on a machine, or of a new input type:
-    a few seconds), rather than pause without a word. Loading them from numba's disk cache
-    compiles nothing and says nothing. The lines go through ``tqdm.write``, which lifts a
+    a few seconds), rather than pause without a word: the first compilation of the process
+    before and after, a later one when it took a second or more. Loading them from numba's
+    disk cache compiles nothing and says nothing. The lines go through ``tqdm.write``, which lifts a
     progress bar of this process out of the way and redraws it below, so a message never
     breaks into a bar's line."""
     import sys
@@ -106,13 +107,16 @@ def _announce_compilation():
             sys.stderr.flush()
 
     class Announce(event.Listener):
-        depth, start = 0, 0.0
+        # the first compilation is announced before and after; the later ones (each loop and input
+        # type compiles apart: a dozen in a first session) only when they took a second or more
+        depth, start, announced = 0, 0.0, False
 
         def on_start(self, ev):
             if self.depth == 0 and _ours(ev):
                 self.start = time.perf_counter()
-                say("minibn: compiling the fused CPU loops for this input type (once: they are cached on "
-                    "disk for next time)...")
+                if not self.announced:
+                    say("minibn: compiling the fused CPU loops for this input type (once: they are cached on "
+                        "disk for next time)...")
                 self.depth = 1
             elif self.depth:
                 self.depth += 1
@@ -121,7 +125,12 @@ def _announce_compilation():
             if self.depth:
                 self.depth -= 1
                 if self.depth == 0:
-                    say(f"minibn: compiled in {time.perf_counter() - self.start:.1f} s")
+                    took = time.perf_counter() - self.start
+                    if not self.announced:
+                        say(f"minibn: compiled in {took:.1f} s")
+                    elif took >= 1.0:
+                        say(f"minibn: compiled another loop in {took:.1f} s")
+                    self.announced = True
 
     event.register("numba:compile", Announce())
 
