@@ -139,9 +139,13 @@ def _download(name: str, dest: Path, mirrors=None, progress=True) -> None:
 def _missing_message(folder: Path, why="downloading is off") -> str:
     absent = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
     where = f" ({absent[-1]} does not exist)" if absent else ""
-    return (f"MNIST files not found in {folder} and {why}{where}. {folder} should contain the four files "
+    # where the folder is missing goes next to it (after "and the download failed" it read as that
+    # failure's cause); the last way out fits the case: let it download, or download where it can
+    fix = ("let load_mnist download them (download=True)" if why == "downloading is off"
+           else "run it again where the internet can be reached (the files are then downloaded there)")
+    return (f"MNIST files not found in {folder}{where} and {why}. {folder} should contain the four files "
             f"{', '.join(FILES)}: put them there, or set MINIBN_DATA (or --data) to a directory that holds "
-            f"mnist/ with them, or call load_mnist(download=True) on a machine with internet access.")
+            f"mnist/ with them, or {fix}.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -170,7 +174,7 @@ def ensure_files(root=None, download=True, progress=True) -> Path:
             _download(name, folder / name, progress=progress)
     except DataError as e:
         _remove_if_empty(created)  # first: the message then says which folder does not exist
-        raise DataError(f"{_missing_message(folder, 'the download failed')}\n{e}") from e
+        raise DataError(f"{_missing_message(folder, 'the download failed (below)')}\n{e}") from e
     except KeyboardInterrupt:
         _remove_if_empty(created)
         raise
