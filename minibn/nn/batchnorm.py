@@ -42,7 +42,7 @@ import math
 from .. import backend
 from .. import functional as F
 from .._checks import check_positive_int
-from .norm import Input1d, Input2d, Normalization, RunningStatistics, _largest
+from .norm import Input1d, Input2d, Normalization, RunningStatistics, _largest, parameters_of
 
 __all__ = ["BatchNorm", "BatchNorm1d", "BatchNorm2d", "GhostBatchNorm", "GhostBatchNorm1d", "GhostBatchNorm2d"]
 
@@ -185,17 +185,19 @@ class BatchNorm(RunningStatistics, Normalization):
                 f"impl={self.impl!r}")
 
 
+@parameters_of(BatchNorm)
 class BatchNorm1d(Input1d, BatchNorm):
     """BN over (N, C) (statistics over N) or (N, C, L) (statistics over N and L).
 
-    The arguments are :class:`BatchNorm`'s.
+    The arguments are :class:`BatchNorm`'s:
     """
 
 
+@parameters_of(BatchNorm)
 class BatchNorm2d(Input2d, BatchNorm):
     """BN for conv nets (Sec. 3.2): x (N, C, H, W), statistics per channel over N * H * W.
 
-    The arguments are :class:`BatchNorm`'s.
+    The arguments are :class:`BatchNorm`'s:
     """
 
 
@@ -260,15 +262,17 @@ class GhostBatchNorm(BatchNorm):
                 f"impl={self.impl!r}")
 
 
+@parameters_of(GhostBatchNorm)
 class GhostBatchNorm1d(Input1d, GhostBatchNorm):
     """Ghost BN over (N, C) or (N, C, L): virtual batches of rows.
 
-    The arguments are :class:`GhostBatchNorm`'s.
+    The arguments are :class:`GhostBatchNorm`'s:
     """
 
 
+@parameters_of(GhostBatchNorm)
 class GhostBatchNorm2d(Input2d, GhostBatchNorm):
     """Ghost BN over (N, C, H, W): virtual batches of images, statistics per channel.
 
-    The arguments are :class:`GhostBatchNorm`'s.
+    The arguments are :class:`GhostBatchNorm`'s:
     """

@@ -6,7 +6,7 @@ from .. import backend, optim
 from .. import functional as F
 from .._checks import check_positive_int, check_range
 from .module import Module
-from .norm import Input1d, Input2d, Normalization, _largest
+from .norm import Input1d, Input2d, Normalization, _largest, parameters_of
 
 __all__ = ["MemorizedBatchNorm", "MemorizedBatchNorm1d", "MemorizedBatchNorm2d", "lambda_scheduler"]
 
@@ -202,17 +202,19 @@ class MemorizedBatchNorm(Normalization):
                 f"double_forward={self.double_forward}, eps={self.eps}, affine={self.affine}, impl={self.impl!r}")
 
 
+@parameters_of(MemorizedBatchNorm)
 class MemorizedBatchNorm1d(Input1d, MemorizedBatchNorm):
     """Memorized BN over (N, C) or (N, C, L).
 
-    The arguments are :class:`MemorizedBatchNorm`'s.
+    The arguments are :class:`MemorizedBatchNorm`'s:
     """
 
 
+@parameters_of(MemorizedBatchNorm)
 class MemorizedBatchNorm2d(Input2d, MemorizedBatchNorm):
     """Memorized BN over (N, C, H, W), per channel.
 
-    The arguments are :class:`MemorizedBatchNorm`'s.
+    The arguments are :class:`MemorizedBatchNorm`'s:
     """
 
 

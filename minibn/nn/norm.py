@@ -34,6 +34,7 @@ each registered layer and implementation in tests/test_contract.py):
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import warnings
 from numbers import Real
@@ -303,6 +304,17 @@ def _empty_backward(dy, cache):
     xp = backend.get_array_module(dy)
     dx = xp.zeros(x.shape, x.dtype)
     return dx, None if gamma is None else xp.zeros_like(gamma), None if beta is None else xp.zeros_like(beta)
+
+
+def parameters_of(base):
+    """A class decorator: the docstring of a layer whose arguments are all ``base``'s, followed by
+    ``base``'s sections from "Parameters" on, so that ``help(BatchNorm1d)`` (and the API pages)
+    list the arguments where a student looks for them."""
+    def decorate(cls):
+        sections = inspect.cleandoc(base.__doc__)
+        cls.__doc__ = inspect.cleandoc(cls.__doc__) + "\n\n" + sections[sections.index("Parameters\n---"):]
+        return cls
+    return decorate
 
 
 class Input1d:

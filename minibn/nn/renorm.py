@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import backend, optim
 from .. import functional as F
 from .._checks import check_positive_int
-from .norm import Input1d, Input2d, Normalization, RunningStatistics, _largest
+from .norm import Input1d, Input2d, Normalization, RunningStatistics, _largest, parameters_of
 
 __all__ = ["BatchRenorm", "BatchRenorm1d", "BatchRenorm2d", "renorm_schedulers"]
 
@@ -152,17 +152,19 @@ class BatchRenorm(RunningStatistics, Normalization):
                 f"d_max={self.d_max}, affine={self.affine}, impl={self.impl!r}")
 
 
+@parameters_of(BatchRenorm)
 class BatchRenorm1d(Input1d, BatchRenorm):
     """Batch Renormalization over (N, C) or (N, C, L).
 
-    The arguments are :class:`BatchRenorm`'s.
+    The arguments are :class:`BatchRenorm`'s:
     """
 
 
+@parameters_of(BatchRenorm)
 class BatchRenorm2d(Input2d, BatchRenorm):
     """Batch Renormalization over (N, C, H, W), per channel.
 
-    The arguments are :class:`BatchRenorm`'s.
+    The arguments are :class:`BatchRenorm`'s:
     """
 
 

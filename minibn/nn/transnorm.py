@@ -8,7 +8,7 @@ from .. import backend
 from .. import functional as F
 from .._checks import check_positive_int
 from .module import Module
-from .norm import Input1d, Input2d, Normalization, RunningStatistics, _largest
+from .norm import Input1d, Input2d, Normalization, RunningStatistics, _largest, parameters_of
 
 __all__ = ["TransNorm", "TransNorm1d", "TransNorm2d", "GradientReversal"]
 
@@ -144,17 +144,19 @@ class TransNorm(RunningStatistics, Normalization):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
 
 
+@parameters_of(TransNorm)
 class TransNorm1d(Input1d, TransNorm):
     """TransNorm over (N, C) or (N, C, L).
 
-    The arguments are :class:`TransNorm`'s.
+    The arguments are :class:`TransNorm`'s:
     """
 
 
+@parameters_of(TransNorm)
 class TransNorm2d(Input2d, TransNorm):
     """TransNorm over (N, C, H, W), per channel.
 
-    The arguments are :class:`TransNorm`'s.
+    The arguments are :class:`TransNorm`'s:
     """
 
 
