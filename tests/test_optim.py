@@ -141,3 +141,18 @@ def test_sgd_with_momentum_follows_parameters_replaced_before_its_first_step():
         opt.step()
     np.testing.assert_allclose(p.data, 2.0 - 0.5 * (1 + 1.9))
     assert opt._buf[0].dtype == np.float32  # made like the moved parameter, not like the original
+
+
+def test_a_float64_input_gives_gradients_in_the_parameters_dtype():
+    """Linear and Conv2d compute in NumPy's promoted dtype (float64 for a float64 input to float32
+    weights), but a parameter's grad has the parameter's dtype, as the normalization layers' have:
+    bias.grad was float64 beside a float32 weight.grad, and the step mixed the two."""
+    rng = np.random.default_rng(0)
+    for layer, x in ((nn.Linear(4, 3), rng.standard_normal((5, 4))),
+                     (nn.Conv2d(2, 3, 3), rng.standard_normal((2, 2, 5, 5)))):
+        y = layer(x)
+        assert y.dtype == np.float64
+        layer.backward(rng.standard_normal(y.shape))
+        assert [p.grad.dtype for p in layer.parameters()] == [np.float32, np.float32], type(layer).__name__
+        optim.SGD(layer.parameters(), lr=0.1).step()
+        assert [p.data.dtype for p in layer.parameters()] == [np.float32, np.float32]

@@ -55,7 +55,9 @@ class Linear(Module):
         Parameters
         ----------
         x : ndarray, shape (N, in_features)
-            A floating-point array.
+            A floating-point array. Its dtype and the weight's combine as NumPy's do: a float64 x
+            with the default float32 weights gives a float64 y (and dx); the gradients are
+            stored in the parameters' dtype.
 
         Returns
         -------

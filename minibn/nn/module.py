@@ -101,8 +101,12 @@ class Parameter:
         Parameters
         ----------
         g : ndarray
-            A gradient, ``data``'s shape.
+            A gradient, ``data``'s shape. In another floating dtype (a float64 input to a layer
+            of float32 parameters gives float64 gradients) it is converted to ``data``'s, so that
+            ``grad`` always has the parameter's dtype, as in PyTorch.
         """
+        if g.dtype != self.data.dtype:
+            g = g.astype(self.data.dtype)
         if self.grad is None:
             self.grad = g
         else:
