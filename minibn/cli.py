@@ -53,6 +53,10 @@ def _cmd_gradcheck(args) -> int:
         failed += not r["passed"]
         print(f"{name:<{width}}  {r['tensor']:<{twidth}}  {r['max_rel_error']:>13.2e}  {ok}")
     layers, cases = len({case.layer for case, _ in checked}), len({name for name, _ in results})
+    from . import testing
+    for spec in testing.SPECS:
+        if not spec.is_installed():
+            print(f"not checked here: {spec.name}, which needs {spec.needs or 'an optional package'}")
     print(f"{layers} layers in {cases} cases, {len(results)} tensors checked: {len(results) - failed} passed, "
           f"{failed} failed")
     return 1 if failed else 0

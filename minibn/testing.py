@@ -57,6 +57,7 @@ class LayerSpec:
             differentiates, where the layer treats something as a constant (TransNorm's alpha).
         installed: ``installed() -> bool``, for a layer that needs an optional package
             (SyncBatchNorm: mpi4py); without it the layer has no cases to check.
+        needs: what is missing then, and how to install it (``minibn gradcheck`` says it).
     """
 
     cls: type
@@ -71,6 +72,7 @@ class LayerSpec:
     torch: Torch = None
     frozen_for: Callable = None
     installed: Callable = None
+    needs: str = None  # what ``installed`` looks for, said when the layer is not checked
 
     @property
     def name(self):
@@ -280,7 +282,8 @@ SPECS = [
               torch=_torch_bn("BatchNorm2d")),
     LayerSpec(nn.SyncBatchNorm, "batchnorm", _sync_bn, ((6, 4), (2, 3, 4)),
               variants={"affine=False": {"affine": False}, "track_running_stats=False": {"track_running_stats": False}},
-              bad_shapes=((6, 5), (6,)), torch=_torch_bn("BatchNorm1d"), installed=distributed.available),
+              bad_shapes=((6, 5), (6,)), torch=_torch_bn("BatchNorm1d"), installed=distributed.available,
+              needs="mpi4py: pip install \"minibn[mpi]\""),
     LayerSpec(nn.GhostBatchNorm1d, "batchnorm", _ghost_bn(nn.GhostBatchNorm1d), ((10, 4), (6, 3, 4)),
               op="ghost_batch_norm",
               variants={"affine=False": {"affine": False}, "momentum=None": {"momentum": None},

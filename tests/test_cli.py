@@ -7,6 +7,7 @@ of training, not of compiling.
 """
 
 import argparse
+import dataclasses
 import errno
 import os
 import time
@@ -209,6 +210,20 @@ def test_drift_ends_with_readable_lines_and_keeps_json_in_the_summary(tmp_path, 
 def test_gradcheck_passes_and_exits_0(capsys):
     assert main(["gradcheck"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith(" 0 failed")
+
+
+def test_gradcheck_names_a_layer_it_could_not_check(capsys, monkeypatch):
+    """Without mpi4py SyncBatchNorm has no cases: the table said nothing of it."""
+    from minibn import gradcheck, testing
+    specs = [dataclasses.replace(s, installed=lambda: False) if s.cls is nn.SyncBatchNorm else s
+             for s in testing.SPECS]
+    monkeypatch.setattr(testing, "SPECS", specs)
+    linear = [s for s in specs if s.cls is nn.Linear]  # one layer's rows: the table itself is not the point
+    monkeypatch.setattr(gradcheck, "layer_cases", lambda: testing.layer_cases(linear))
+    assert main(["gradcheck"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert 'not checked here: SyncBatchNorm, which needs mpi4py: pip install "minibn[mpi]"' in lines[-2]
+    assert lines[-1].endswith(" 0 failed")
 
 
 def test_version(capsys):

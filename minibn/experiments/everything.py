@@ -60,8 +60,9 @@ def add_cli(reproduce_sub):
                                  description="Run drift, small-batch, adaptation and lr-sweep one after the "
                                  "other, each into its own subfolder of --out (with its figure, table and "
                                  "provenance.json), then a provenance.json for the whole. Takes about 8 minutes "
-                                 "on 2 cores (--fast: a few minutes). `--out docs/figures` regenerates the "
-                                 "figures of the README and docs/reproductions.md.",
+                                 "on 2 cores (--fast: a few minutes). In a clone of the repository, "
+                                 "`--out docs/figures` regenerates the figures of the README and "
+                                 "docs/reproductions.md.",
                                  formatter_class=cli_args.HelpFormatter)
     p.add_argument("--fast", action="store_true", help="the quick check of each experiment")
     p.add_argument("--seeds", type=cli_args.nonnegative_int, nargs="+", default=None,

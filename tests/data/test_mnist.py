@@ -88,7 +88,8 @@ def test_wrong_checksum_is_named(tmp_path, monkeypatch):
 
 
 def test_offline_without_files_says_where_and_how(tmp_path):
-    with pytest.raises(DataError, match=r"not found in .*mnist and downloading is off.*MINIBN_DATA"):
+    with pytest.raises(DataError, match=r"not found in .*mnist \(.*mnist does not exist\) and downloading is off"
+                                        r".*MINIBN_DATA"):
         load_mnist(root=tmp_path, download=False)
 
 
@@ -139,7 +140,7 @@ def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
         return FakeResponse(b"not a gzip file at all")
 
     monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
-    with pytest.raises(DataError, match=r"(?s)data/mnist and the download failed \(.*data does not exist\).*"
+    with pytest.raises(DataError, match=r"(?s)data/mnist \(.*data does not exist\) and the download failed \(below\).*"
                                         r"could not download train-images-idx3-ubyte.gz"):
         load_mnist(root=tmp_path / "data", progress=False)
     assert os.listdir(tmp_path) == ["src"]  # no data/ nor data/mnist/ left behind
