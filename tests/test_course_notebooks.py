@@ -37,6 +37,22 @@ def test_the_course_has_the_graded_exercises_it_promises():
                 assert meta.get("locked") and meta.get("points", 0) > 0, f"{p.name}: {meta}"
 
 
+def test_the_instructors_answers_are_marked_for_nbgrader_to_leave_out():
+    """Every folded answer block lies between "BEGIN MARK SCHEME" and "END MARK SCHEME" lines,
+    which generate_assignment removes (the student versions carried the answers before)."""
+    for p in PATHS:
+        for cell in json.loads(p.read_text())["cells"]:
+            text = "".join(cell["source"])
+            if "<details>" not in text:
+                continue
+            lines = text.splitlines()
+            begin = [i for i, line in enumerate(lines) if "BEGIN MARK SCHEME" in line]
+            end = [i for i, line in enumerate(lines) if "END MARK SCHEME" in line]
+            details = [i for i, line in enumerate(lines) if "<details>" in line or "</details>" in line]
+            assert len(begin) == len(end) == 1 and begin[0] < min(details) and max(details) < end[0], p.name
+            assert cell["cell_type"] == "markdown" and not cell["metadata"].get("nbgrader"), p.name
+
+
 def test_course_notebooks_copies_and_never_overwrites(tmp_path, capsys):
     assert main(["course", "notebooks", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [p.name for p in PATHS]

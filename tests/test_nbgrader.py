@@ -111,6 +111,11 @@ def test_the_student_version_has_stubs_and_locked_checks(graded, assignment):
     course, logs = graded
     released = _cells(course / "release" / assignment / f"{assignment}.ipynb")
     assert "### BEGIN SOLUTION" not in json.dumps(released) and "NotImplementedError" in json.dumps(released)
+    # the discussion questions stay, the instructor's answers to them do not (they were released)
+    source = json.dumps(_cells(course / "source" / assignment / f"{assignment}.ipynb"))
+    assert "Questions to discuss" in source and "<summary>" in source and "BEGIN MARK SCHEME" in source
+    assert "Questions to discuss" in json.dumps(released)
+    assert "<summary>" not in json.dumps(released) and "MARK SCHEME" not in json.dumps(released)
     checks = [c for c in released["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
     assert checks and all(c["metadata"]["nbgrader"]["locked"] and c["metadata"]["nbgrader"].get("checksum")
                           for c in checks)

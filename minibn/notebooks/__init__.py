@@ -35,6 +35,12 @@ c.CourseDirectory.course_id = "minibn"
 # MINIBN_FAST=1 in the environment of `nbgrader autograde` every notebook takes its short
 # path (the graded checks are the same).
 c.Execute.timeout = {timeout}
+# Each notebook's answers to its discussion questions (for the instructor) sit between
+# "BEGIN MARK SCHEME" and "END MARK SCHEME" lines in a markdown cell that is not graded:
+# generate_assignment's ClearMarkScheme removes them from the student version, which it
+# does outside nbgrader's "task" cells only with this option (without it, it stops with
+# an error rather than release them).
+c.ClearMarkScheme.enforce_metadata = False
 '''
 
 
