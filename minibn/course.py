@@ -61,6 +61,9 @@ def _as64(a):
 def _compare(exercise, what, got, expected, mistakes=(), rtol=1e-7, atol=1e-9):
     """ExerciseError unless got == expected (to the tolerance); ``mistakes`` are (label, the
     value that mistake gives): a match names the mistake."""
+    if got is None:
+        raise ExerciseError(f"{exercise}: {what}: got None, expected an array of shape {np.shape(expected)}"
+                            f".\n  Likely mistake: a missing return statement.")
     try:
         got = _as64(got)
     except (TypeError, ValueError) as e:
@@ -136,7 +139,7 @@ def check_batchnorm_forward(f):
         mu, var = x.mean(0), x.var(0)
         mistakes = [("the unbiased variance (divide by m - 1): normalization uses the biased one, 1/m",
                      g * (x - mu) / np.sqrt(x.var(0, ddof=1) + eps) + b),
-                    ("eps outside the square root: x_hat = (x - mu) / sqrt(var + eps)",
+                    ("eps outside the square root (the normalization is x_hat = (x - mu) / sqrt(var + eps))",
                      g * (x - mu) / (np.sqrt(var) + eps) + b),
                     ("no square root: divide by the standard deviation sqrt(var + eps), not the variance",
                      g * (x - mu) / (var + eps) + b),
@@ -326,7 +329,8 @@ def check_running_stats(f):
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise ExerciseError(f"{name}: return (new_mean, new_var), got {type(out).__name__}")
         _compare(name, f"new_mean (m = {m}, momentum = {mom})", out[0], (1 - mom) * rm + mom * mu,
-                 [("momentum reversed: it is the weight of the NEW statistic, running = (1 - m) running + m batch",
+                 [("momentum reversed: it is the weight of the NEW statistic, running = (1 - momentum) running "
+                   "+ momentum batch",
                    mom * rm + (1 - mom) * mu)])
         unbiased = var * m / (m - 1)
         _compare(name, f"new_var (m = {m}, momentum = {mom})", out[1], (1 - mom) * rv + mom * unbiased,
@@ -713,7 +717,10 @@ def check_activation_percentiles(f):
                      "takes fractions", np.percentile(h, np.asarray(qs) / 100, axis=0)),
                     ("the order statistic at floor(q / 100 * (N - 1)), not interpolated between the two nearest "
                      "values (np.percentile's linear rule)", nearest)]
-        _compare(name, f"the percentiles {qs}", got, expected, mistakes)
+        mistakes += [(f"np.percentile's method={method!r}: not interpolated linearly between the two nearest "
+                      f"values (the default, method='linear')", np.percentile(h, qs, axis=0, method=method))
+                     for method in ("nearest", "higher", "midpoint")]
+        _compare(name, f"the result for percentiles {qs}", got, expected, mistakes)
     return _passed(name)
 
 
