@@ -52,3 +52,14 @@ def test_the_check_reads_a_section():
     d : never
     """
     assert documented(doc) == {"a", "b", "c"} and documented("No sections.") == set()
+
+
+def test_the_package_imports_without_docstrings():
+    """`python -OO` strips docstrings: the decorator that appends a base's Parameters section
+    to a layer's docstring crashed the import there (AttributeError on None)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-OO", "-c", "import minibn, minibn.nn, minibn.cli; "
+                          "print(minibn.nn.BatchNorm1d.__doc__)"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"

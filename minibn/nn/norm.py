@@ -311,6 +311,8 @@ def parameters_of(base):
     ``base``'s sections from "Parameters" on, so that ``help(BatchNorm1d)`` (and the API pages)
     list the arguments where a student looks for them."""
     def decorate(cls):
+        if cls.__doc__ is None or base.__doc__ is None:  # python -OO strips the docstrings
+            return cls
         sections = inspect.cleandoc(base.__doc__)
         cls.__doc__ = inspect.cleandoc(cls.__doc__) + "\n\n" + sections[sections.index("Parameters\n---"):]
         return cls
