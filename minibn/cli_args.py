@@ -22,6 +22,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     adding "(default: None)".)"""
 
 
+def summary(doc):
+    """The first paragraph of a module's docstring and a space, to begin a command's description;
+    "" when Python runs with -OO, which strips the docstrings."""
+    return doc.split("\n\n")[0] + " " if doc else ""
+
+
 def _number(kind, s, lo, lo_open):
     try:
         v = kind(s)

@@ -56,10 +56,24 @@ def test_the_check_reads_a_section():
 
 def test_the_package_imports_without_docstrings():
     """`python -OO` strips docstrings: the decorator that appends a base's Parameters section
-    to a layer's docstring crashed the import there (AttributeError on None)."""
+    to a layer's docstring crashed the import there, and three commands' descriptions the CLI
+    (AttributeError on None)."""
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-OO", "-c", "import minibn, minibn.nn, minibn.cli; "
-                          "print(minibn.nn.BatchNorm1d.__doc__)"], capture_output=True, text=True, timeout=120)
+    code = """
+import argparse, minibn, minibn.nn
+from minibn.cli import build_parser
+
+def helps(parser):  # every command's --help text (some commands' descriptions quote their module's docstring)
+    parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                helps(sub)
+
+helps(build_parser())
+print(minibn.nn.BatchNorm1d.__doc__)
+"""
+    out = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"

@@ -183,7 +183,7 @@ def peer_row(layer, net, batch, rounds=3, blocks=9, steps=200, warmup=50, framew
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="minibn.bench.peers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="minibn.bench.peers", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("net", choices=sorted(NETS))
     p.add_argument("framework", choices=list(FRAMEWORKS))
     p.add_argument("--batch", type=int, default=60)

@@ -323,7 +323,7 @@ def run(cfg: AdaptationConfig = None, out="results/adaptation", data_root=None, 
 def add_cli(reproduce_sub):
     d = AdaptationConfig()
     p = reproduce_sub.add_parser("adaptation", help="AdaBN, IIT, freezing and TransNorm on shifted MNIST",
-                                 description=__doc__.split("\n\n")[0] + " Trains on MNIST, adapts to shifted "
+                                 description=cli_args.summary(__doc__) + "Trains on MNIST, adapts to shifted "
                                  "MNIST (AdaBN, IIT, BN freezing, fine-tuning; DANN with BN and TransNorm) and "
                                  "writes tables.md, adaptation.png, summary.json and provenance.json to --out; "
                                  "takes about 2 minutes on 2 cores (--fast: about a minute).",

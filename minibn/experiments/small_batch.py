@@ -239,7 +239,7 @@ def run(cfg: SmallBatchConfig = None, out="results/small_batch", data_root=None,
 def add_cli(reproduce_sub):
     d = SmallBatchConfig()
     p = reproduce_sub.add_parser("small-batch", help="BN vs BatchRenorm vs Memorized BN at small batch sizes",
-                                 description=__doc__.split("\n\n")[0] + " Writes table.md, small_batch.png, "
+                                 description=cli_args.summary(__doc__) + "Writes table.md, small_batch.png, "
                                  "runs.csv, summary.json and provenance.json to --out; takes about 3 minutes on "
                                  "2 cores (--fast: under a minute).", formatter_class=cli_args.HelpFormatter)
     p.add_argument("--fast", action="store_true", help=f"a quick check: {FAST}")
