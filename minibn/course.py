@@ -33,6 +33,8 @@ The exercises and the signatures the checkers expect (x is (N, C) unless said ot
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import functional as F
@@ -48,6 +50,29 @@ class ExerciseError(AssertionError):
     """The student's function gives a wrong answer; the message says where (which output, the
     worst index, the expected and the actual value) and, when it can, why (a likely mistake).
     A subclass of AssertionError, so that nbgrader and pytest count it as a failed check."""
+
+
+def _student(check):
+    """A checker whose student function is called through a wrapper that turns a result of None
+    into an :class:`ExerciseError` naming the likely mistake, a missing ``return`` (without it,
+    None became "has shape ()" or a bare TypeError, depending on the checker)."""
+    default = check.__name__.removeprefix("check_")
+
+    @functools.wraps(check)
+    def checker(f, *args, **kwargs):
+        exercise = kwargs.get("exercise", default)
+
+        @functools.wraps(f)  # (keeps f's source readable: check_softmax reads it)
+        def called(*a, **k):
+            out = f(*a, **k)
+            if out is None:
+                raise ExerciseError(f"{exercise}: the function returned None.\n  Likely mistake: a missing "
+                                    f"return statement.")
+            return out
+
+        return check(called, *args, **kwargs)
+
+    return checker
 
 
 def _first(out):
@@ -108,6 +133,7 @@ def _passed(name):
 
 # -- BN forward and backward ------------------------------------------------------------------
 
+@_student
 def check_batchnorm_forward(f):
     """Algorithm 1 of Ioffe & Szegedy (2015) in training mode: ``f(x, gamma, beta, eps) -> y``.
 
@@ -155,6 +181,7 @@ def _random_dy(shape, seed=11):
     return np.random.default_rng([seed, 0x6AD]).standard_normal(shape)
 
 
+@_student
 def check_batchnorm_backward(f, exercise="batchnorm_backward"):
     """BN's backward (Sec. 3, the chain rule or the closed form): ``f(dy, x, gamma, eps) ->
     (dx, dgamma, dbeta)``.
@@ -222,6 +249,7 @@ def check_batchnorm_backward(f, exercise="batchnorm_backward"):
 
 # -- inference, folding, running statistics ---------------------------------------------------
 
+@_student
 def check_inference_transform(f):
     """Algorithm 2, line 11: ``f(x, gamma, beta, running_mean, running_var, eps) -> y``,
     the fixed affine transform of BN at inference.
@@ -258,6 +286,7 @@ def check_inference_transform(f):
     return _passed(name)
 
 
+@_student
 def check_fold(f):
     """BN folded into the Linear before it: ``f(W, b, gamma, beta, running_mean, running_var,
     eps) -> (W', b')`` such that x @ W'.T + b' equals BN(x @ W.T + b) in eval mode.
@@ -300,6 +329,7 @@ def check_fold(f):
     return _passed(name)
 
 
+@_student
 def check_running_stats(f):
     """PyTorch's moving averages of the batch statistics: ``f(running_mean, running_var,
     mu_B, var_B, m, momentum) -> (new_mean, new_var)``; momentum weighs the *new*
@@ -342,6 +372,7 @@ def check_running_stats(f):
 
 # -- the relatives ------------------------------------------------------------------------------
 
+@_student
 def check_layernorm_forward(f):
     """LayerNorm (Ba et al. 2016): ``f(x, gamma, beta, eps) -> y`` for x (N, D), each
     sample normalized over its D features.
@@ -375,6 +406,7 @@ def check_layernorm_forward(f):
     return _passed(name)
 
 
+@_student
 def check_groupnorm_forward(f):
     """GroupNorm (Wu & He 2018): ``f(x, gamma, beta, num_groups, eps) -> y`` for x
     (N, C, H, W): each sample's groups of C / G consecutive channels, normalized over the
@@ -414,6 +446,7 @@ def check_groupnorm_forward(f):
 
 # -- Batch Renormalization, Memorized BN, IIT ---------------------------------------------------
 
+@_student
 def check_renorm_r_d(f):
     """Batch Renormalization's corrections (Ioffe 2017): ``f(mu_B, sigma_B, running_mean,
     running_std, r_max, d_max) -> (r, d)`` with r = clip(sigma_B / sigma, 1/r_max, r_max)
@@ -453,6 +486,7 @@ def check_renorm_r_d(f):
     return _passed(name)
 
 
+@_student
 def check_pooled_statistics(f):
     """Memorized BN's pooled statistics (Guo et al. 2018, Eq. 5-6): the mean and variance of
     all the values of B batches, batch i's values weighted weights[i].
@@ -493,6 +527,7 @@ def check_pooled_statistics(f):
     return _passed(name)
 
 
+@_student
 def check_merge_moments(f):
     """Synchronized BN's merge of two groups' moments (Chan et al.'s pairwise update):
     ``f(n_a, mean_a, m2_a, n_b, mean_b, m2_b) -> (n, mean, m2)``.
@@ -536,6 +571,7 @@ def check_merge_moments(f):
     return _passed(name)
 
 
+@_student
 def check_iit(f):
     """The inference-invariant transformation (Suzuki et al. 2020, Eq. 4-5): ``f(gamma, beta,
     mean_base, var_base, mean_adapt, var_adapt, eps) -> (gamma_hat, beta_hat)`` such that
@@ -581,6 +617,7 @@ def check_iit(f):
 
 # -- finite differences --------------------------------------------------------------------------
 
+@_student
 def check_numerical_gradient(f):
     """Central differences: ``f(fun, x, h) -> gradient`` of a scalar ``fun(x)``,
     (fun(x + h e_i) - fun(x - h e_i)) / 2h for each entry i, leaving x as it was.
@@ -619,6 +656,7 @@ def check_numerical_gradient(f):
     return _passed(name)
 
 
+@_student
 def check_gradient_checker(f):
     """The student's gradient checker: ``f(forward, backward, x) -> max relative error`` for
     ``forward(x) -> (y, cache)`` and ``backward(dy, cache) -> dx``. It must pass a correct
@@ -670,6 +708,7 @@ def check_gradient_checker(f):
 
 # -- notebook 03: the recorder of Fig. 1 -------------------------------------------------------------
 
+@_student
 def check_activation_percentiles(f):
     """The recorder behind Fig. 1(b, c) of Ioffe & Szegedy (2015): ``f(h, percentiles) ->
     (P, C)`` array whose row p holds the ``percentiles[p]``-th percentile (0-100) of each
@@ -732,6 +771,7 @@ def _fans(shape):
     return shape[1] * window, shape[0] * window
 
 
+@_student
 def check_init_std(f):
     """``f(shape, rule) -> std``: the standard deviation of a normal initialisation of a
     weight of ``shape`` (out, in) for Linear or (out, in, kh, kw) for Conv2d (PyTorch's
@@ -781,6 +821,7 @@ def check_init_std(f):
 
 # -- notebook 08: a function for both backends ---------------------------------------------------------
 
+@_student
 def check_softmax(f):
     """``f(x) -> softmax of each row`` of x (N, K): exp(x - max) / sum exp(x - max) per row,
     stable for logits of 1000, in x's dtype, and on x's array module (``xp =

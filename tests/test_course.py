@@ -223,8 +223,6 @@ MUTANTS = [
      lambda h, qs: np.percentile(h, qs, axis=0, method="nearest"), "method='nearest': not interpolated"),
     ("percentiles by the higher value", course.check_activation_percentiles,
      lambda h, qs: np.percentile(h, qs, axis=0, method="higher"), "method='higher': not interpolated"),
-    ("a missing return", course.check_batchnorm_forward, lambda x, g, b, eps: None,
-     "got None, expected an array of shape (8, 5)"),
     ("percentiles over the rows", course.check_activation_percentiles,
      lambda h, qs: np.percentile(h, qs, axis=1), "wrong axis"),
     ("one percentile for all units", course.check_activation_percentiles,
@@ -274,6 +272,15 @@ def test_numpy_called_directly_is_named_without_a_gpu(monkeypatch):
     monkeypatch.setattr(backend, "available", lambda: ["numpy"])  # the GPU check replaced by reading the source
     with pytest.raises(course.ExerciseError, match=r"calls np.exp\(...\) directly, expected xp.exp"):
         course.check_softmax(softmax_with_numpy)
+
+
+def test_a_missing_return_is_named_by_every_checker():
+    """A function that returns None: one message for all checkers (it was "has shape ()" in
+    some, a bare TypeError or "got NoneType" in others)."""
+    for checker, _ in RIGHT:
+        with pytest.raises(course.ExerciseError, match=r": the function returned None.\n  Likely mistake: a missing "
+                                                       r"return statement"):
+            checker(lambda *args: None)
 
 
 def test_a_stub_fails():
