@@ -230,3 +230,14 @@ def test_version(capsys):
     from minibn import __version__
     assert status(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"minibn {__version__}"
+
+
+@pytest.mark.parametrize("name, module", [("small-batch", "small_batch"), ("adaptation", "adaptation")])
+def test_an_experiments_last_line_names_every_file_it_writes(tmp_path, capsys, monkeypatch, name, module):
+    """Its outputs (OUTPUTS, what the run writes) include provenance.json, which the line left out."""
+    import importlib
+    experiment = importlib.import_module(f"minibn.experiments.{module}")
+    monkeypatch.setattr(experiment, "run", lambda cfg, out, data, jobs, progress: (None, "the table"))
+    assert main(["reproduce", name, "--fast", "--quiet", "--out", str(tmp_path / "out")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"outputs in {tmp_path / 'out'}/") and all(f in last for f in experiment.OUTPUTS), last

@@ -344,4 +344,4 @@ def _cmd(args) -> int:
     for name in ('seeds', 'shifts', 'dann_shifts'):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    return cli_args.run_cli("adaptation", cfg, args, run, "tables.md, adaptation.png, summary.json")
+    return cli_args.run_cli("adaptation", cfg, args, run, ", ".join(OUTPUTS))

@@ -260,4 +260,4 @@ def _cmd(args) -> int:
     for name in ('steps', 'seeds', 'batch_sizes', 'variants'):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    return cli_args.run_cli("small-batch", cfg, args, run, "table.md, small_batch.png, runs.csv, summary.json")
+    return cli_args.run_cli("small-batch", cfg, args, run, ", ".join(OUTPUTS))

@@ -320,5 +320,5 @@ def _cmd(args) -> int:
     _, text = run(cfg, args.out, args.data, comm, progress=not args.quiet)
     if text is not None:
         print(text)
-        print(f"outputs in {args.out}/ (table.md, sync_bn.png, runs.csv, summary.json)")
+        print(f"outputs in {args.out}/ ({', '.join(OUTPUTS)})")
     return 0
