@@ -147,7 +147,8 @@ def test_a_missing_data_folder_is_named_and_not_created(tmp_path, capsys, monkey
     assert first.startswith("minibn drift: error:") and f"({tmp_path / 'no'} does not exist)" in first
     # the missing folder is said next to it, not after "the download failed" as if it were its cause
     assert f"not found in {data / 'mnist'} ({tmp_path / 'no'} does not exist) and the download failed (below)" in first
-    assert first.endswith("or run it again where the internet can be reached (the files are then downloaded there).")
+    assert first.endswith("or run it again when a mirror can be reached and sends them (why each mirror failed is "
+                          "below).")
     assert "no network" in err
     assert all(name in first for name in mnist.FILES)
     assert os.listdir(tmp_path) == []  # neither the data folder nor the outputs

@@ -140,9 +140,9 @@ def _missing_message(folder: Path, why="downloading is off") -> str:
     absent = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
     where = f" ({absent[-1]} does not exist)" if absent else ""
     # where the folder is missing goes next to it (after "and the download failed" it read as that
-    # failure's cause); the last way out fits the case: let it download, or download where it can
+    # failure's cause); the last way out fits the case: let it download, or download when it can
     fix = ("let load_mnist download them (download=True)" if why == "downloading is off"
-           else "run it again where the internet can be reached (the files are then downloaded there)")
+           else "run it again when a mirror can be reached and sends them (why each mirror failed is below)")
     return (f"MNIST files not found in {folder}{where} and {why}. {folder} should contain the four files "
             f"{', '.join(FILES)}: put them there, or set MINIBN_DATA (or --data) to a directory that holds "
             f"mnist/ with them, or {fix}.")
