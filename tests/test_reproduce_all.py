@@ -2,6 +2,8 @@
 record written, each record complete. (No timing is asserted.)"""
 
 import json
+import os
+from pathlib import Path
 
 from minibn.cli import main
 from minibn.experiments import provenance, stats
@@ -62,3 +64,31 @@ def test_a_record_outside_a_checkout_does_not_claim_a_clean_tree(monkeypatch):
     assert record["commit"] == "unknown"
     assert record["dirty"] is None and record["changed_source_files"] is None
     assert provenance.missing(record) == []
+
+
+def test_a_copy_inside_another_git_repository_is_not_that_repositorys_commit(tmp_path):
+    """Installed into a project's ignored .venv, minibn sits inside a git repository that is not
+    its source: the record said that project's commit (and its changed files) was minibn's."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                            "GIT_COMMITTER_EMAIL": "t@t"})
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text(".venv/\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'someone-else'\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "a project")
+    installed = tmp_path / ".venv" / "site-packages" / "minibn" / "experiments"
+    installed.mkdir(parents=True)
+    shutil.copy(provenance.__file__, installed / "provenance.py")
+    spec = importlib.util.spec_from_file_location("copied_provenance", installed / "provenance.py")
+    copied = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copied)
+    assert copied.commit() == ("unknown", None)
+    if (Path(provenance.__file__).parents[2] / ".git").exists():  # run from a clone: its commit stands
+        assert provenance.commit()[0] != "unknown"

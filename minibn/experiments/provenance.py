@@ -38,7 +38,9 @@ def commit():
     """(the commit of minibn's source, its tracked source files with uncommitted changes (empty:
     the results come from that commit exactly)); ("unknown", None) outside a git checkout."""
     sha = _git("rev-parse", "HEAD").strip()
-    if not sha:
+    # a git repository around an installed copy (a project whose ignored .venv holds minibn)
+    # is not minibn's source: its commit only counts if it tracks this very file
+    if not sha or not _git("ls-files", "--error-unmatch", Path(__file__).name).strip():
         return "unknown", None
     top = _git("rev-parse", "--show-toplevel").strip()
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *SOURCE], cwd=top,
