@@ -38,19 +38,24 @@ def test_the_course_has_the_graded_exercises_it_promises():
 
 
 def test_the_instructors_answers_are_marked_for_nbgrader_to_leave_out():
-    """Every folded answer block lies between "BEGIN MARK SCHEME" and "END MARK SCHEME" lines,
-    which generate_assignment removes (the student versions carried the answers before)."""
+    """Every folded answer block, and every "The paper's answer" to a graded derivation, lies
+    between "BEGIN MARK SCHEME" and "END MARK SCHEME" lines, which generate_assignment removes
+    (the student versions carried the answers before)."""
+    marked = 0
     for p in PATHS:
         for cell in json.loads(p.read_text())["cells"]:
             text = "".join(cell["source"])
-            if "<details>" not in text:
+            answers = [i for i, line in enumerate(text.splitlines())
+                       if "<details>" in line or "</details>" in line or "The paper's answer" in line]
+            if not answers:
                 continue
             lines = text.splitlines()
             begin = [i for i, line in enumerate(lines) if "BEGIN MARK SCHEME" in line]
             end = [i for i, line in enumerate(lines) if "END MARK SCHEME" in line]
-            details = [i for i, line in enumerate(lines) if "<details>" in line or "</details>" in line]
-            assert len(begin) == len(end) == 1 and begin[0] < min(details) and max(details) < end[0], p.name
+            assert len(begin) == len(end) == 1 and begin[0] < min(answers) and max(answers) < end[0], p.name
             assert cell["cell_type"] == "markdown" and not cell["metadata"].get("nbgrader"), p.name
+            marked += 1
+    assert marked == len(PATHS) + 2  # nine discussion answers, and the derivations of 06 and 07
 
 
 def test_course_notebooks_copies_and_never_overwrites(tmp_path, capsys):

@@ -116,6 +116,7 @@ def test_the_student_version_has_stubs_and_locked_checks(graded, assignment):
     assert "Questions to discuss" in source and "<summary>" in source and "BEGIN MARK SCHEME" in source
     assert "Questions to discuss" in json.dumps(released)
     assert "<summary>" not in json.dumps(released) and "MARK SCHEME" not in json.dumps(released)
+    assert "The paper's answer" not in json.dumps(released)  # the graded derivations' results (06, 07)
     checks = [c for c in released["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
     assert checks and all(c["metadata"]["nbgrader"]["locked"] and c["metadata"]["nbgrader"].get("checksum")
                           for c in checks)
