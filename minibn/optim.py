@@ -55,6 +55,10 @@ class Optimizer:
         if callable(getattr(params, "parameters", None)):  # SGD(model, ...) for SGD(model.parameters(), ...)
             raise TypeError(f"{where}: params must be the parameters to optimize, such as model.parameters(); "
                             f"got the {type(params).__name__} itself")
+        if hasattr(params, "shape") and hasattr(params, "dtype"):  # an array: its items would be numbers
+            raise TypeError(f"{where}: params must be an iterable of Parameters, such as model.parameters(); "
+                            f"got an array of shape {tuple(params.shape)} (wrap a value to optimize in "
+                            f"minibn.nn.Parameter, whose grad the layers fill)")
         try:
             self.params = list(params)
         except TypeError:

@@ -283,7 +283,7 @@ SPECS = [
     LayerSpec(nn.SyncBatchNorm, "batchnorm", _sync_bn, ((6, 4), (2, 3, 4)),
               variants={"affine=False": {"affine": False}, "track_running_stats=False": {"track_running_stats": False}},
               bad_shapes=((6, 5), (6,)), torch=_torch_bn("BatchNorm1d"), installed=distributed.available,
-              needs="mpi4py: pip install \"minibn[mpi]\""),
+              needs="mpi4py and an MPI library: pip install \"minibn[mpi]\""),
     LayerSpec(nn.GhostBatchNorm1d, "batchnorm", _ghost_bn(nn.GhostBatchNorm1d), ((10, 4), (6, 3, 4)),
               op="ghost_batch_norm",
               variants={"affine=False": {"affine": False}, "momentum=None": {"momentum": None},

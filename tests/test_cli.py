@@ -223,7 +223,8 @@ def test_gradcheck_names_a_layer_it_could_not_check(capsys, monkeypatch):
     monkeypatch.setattr(gradcheck, "layer_cases", lambda: testing.layer_cases(linear))
     assert main(["gradcheck"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert 'not checked here: SyncBatchNorm, which needs mpi4py: pip install "minibn[mpi]"' in lines[-2]
+    assert ('not checked here: SyncBatchNorm, which needs mpi4py and an MPI library: pip install "minibn[mpi]"'
+            in lines[-2])
     assert lines[-1].endswith(" 0 failed")
 
 

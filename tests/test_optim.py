@@ -62,6 +62,8 @@ def test_bad_optimizer_arguments():
         optim.Adam([np.zeros(3)], lr=0.1)
     with pytest.raises(TypeError, match="SGD: params must be an iterable of Parameters, .* got float"):
         optim.SGD(0.1, lr=0.1)
+    with pytest.raises(TypeError, match=r"SGD: params must be .* got an array of shape \(3,\)"):
+        optim.SGD(np.zeros(3), lr=0.1)
     with pytest.raises(ValueError, match="increasing fractions"):
         optim.Piecewise([1, 2, 3], at=[0.6, 0.4])
 

@@ -96,7 +96,7 @@ class Parameter:
         self._buffer = b
 
     def accumulate(self, g):
-        """``grad += g``; the first call (``grad`` None) stores g itself.
+        """``grad += g``; the first call (``grad`` None) stores g itself (or its conversion, below).
 
         Parameters
         ----------
