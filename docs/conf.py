@@ -11,7 +11,8 @@ Environment variables read here:
 * ``MINIBN_DOCS_FULL=1``: execute the notebooks in their full mode (the real experiments, as a
   student opening them in Jupyter gets them; for a release). Otherwise they run in the fast mode
   the test suite uses (``MINIBN_FAST=1``), a few minutes for all nine.
-* ``MINIBN_DOCS_SOLUTIONS=1``: show the graded exercises' solution cells (an instructor's site).
+* ``MINIBN_DOCS_SOLUTIONS=1``: show the graded exercises' solution cells and the instructor's
+  answers (an instructor's site).
   Otherwise they are removed from the pages, which show each checker's verdict on the instructor's
   solution (docs/course.md explains why).
 
@@ -59,6 +60,26 @@ SOLUTION_NOTE = ("*Your solution goes here. On this site the instructor's soluti
                  "below ran on it. In Jupyter this cell holds a stub for you to replace.*")
 
 
+ANSWERS_NOTE = ("*The instructor's answers are hidden on this site; they are in the notebooks that `minibn course "
+                "notebooks` copies out.*")
+
+
+def without_answers(source: list) -> list:
+    """A markdown cell's lines without their "BEGIN MARK SCHEME" ... "END MARK SCHEME" regions (the
+    instructor's answers, which nbgrader also leaves out of the student versions), ANSWERS_NOTE in
+    the place of each."""
+    out, inside = [], False
+    for line in source:
+        if "BEGIN MARK SCHEME" in line:
+            inside = True
+        elif "END MARK SCHEME" in line:
+            inside = False
+            out.append(ANSWERS_NOTE + ("\n" if line.endswith("\n") else ""))
+        elif not inside:
+            out.append(line)
+    return out
+
+
 def _site_cell(cell_id: str, text: str) -> dict:
     """A markdown cell the site adds to its copy of a notebook (marked ``minibn_site``)."""
     return {"cell_type": "markdown", "id": cell_id, "metadata": {"minibn_site": True}, "source": text}
@@ -69,7 +90,8 @@ def copy_notebooks(source: Path = ROOT / "minibn" / "notebooks", dest: Path = DO
     """Copy the course's notebooks into ``dest``, tagging each nbgrader solution cell.
 
     A solution cell (metadata ``nbgrader.solution``) gets the tag ``remove-input`` (the page shows
-    its output only), with a note before it saying so, unless ``show_solutions``
+    its output only), with a note before it saying so, and the instructor's answers in markdown
+    cells are replaced by a note (:func:`without_answers`), unless ``show_solutions``
     (``MINIBN_DOCS_SOLUTIONS=1``). Below the title, a note says that the page is not the live
     notebook and, with ``fast``, that it was executed in fast mode. A copy is rewritten only when
     its content changes, so that MyST-NB's cache and Sphinx's incremental build see an unchanged
@@ -82,6 +104,8 @@ def copy_notebooks(source: Path = ROOT / "minibn" / "notebooks", dest: Path = DO
         cells = [nb["cells"][0], _site_cell("minibn-site-note",
                                             f":::{{note}}\n{PAGE_NOTE}{FAST_NOTE if fast else ''}\n:::")]
         for i, cell in enumerate(nb["cells"][1:]):
+            if cell["cell_type"] == "markdown" and not show_solutions:
+                cell["source"] = without_answers(cell["source"])
             if cell.get("metadata", {}).get("nbgrader", {}).get("solution") and not show_solutions:
                 tags = cell["metadata"].setdefault("tags", [])
                 if "remove-input" not in tags:

@@ -29,7 +29,7 @@ def is_solution(cell):
 
 
 @pytest.mark.parametrize("show", [False, True])
-def test_copies_hide_exactly_the_solution_cells(tmp_path, show):
+def test_copies_hide_exactly_the_solution_cells_and_the_answers(tmp_path, show):
     conf = load("conf")
     names = conf.copy_notebooks(dest=tmp_path, show_solutions=show)
     assert names == sorted(p.name for p in (conf.ROOT / "minibn" / "notebooks").glob("*.ipynb"))
@@ -41,7 +41,13 @@ def test_copies_hide_exactly_the_solution_cells(tmp_path, show):
         assert added[0] is copy["cells"][1] and "fast mode" in added[0]["source"]  # below the title
         assert len(added) == 1 + (0 if show else sum(map(is_solution, original["cells"])))
         kept = [c for c in copy["cells"] if not c["metadata"].get("minibn_site")]
-        assert [c["source"] for c in kept] == [c["source"] for c in original["cells"]]
+        # the sources are the original's, less the instructor's answers on a student's site
+        assert [c["source"] for c in kept] == [
+            c["source"] if show or c["cell_type"] != "markdown" else conf.without_answers(c["source"])
+            for c in original["cells"]]
+        text = json.dumps(copy)
+        assert ("MARK SCHEME" in text and "<summary>" in text) == show, name
+        assert (conf.ANSWERS_NOTE in text) == (not show), name
         for cell in kept:
             removed = "remove-input" in cell.get("metadata", {}).get("tags", [])
             assert removed == (is_solution(cell) and not show), (name, cell["source"][:2])
@@ -105,3 +111,11 @@ def test_a_full_build_does_not_say_fast_mode(tmp_path):
     conf.copy_notebooks(dest=tmp_path, fast=False)
     note = json.loads((tmp_path / "01_batchnorm_from_scratch.ipynb").read_text(encoding="utf-8"))["cells"][1]
     assert note["metadata"]["minibn_site"] and "sliders" in note["source"] and "fast mode" not in note["source"]
+
+
+def test_the_answers_are_cut_between_their_marks():
+    conf = load("conf")
+    lines = ["Question?\n", "\n", "<!-- BEGIN MARK SCHEME: answers -->\n", "<details>\n", "secret\n",
+             "</details>\n", "<!-- END MARK SCHEME -->\n", "\n", "After."]
+    assert conf.without_answers(lines) == ["Question?\n", "\n", conf.ANSWERS_NOTE + "\n", "\n", "After."]
+    assert conf.without_answers(["No answers.\n", "Here."]) == ["No answers.\n", "Here."]
