@@ -53,9 +53,16 @@ class ExerciseError(AssertionError):
 
 
 def _student(check):
-    """A checker whose student function is called through a wrapper that turns a result of None
-    into an :class:`ExerciseError` naming the likely mistake, a missing ``return`` (without it,
-    None became "has shape ()" or a bare TypeError, depending on the checker)."""
+    """A checker as a student meets it.
+
+    * The student's function is called through a wrapper that turns a result of None into an
+      :class:`ExerciseError` naming the likely mistake, a missing ``return`` (without it, None
+      became "has shape ()" or a bare TypeError, depending on the checker).
+    * A stub not yet replaced (NotImplementedError) is said in one line.
+    * A verdict (ExerciseError) is raised again from here, without the checker's own frames: in
+      Jupyter the traceback is then the student's cell and the message, not a page of the
+      checker's code.
+    """
     default = check.__name__.removeprefix("check_")
 
     @functools.wraps(check)
@@ -70,7 +77,13 @@ def _student(check):
                                     f"return statement.")
             return out
 
-        return check(called, *args, **kwargs)
+        try:
+            return check(called, *args, **kwargs)
+        except ExerciseError as e:
+            raise ExerciseError(str(e)) from None
+        except NotImplementedError:
+            raise ExerciseError(f"{exercise}: not written yet (the function still raises NotImplementedError: "
+                                f"replace the stub's `raise NotImplementedError()` with your code)") from None
 
     return checker
 

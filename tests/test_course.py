@@ -283,10 +283,23 @@ def test_a_missing_return_is_named_by_every_checker():
             checker(lambda *args: None)
 
 
-def test_a_stub_fails():
+def test_a_stub_fails_in_one_line():
     def stub(*args):
         raise NotImplementedError
 
     for checker, _ in RIGHT:
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(course.ExerciseError, match=r": not written yet \(the function still raises "
+                                                       r"NotImplementedError") as e:
             checker(stub)
+        assert e.value.__suppress_context__
+
+
+def test_a_verdict_comes_without_the_checkers_frames():
+    """In Jupyter every frame of a traceback is shown with its code: the checker's internals (its
+    list of likely mistakes) filled a screen above the one line that matters."""
+    import traceback
+    with pytest.raises(course.ExerciseError, match="eps outside the square root") as e:
+        course.check_batchnorm_forward(lambda x, g, b, eps: g * (x - x.mean(0)) / (np.sqrt(x.var(0)) + eps) + b)
+    frames = [f.name for f in traceback.extract_tb(e.value.__traceback__)]
+    assert frames == ["test_a_verdict_comes_without_the_checkers_frames", "checker"], frames
+    assert e.value.__suppress_context__
