@@ -489,3 +489,25 @@ def test_mnist_fig1_mlp_step_on_device(on_gpu, mnist_dir):
     assert seen.counts() == ZERO, seen.places()
     assert 0 < float(loss) < 10 and os.fspath(mnist_dir)
     assert mb.get_array_module(loss) is sd.cupy
+
+
+def test_a_float64_input_on_the_device_gives_gradients_in_the_parameters_dtype(device):
+    """Parameter.accumulate converts a float64 gradient to a float32 parameter's dtype: on the
+    device too, without a transfer (Linear writes dW into its kept float32 buffer, Conv2d's comes
+    back float64 and is converted; the bias gradients are float64 sums)."""
+    rng = np.random.default_rng(0)
+    for layer, shape in ((nn.Linear(4, 3), (5, 4)), (nn.Conv2d(2, 3, 3), (2, 2, 5, 5))):
+        layer = layer.to("gpu")
+        opt = optim.SGD(layer.parameters(), lr=0.1)
+        x = backend.to_device(rng.standard_normal(shape), "gpu")
+        y_shape = layer(x).shape
+        dy = backend.to_device(rng.standard_normal(y_shape), "gpu")
+        with device.watch() as seen:
+            y = layer(x)
+            layer.backward(dy)
+            opt.step()
+        assert seen.counts() == ZERO, seen.places()
+        assert y.dtype == np.float64
+        for p in layer.parameters():
+            assert isinstance(p.grad, sd.DeviceArray) and p.grad.dtype == np.float32, type(layer).__name__
+            assert isinstance(p.data, sd.DeviceArray) and p.data.dtype == np.float32
