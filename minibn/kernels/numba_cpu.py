@@ -18,6 +18,8 @@ import functools
 import importlib
 import importlib.util
 import os
+import threading
+import time
 
 import numpy as np
 
@@ -87,17 +89,22 @@ def loops(module):
 @functools.cache
 def _announce_compilation():
     """Say when numba compiles our loops (the first use on a machine, or of a new input type:
-    a few seconds), rather than pause without a word: the first compilation of the process
-    before and after, a later one when it took a second or more. Loading them from numba's
-    disk cache compiles nothing and says nothing. The lines go through ``tqdm.write``, which lifts a
-    progress bar of this process out of the way and redraws it below, so a message never
-    breaks into a bar's line."""
-    import sys
-    import time
-
+    a few seconds), rather than pause without a word (:class:`_Announce`). Loading them from
+    numba's disk cache compiles nothing and says nothing."""
     from numba.core import event
 
-    def say(message):
+    class Listener(_Announce, event.Listener):  # numba takes instances of its Listener only
+        pass
+
+    event.register("numba:compile", Listener(_say))
+
+
+def _say(message):
+    """A line on stderr through ``tqdm.write``, which lifts a progress bar of this process out of
+    the way and redraws it below, so that a message never breaks into a bar's line."""
+    import sys
+
+    with _say_lock:  # a timer's line and the main thread's must not interleave
         try:
             from tqdm import tqdm
         except ImportError:  # tqdm is a dependency, but the message must not depend on it
@@ -106,33 +113,49 @@ def _announce_compilation():
             tqdm.write(message, file=sys.stderr)
             sys.stderr.flush()
 
-    class Announce(event.Listener):
-        # the first compilation is announced before and after; the later ones (each loop and input
-        # type compiles apart: a dozen in a first session) only when they took a second or more
-        depth, start, announced = 0, 0.0, False
 
-        def on_start(self, ev):
-            if self.depth == 0 and _ours(ev):
-                self.start = time.perf_counter()
-                if not self.announced:
-                    say("minibn: compiling the fused CPU loops for this input type (once: they are cached on "
-                        "disk for next time)...")
-                self.depth = 1
-            elif self.depth:
-                self.depth += 1
+_say_lock = threading.Lock()
 
-        def on_end(self, ev):
-            if self.depth:
-                self.depth -= 1
-                if self.depth == 0:
-                    took = time.perf_counter() - self.start
-                    if not self.announced:
-                        say(f"minibn: compiled in {took:.1f} s")
-                    elif took >= 1.0:
-                        say(f"minibn: compiled another loop in {took:.1f} s")
-                    self.announced = True
 
-    event.register("numba:compile", Announce())
+class _Announce:
+    """numba's compile events (a ``numba.core.event.Listener``) turned into lines for ``say``.
+
+    The first compilation of the process is announced before and after. A later one (each loop
+    and input type compiles apart: a dozen in a first session) is announced only if it is still
+    running ``delay`` seconds after it began, from a timer (LLVM runs without the GIL), and then
+    when it ends; the short ones stay silent."""
+
+    def __init__(self, say, delay=1.0):
+        self.say, self.delay = say, delay
+        self.depth, self.start, self.announced, self.timer = 0, 0.0, False, None
+
+    def on_start(self, ev):
+        if self.depth == 0 and _ours(ev):
+            self.start = time.perf_counter()
+            if not self.announced:
+                self.say("minibn: compiling the fused CPU loops for this input type (once: they are cached on "
+                         "disk for next time)...")
+            else:
+                self.timer = threading.Timer(self.delay, self.say,
+                                             ("minibn: compiling more of the fused loops (once)...",))
+                self.timer.daemon = True
+                self.timer.start()
+            self.depth = 1
+        elif self.depth:
+            self.depth += 1
+
+    def on_end(self, ev):
+        if self.depth:
+            self.depth -= 1
+            if self.depth == 0:
+                took = time.perf_counter() - self.start
+                timer, self.timer = self.timer, None
+                if timer is not None:
+                    timer.cancel()
+                    timer.join()  # (if it was saying its line, let it finish first)
+                if not self.announced or took >= self.delay:
+                    self.say(f"minibn: compiled in {took:.1f} s")
+                self.announced = True
 
 
 def _ours(ev):
