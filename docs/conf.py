@@ -64,12 +64,12 @@ ANSWERS_NOTE = ("*The instructor's answers are hidden on this site; they are in 
                 "notebooks` copies out.*")
 
 
-def without_answers(source: list) -> list:
-    """A markdown cell's lines without their "BEGIN MARK SCHEME" ... "END MARK SCHEME" regions (the
-    instructor's answers, which nbgrader also leaves out of the student versions), ANSWERS_NOTE in
-    the place of each."""
+def without_answers(source) -> list:
+    """A markdown cell's lines (its source: a list of lines, or one string) without their "BEGIN MARK
+    SCHEME" ... "END MARK SCHEME" regions (the instructor's answers, which nbgrader also leaves out
+    of the student versions), ANSWERS_NOTE in the place of each."""
     out, inside = [], False
-    for line in source:
+    for line in source.splitlines(keepends=True) if isinstance(source, str) else source:
         if "BEGIN MARK SCHEME" in line:
             inside = True
         elif "END MARK SCHEME" in line:

@@ -119,3 +119,4 @@ def test_the_answers_are_cut_between_their_marks():
              "</details>\n", "<!-- END MARK SCHEME -->\n", "\n", "After."]
     assert conf.without_answers(lines) == ["Question?\n", "\n", conf.ANSWERS_NOTE + "\n", "\n", "After."]
     assert conf.without_answers(["No answers.\n", "Here."]) == ["No answers.\n", "Here."]
+    assert conf.without_answers("".join(lines)) == conf.without_answers(lines)  # a source as one string

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from .. import cli_args
+
 #: the frameworks a row can time, by the name the report gives them, and the module each needs
 FRAMEWORKS = {"minibn": "minibn", "PyTorch CPU": "torch", "JAX (jit)": "jax"}
 #: the networks: name -> (input shape without the batch, frameworks that have it)
@@ -183,7 +185,7 @@ def peer_row(layer, net, batch, rounds=3, blocks=9, steps=200, warmup=50, framew
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="minibn.bench.peers", description=(__doc__ or "").split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="minibn.bench.peers", description=cli_args.summary(__doc__).strip())
     p.add_argument("net", choices=sorted(NETS))
     p.add_argument("framework", choices=list(FRAMEWORKS))
     p.add_argument("--batch", type=int, default=60)
