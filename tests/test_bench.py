@@ -1,5 +1,7 @@
 """The benchmark suite's plumbing (timings themselves are reported, never asserted)."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,38 @@ def test_without_pytorch_the_run_writes_its_table_and_says_why_there_is_no_figur
     capsys.readouterr()
     assert main(["bench", "--fast", "--quiet", "--out", str(tmp_path / "c")]) == 0
     assert capsys.readouterr().out.rstrip().endswith(f"outputs in {tmp_path / 'c'}/ (cpu.md)")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="the flat step calls numba's fused kernels")
+def test_the_flat_step_of_the_floor_benchmark_is_minibns_step_bit_for_bit():
+    """benchmarks/step_floor.py times the Fig. 1 step's kernels without the layers; its ratio
+    means something only while it computes what minibn's step computes: the same losses,
+    parameters and running statistics after three steps, to the last bit."""
+    from pathlib import Path
+
+    from minibn import backend, nn, optim
+    from minibn.bench.peers import data
+    from minibn.experiments.fig1_net import build_net
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_floor.py"
+    spec = importlib.util.spec_from_file_location("step_floor", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    x, labels = data("fig1", 60)
+    backend.seed(0)
+    model = build_net(True)[0]
+    backend.seed(0)
+    flat_model = build_net(True)[0]
+    flat = script.flat_step(flat_model, x, labels)
+    loss_fn, opt = nn.SoftmaxCrossEntropy(), optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        loss = loss_fn(model(x), labels)
+        opt.zero_grad()
+        model.backward(loss_fn.backward(), need_dx=False)
+        opt.step()
+        assert flat() == loss
+    for (name, p), (_, q) in zip(model.named_parameters(), flat_model.named_parameters()):
+        np.testing.assert_array_equal(q.data, p.data, err_msg=name)
+    for a, b in zip(model.layers[1::3], flat_model.layers[1::3]):
+        np.testing.assert_array_equal(b.running_mean, a.running_mean)
+        np.testing.assert_array_equal(b.running_var, a.running_var)
