@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from minibn.bench.peers import data, run_process, time_blocks
+from minibn.bench.peers import data, installed, run_process, time_blocks
 from minibn.experiments.fig1_net import build_net
 from minibn.kernels import fused_bn
 from minibn.kernels import fused_elementwise as fe
@@ -110,6 +110,17 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.child:
         return _child(a.blocks, a.steps)
+    for name in ("rounds", "blocks", "steps", "threads"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(a, name)}")
+    if a.cpu is not None:
+        if not hasattr(os, "sched_setaffinity"):
+            p.error("--cpu needs os.sched_setaffinity, which this system's Python lacks (Linux has it)")
+        if a.cpu not in os.sched_getaffinity(0):
+            p.error(f"--cpu must be one of the cores this process may use, {sorted(os.sched_getaffinity(0))}, "
+                    f"got {a.cpu}")
+    if a.jax and not installed("JAX (jit)"):
+        p.error('--jax needs JAX: pip install "jax[cpu]"')
     if a.threads:
         n = str(a.threads)
         os.environ.update(OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, NUMBA_NUM_THREADS=n,
