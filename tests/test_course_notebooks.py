@@ -81,6 +81,22 @@ def test_course_notebooks_picks_by_number(tmp_path, capsys):
         notebooks.copy_notebooks(tmp_path / "x", ["10"])
 
 
+def test_course_notebooks_says_how_to_get_jupyterlab_where_it_is_missing(tmp_path, capsys, monkeypatch):
+    """A plain `pip install minibn` has no JupyterLab: the last line said to open the notebooks
+    with `jupyter lab` without saying where it comes from."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jupyterlab" else real(name, *a))
+    assert main(["course", "notebooks", str(tmp_path / "c"), "01"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert 'pip install "minibn[notebooks]"' in last and "JupyterLab is not installed here" in last
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "jupyterlab" else real(name, *a))
+    assert main(["course", "notebooks", str(tmp_path / "d"), "01"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith(f"(open it with `jupyter lab {tmp_path / 'd'}`)")
+
+
 def test_course_commands_refuse_the_package_folder_and_files(tmp_path, capsys):
     before = {p: p.read_bytes() for p in PATHS}
     for action in ("notebooks", "nbgrader"):

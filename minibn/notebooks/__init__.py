@@ -15,6 +15,7 @@ autograded test cell (``nbgrader.grade``, ``points``, locked) that calls a check
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -162,8 +163,10 @@ def _cmd_notebooks(args) -> int:
     for p in written:
         print(p)
     n = len(written)
-    print(f"{n} notebook{'s' if n != 1 else ''} in {Path(args.dest)}/ (open {'them' if n != 1 else 'it'} with "
-          f"`jupyter lab {args.dest}`)")
+    how = f"`jupyter lab {args.dest}`"
+    if importlib.util.find_spec("jupyterlab") is None:
+        how += ", after `pip install \"minibn[notebooks]\"`: JupyterLab is not installed here"
+    print(f"{n} notebook{'s' if n != 1 else ''} in {Path(args.dest)}/ (open {'them' if n != 1 else 'it'} with {how})")
     return 0
 
 
