@@ -99,13 +99,18 @@ def _flat_process(blocks, steps, timeout=300):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--blocks", type=int, default=9)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--threads", type=int, help="BLAS, numba and XLA threads of every process")
-    p.add_argument("--cpu", type=int, help="run every process on this core alone")
-    p.add_argument("--jax", action="store_true", help="time JAX's jit of the step too")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="On a busy or shared machine the default threads swing widely from one "
+                                       "process to the next: read the medians of several rounds, or use "
+                                       "--threads 1 --cpu 0, which is steadier.")
+    p.add_argument("--rounds", type=int, default=6, help="rounds; each times every version once, in its own process")
+    p.add_argument("--blocks", type=int, default=9, help="timed blocks per process (its time is their median)")
+    p.add_argument("--steps", type=int, default=200, help="steps per block")
+    p.add_argument("--threads", type=int,
+                   help="BLAS, numba and XLA threads of every process (default: each library's own)%(default).0s")
+    p.add_argument("--cpu", type=int, help="run every process on this core alone (default: any core)%(default).0s")
+    p.add_argument("--jax", action="store_true", help="time JAX's jit of the step too%(default).0s")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -138,7 +143,7 @@ def main(argv=None):
                 t = run_process("fig1", name, 60, a.blocks, a.steps, 50)
             per_round[name].append(float(np.median(t)) * 1e6)
             print(f"round {r + 1}: {name} {per_round[name][-1]:.0f} us", file=sys.stderr)
-    print(f"Fig. 1 step, batch 60, {a.rounds} rounds (the median block of each process), "
+    print(f"Fig. 1 step, batch 60, {a.rounds} round{'s' if a.rounds != 1 else ''} (the median block of each process), "
           f"threads {a.threads or 'default'}, cpu {'any' if a.cpu is None else a.cpu}:")
     base = np.array(per_round["minibn"])
     for name in names:
