@@ -43,6 +43,20 @@ def check_positive_int(name: str, value, where: str) -> None:
         raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
 
 
+def float_dtype(dtype, where: str) -> numpy.dtype:
+    """``numpy.dtype(dtype)`` for a layer's parameters, which must be floating-point: ValueError
+    naming the layer and the value otherwise (an integer dtype would round the initial weights
+    to zeros and every update away)."""
+    try:
+        dt = numpy.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind != "f":
+        raise ValueError(f"{where}: dtype must be a floating-point dtype such as 'float32' or 'float64' "
+                         f"(the parameters take gradients), got {dtype!r}")
+    return dt
+
+
 def check_range(name: str, value, lo, hi, where: str, lo_open=False, hi_open=False) -> None:
     """ValueError unless lo <= value <= hi (with open ends as asked)."""
     ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)

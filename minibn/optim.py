@@ -43,7 +43,8 @@ def check_number(where, name, value, low=None, high=None, low_open=False):
             rule = f"{'>' if low_open else '>='} {low} and finite"
         else:
             rule = "a finite number"
-        raise ValueError(f"{where}: {name} must be {rule}, got {value!r}")
+        what = "" if isinstance(value, numbers.Real) else f" (a {type(value).__name__}, not a number)"
+        raise ValueError(f"{where}: {name} must be {rule}, got {value!r}{what}")
     return value
 
 
@@ -196,6 +197,8 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2) of numbers in [0, 1), got {betas!r}")
         self.beta1, self.beta2 = betas
         check_number("Adam", "betas[0]", self.beta1, low=0, high=1)
         check_number("Adam", "betas[1]", self.beta2, low=0, high=1)

@@ -37,6 +37,12 @@ def _p():
     ("Adam", dict(betas=(0.9, NAN)), r"Adam: betas\[1\] must be in \[0, 1\), got nan"),
     ("Adam", dict(weight_decay=NAN), "Adam: weight_decay must be >= 0 and finite, got nan"),
     ("Adam", dict(weight_decay=-1.0), "Adam: weight_decay must be >= 0 and finite, got -1.0"),
+    # a number given as a string: "must be > 0" alone read as if 0.1 were not > 0
+    ("SGD", dict(lr="0.1"), r"SGD: lr must be > 0 and finite, got '0.1' \(a str, not a number\)"),
+    ("SGD", dict(lr=0.1, momentum="0.9"), r"SGD: momentum must be >= 0 and finite, got '0.9' \(a str, not a number\)"),
+    # betas not a pair: Python's unpacking errors, naming no argument
+    ("Adam", dict(betas=0.9), r"Adam: betas must be a pair \(beta1, beta2\) of numbers in \[0, 1\), got 0.9"),
+    ("Adam", dict(betas=(0.9,)), r"Adam: betas must be a pair \(beta1, beta2\) of numbers in \[0, 1\), got \(0.9,\)"),
 ])
 def test_bad_hyperparameters_are_refused_naming_argument_range_and_value(kind, kw, match):
     with pytest.raises(ValueError, match=f"^{match}$"):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import numbers
+
 from .. import dispatch
 from .. import functional as F
-from .._checks import check_dim, check_float, check_ndim, check_positive_int
+from .._checks import check_dim, check_float, check_ndim, check_positive_int, float_dtype
 from . import init
 from .module import Module, Parameter
 
 __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "Flatten"]
 
 
-def _pair(k):
-    return (k, k) if isinstance(k, int) else tuple(k)
+def _pair(k, where):
+    """(kh, kw) of a kernel_size given as one positive integer or a pair of them."""
+    pair = (k, k) if not isinstance(k, (tuple, list)) else tuple(k)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in pair):
+        raise ValueError(f"{where}: kernel_size must be a positive integer or a pair of them, got {k!r}")
+    return int(pair[0]), int(pair[1])
 
 
 class Conv2d(Module):
@@ -35,7 +41,7 @@ class Conv2d(Module):
     bias : bool, optional
         Whether the layer has a bias.
     dtype : str or dtype, optional
-        The parameters' dtype.
+        The parameters' dtype, a floating-point one.
     impl : str, optional
         The implementation of "conv2d": ``"reference"`` (the windows gathered with NumPy
         slices, :mod:`minibn.functional.conv`), ``"fused"`` (gathered and scattered by
@@ -48,7 +54,8 @@ class Conv2d(Module):
     ------
     ValueError
         If impl is not one of the registered implementations or "auto", in_channels,
-        out_channels or stride is not a positive integer, or padding is negative.
+        out_channels or stride is not a positive integer, kernel_size is not one or a pair of
+        them, padding is negative, or dtype is not a floating-point dtype.
     """
 
     can_skip_dx = True
@@ -62,7 +69,8 @@ class Conv2d(Module):
         check_positive_int("stride", stride, "Conv2d")
         if padding < 0:
             raise ValueError(f"Conv2d: padding must be >= 0, got {padding}")
-        kh, kw = _pair(kernel_size)
+        dtype = float_dtype(dtype, "Conv2d")
+        kh, kw = _pair(kernel_size, "Conv2d")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         fan_in = in_channels * kh * kw
@@ -145,7 +153,7 @@ class _Pool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
+        self.kernel_size = _pair(kernel_size, self.name)
         self.stride = self.kernel_size[0] if stride is None else stride
         self.padding = padding
         check_positive_int("stride", self.stride, self.name)

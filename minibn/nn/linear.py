@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from .._checks import check_dim, check_float, check_ndim, check_positive_int
+from .._checks import check_dim, check_float, check_ndim, check_positive_int, float_dtype
 from . import init
 from .module import Module, Parameter
 
@@ -31,12 +31,13 @@ class Linear(Module):
     bias : bool, optional
         Whether the layer has a bias.
     dtype : str or dtype, optional
-        The parameters' dtype.
+        The parameters' dtype, a floating-point one.
 
     Raises
     ------
     ValueError
-        If in_features or out_features is not a positive integer.
+        If in_features or out_features is not a positive integer, or dtype is not a
+        floating-point dtype.
     """
 
     can_skip_dx = True
@@ -45,6 +46,7 @@ class Linear(Module):
         super().__init__()
         check_positive_int("in_features", in_features, "Linear")
         check_positive_int("out_features", out_features, "Linear")
+        dtype = float_dtype(dtype, "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.weight = init.uniform_fan_in_(Parameter.zeros((out_features, in_features), dtype, order="F"), in_features)
         self.bias = init.uniform_fan_in_(Parameter.zeros((out_features,), dtype), in_features) if bias else None

@@ -42,7 +42,16 @@ from numbers import Real
 import numpy
 
 from .. import backend, dispatch
-from .._checks import PLAIN_ARRAYS, check_dim, check_float, check_ndim, check_unchanged, fingerprint, plain_array
+from .._checks import (
+    PLAIN_ARRAYS,
+    check_dim,
+    check_float,
+    check_ndim,
+    check_unchanged,
+    fingerprint,
+    float_dtype,
+    plain_array,
+)
 from ..workspace import Workspace
 from .module import Module, Parameter
 
@@ -82,7 +91,7 @@ class Normalization(Module):
     impl : str
         ``"auto"`` or the name of one of ``op``'s registered implementations.
     dtype : str or dtype
-        The parameters' dtype.
+        The parameters' dtype, a floating-point one (ValueError otherwise).
     gamma, beta : bool, optional
         Whether the layer has that parameter (gamma starts at ones, beta at zeros).
     param_shape : tuple of int, optional
@@ -107,6 +116,7 @@ class Normalization(Module):
         beta at zeros), of shape ``param_shape`` (default (num_features,))."""
         super().__init__()
         self.name = type(self).__name__
+        dtype = float_dtype(dtype, self.name)
         self.num_features = num_features
         self.eps = eps
         self.impl = dispatch.check_impl(self.op, impl, self.name)

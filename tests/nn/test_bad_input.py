@@ -42,8 +42,25 @@ def test_loss_checks_labels():
         (lambda: nn.GroupNorm(3, 4), r"num_channels \(4\) must be divisible by num_groups \(3\)"),
         (lambda: nn.Dropout(1.0), r"p must be in \[0.0, 1.0\)"),
         (lambda: nn.Conv2d(1, 1, 3, stride=0), "stride must be a positive integer"),
+        # an integer dtype rounded the initial weights to zeros, and every update away, silently
+        (lambda: nn.Linear(3, 3, dtype="int32"), "Linear: dtype must be a floating-point dtype .* got 'int32'"),
+        (lambda: nn.Conv2d(1, 2, 3, dtype="int64"), "Conv2d: dtype must be a floating-point dtype"),
+        (lambda: nn.BatchNorm1d(3, dtype="int64"), "BatchNorm1d: dtype must be a floating-point dtype"),
+        (lambda: nn.GroupNorm(1, 4, dtype="no such dtype"), "GroupNorm: dtype must be a floating-point dtype"),
+        # a bad kernel_size surfaced as ZeroDivisionError or an unpacking error; a pool's as its stride's
+        (lambda: nn.Conv2d(1, 1, 0), "Conv2d: kernel_size must be a positive integer or a pair of them, got 0"),
+        (lambda: nn.Conv2d(1, 1, (3, 0)), r"Conv2d: kernel_size .* got \(3, 0\)"),
+        (lambda: nn.Conv2d(1, 1, "3"), "Conv2d: kernel_size .* got '3'"),
+        (lambda: nn.Conv2d(1, 1, 2.5), "Conv2d: kernel_size .* got 2.5"),
+        (lambda: nn.MaxPool2d(0), "MaxPool2d: kernel_size must be a positive integer or a pair of them, got 0"),
+        (lambda: nn.AvgPool2d((2, 2, 2)), "AvgPool2d: kernel_size"),
     ],
 )
 def test_bad_constructor_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_kernel_sizes_given_as_numpy_integers_or_lists_are_taken():
+    assert nn.Conv2d(1, 1, np.int64(3)).kernel_size == (3, 3)
+    assert nn.MaxPool2d([2, 3]).kernel_size == (2, 3)
