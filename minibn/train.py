@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,6 +172,20 @@ def evaluate(model, x, y, loss_fn=None, batch_size=10000):
     return out
 
 
+def _warn_if_double_forward_is_needed(model):
+    """A Memorized BN built with ``double_forward=True`` records its memory only in
+    :func:`second_forward`: trained by a fit without it, its memory stays empty, and that would
+    surface only at the first eval-mode forward."""
+    from .nn.memorized import MemorizedBatchNorm
+
+    modules = model.modules() if hasattr(model, "modules") else ()
+    names = sorted({type(m).__name__ for m in modules if isinstance(m, MemorizedBatchNorm) and m.double_forward})
+    if names:
+        warnings.warn(f"fit: {', '.join(names)} built with double_forward=True records its memory only in the "
+                      f"second forward after each update, which this fit does not run: pass "
+                      f"fit(..., double_forward=True)", stacklevel=3)
+
+
 def second_forward(model, x):
     """Double-Forward (Guo et al. 2018, Algorithm 1, lines 10-12): after the optimizer
     step, run the same batch through the model again, without gradient, so that every
@@ -242,6 +257,8 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
     eval_every = eval_every or steps
     history = History()
     model.train()
+    if not double_forward and after_step is None:
+        _warn_if_double_forward_is_needed(model)
     over_ranks = getattr(model, "loss_over_ranks", None)
 
     def checkpoint(step, loss_sum, n, collective=True):

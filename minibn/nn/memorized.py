@@ -189,6 +189,11 @@ class MemorizedBatchNorm(Normalization):
                 self.push(cache["mu_B"], cache["var_B"], cache["m"])
             return y
         if self.memory_len == 0:
+            if self.double_forward:  # its training forward records nothing: trained without the second pass
+                raise RuntimeError(f"{self.name}: the memory is empty: built with double_forward=True, the layer "
+                                   f"records only in the second forward after each update; train with "
+                                   f"minibn.train.fit(..., double_forward=True), or call "
+                                   f"minibn.train.second_forward(model, x) after each optimizer step")
             raise RuntimeError(f"{self.name}: the memory is empty; train (or run a training-mode "
                                f"forward) before using eval mode")
         xp = backend.get_array_module(x)

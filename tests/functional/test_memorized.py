@@ -1,6 +1,7 @@
 """Memorized BN: Eq. 5-8, BN as a special case, inference from the memory, double-forward."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -73,6 +74,30 @@ def test_inference_pools_the_memory_with_eta_weights(rng):
 def test_empty_memory_in_eval_is_a_clear_error():
     with pytest.raises(RuntimeError, match="the memory is empty"):
         nn.MemorizedBatchNorm1d(3).eval()(np.ones((2, 3), np.float32))
+
+
+def test_double_forward_trained_without_the_second_pass_is_named_at_fit_and_in_eval(rng):
+    """A layer built with double_forward=True and trained by a fit without it kept an empty
+    memory, silently; eval mode then said "train before using eval mode" to a user who had."""
+    from minibn.train import fit
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.MemorizedBatchNorm1d(3, double_forward=True))
+    x, y = on_active(rng.standard_normal((8, 4)).astype(np.float32)), on_active(np.arange(8) % 3)
+    with pytest.warns(UserWarning, match=r"MemorizedBatchNorm1d built with double_forward=True .* pass "
+                                         r"fit\(\.\.\., double_forward=True\)"):
+        fit(model, nn.SoftmaxCrossEntropy(), optim.SGD(model.parameters(), lr=0.1), iter([(x, y)] * 2), 2,
+            progress=False)
+    assert model[1].memory_len == 0
+    model.eval()
+    with pytest.raises(RuntimeError, match=r"records only in the second forward .* double_forward=True\), or call "
+                                           r"minibn.train.second_forward"):
+        model(x)
+    model.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with the second pass, nothing to warn about
+        fit(model, nn.SoftmaxCrossEntropy(), optim.SGD(model.parameters(), lr=0.1), iter([(x, y)] * 2), 2,
+            progress=False, double_forward=True)
+    assert model[1].memory_len == 2
 
 
 @pytest.mark.parametrize("impl", IMPLS)
