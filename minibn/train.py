@@ -13,6 +13,7 @@ the caller can still write its outputs.
 
 from __future__ import annotations
 
+import numbers
 import re
 import sys
 import time
@@ -156,8 +157,35 @@ def progress_bar(total, desc=None, disable=False, position=None, leave=True, min
 def evaluate(model, x, y, loss_fn=None, batch_size=10000):
     """Accuracy (and mean loss if ``loss_fn`` is given) of ``model`` in eval mode on (x, y).
 
-    x, y live on the model's device. The model's train/eval mode is restored afterwards.
+    Parameters
+    ----------
+    model : Module
+        Returns logits (N, classes) for inputs x; its train/eval mode is restored afterwards.
+    x : ndarray, shape (N, ...)
+        The inputs, on the model's device.
+    y : ndarray of int, shape (N,)
+        The class index of each input (not one-hot), on the same device.
+    loss_fn : callable, optional
+        ``loss_fn(logits, labels)`` -> mean loss of a batch, e.g. ``nn.SoftmaxCrossEntropy()``.
+    batch_size : int, optional
+        Rows per forward.
+
+    Returns
+    -------
+    dict
+        ``{"accuracy": float}``, and ``"loss": float`` (the mean over the N rows) with loss_fn.
+
+    Raises
+    ------
+    ValueError
+        If y is not N integer labels.
     """
+    if getattr(y, "ndim", None) != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
+        shape = tuple(getattr(y, "shape", ()))
+        dtype = getattr(y, "dtype", type(y).__name__)
+        raise ValueError(f"evaluate: expected y of shape ({len(x)},), one integer class index per row of x, got "
+                         f"shape {shape} of dtype {dtype}"
+                         + (" (one-hot labels? pass y.argmax(axis=1))" if len(shape) == 2 else ""))
     correct, total_loss = 0, 0.0
     with model.mode(training=False):
         for i in range(0, len(x), batch_size):
@@ -170,6 +198,18 @@ def evaluate(model, x, y, loss_fn=None, batch_size=10000):
     if loss_fn is not None:
         out["loss"] = total_loss / len(x)
     return out
+
+
+def _metrics(metrics):
+    """What an ``eval_fn`` returned, if it is a dict of numbers; TypeError naming what is not
+    (a dict inside the dict failed only later, in the progress bar's formatting)."""
+    if not isinstance(metrics, dict):
+        raise TypeError(f"fit: eval_fn must return a dict of numbers (metric name -> value), got {metrics!r}")
+    bad = [f"{k!r} is a {type(v).__name__}" for k, v in metrics.items() if not isinstance(v, numbers.Real)]
+    if bad:
+        raise TypeError(f"fit: eval_fn must return a dict of numbers (metric name -> value), got {metrics!r}: "
+                        f"{', '.join(bad)}")
+    return metrics
 
 
 def _warn_if_double_forward_is_needed(model):
@@ -234,7 +274,8 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
 
     Args:
         batches: an endless iterator of (x, labels) on the model's device.
-        eval_fn: ``eval_fn() -> dict`` of metrics, called after step 0 (before training),
+        eval_fn: ``eval_fn() -> dict`` of metrics (name -> number, e.g. :func:`evaluate`'s), called
+            after step 0 (before training),
             every ``eval_every`` steps and after the last step.
         callbacks: callables ``cb(step, model)`` called at the same moments as eval_fn.
         schedulers: objects with ``.step()`` (see :class:`minibn.optim.Scheduler`), called
@@ -254,6 +295,10 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
     """
     if steps < 1:
         raise ValueError(f"fit: steps must be >= 1, got {steps}")
+    if not hasattr(batches, "__next__"):
+        raise TypeError(f"fit: batches must be an iterator of (x, labels) pairs, e.g. a minibn.data.BatchIterator, "
+                        f"or iter(pairs) / itertools.cycle(pairs) for a {type(batches).__name__}; got a "
+                        f"{type(batches).__name__}")
     eval_every = eval_every or steps
     history = History()
     model.train()
@@ -267,7 +312,7 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
             loss_sum, n = over_ranks(loss_sum, n)
         values = {"train_loss": loss_sum / n if n else float("nan")}
         if eval_fn is not None:
-            values.update(eval_fn())
+            values.update(_metrics(eval_fn()))
         history.add(step, values)
         for cb in callbacks:
             cb(step, model)

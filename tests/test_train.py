@@ -141,3 +141,38 @@ def test_progress_in_a_terminal_is_tqdm_redrawing_its_line(monkeypatch):
 def test_no_progress_writes_nothing(monkeypatch, capsys):
     _tiny_fit(progress=False)
     assert capsys.readouterr().err == ""
+
+
+def _tiny(rng):
+    model = nn.Sequential(nn.Linear(4, 3))
+    x = on_active(rng.standard_normal((6, 4)).astype(np.float32))
+    return model, x, on_active(np.arange(6) % 3)
+
+
+def test_evaluate_names_labels_that_are_not_one_class_index_per_row(rng):
+    """One-hot or too few labels failed inside NumPy ("operands could not be broadcast")."""
+    model, x, y = _tiny(rng)
+    assert set(evaluate(model, x, y, loss_fn=nn.SoftmaxCrossEntropy())) == {"accuracy", "loss"}
+    one_hot = on_active(np.eye(3, dtype=np.float32)[np.arange(6) % 3])
+    with pytest.raises(ValueError, match=r"expected y of shape \(6,\), one integer class index per row of x, "
+                                         r"got shape \(6, 3\) of dtype float32 \(one-hot labels\? pass "
+                                         r"y.argmax\(axis=1\)\)"):
+        evaluate(model, x, one_hot)
+    with pytest.raises(ValueError, match=r"expected y of shape \(6,\), .* got shape \(4,\) of dtype int"):
+        evaluate(model, x, y[:4])
+
+
+def test_fit_names_batches_that_are_not_an_iterator_and_metrics_that_are_not_numbers(rng):
+    model, x, y = _tiny(rng)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"batches must be an iterator of \(x, labels\) pairs.* got a list"):
+        fit(model, nn.SoftmaxCrossEntropy(), opt, [(x, y)], 1, progress=False)
+    # a dict inside the metrics failed later, in the progress bar's "{v:.4f}"
+    with pytest.raises(TypeError, match=r"eval_fn must return a dict of numbers .*: 'acc' is a dict"):
+        fit(model, nn.SoftmaxCrossEntropy(), opt, iter([(x, y)]), 1, progress=False,
+            eval_fn=lambda: {"acc": evaluate(model, x, y)})
+    with pytest.raises(TypeError, match=r"eval_fn must return a dict of numbers .*, got 0.5"):
+        fit(model, nn.SoftmaxCrossEntropy(), opt, iter([(x, y)]), 1, progress=False, eval_fn=lambda: 0.5)
+    hist = fit(model, nn.SoftmaxCrossEntropy(), opt, iter([(x, y)]), 1, progress=False,
+               eval_fn=lambda: {"accuracy": np.float32(0.5), "n": 3})
+    assert hist is not None
