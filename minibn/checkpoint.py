@@ -30,6 +30,10 @@ def save(model, path) -> None:
     an earlier checkpoint at ``path`` intact. The file gets the permissions the umask
     allows (as any file the user creates). Device arrays are copied to the host.
 
+    The model only: an optimizer's state (SGD's momentum, Adam's moments and step count) is
+    not saved, so training resumed from a checkpoint with momentum or Adam starts those
+    afresh and does not continue exactly where it stopped.
+
     Parameters
     ----------
     model : minibn.nn.Module

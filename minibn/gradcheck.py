@@ -251,6 +251,16 @@ def check_module(module, x, modes=("train", "eval"), dy=None, seed=0, h=1e-6, to
     A module whose backward is by design a multiple of the true gradient declares it as
     ``gradcheck_factor`` (GradientReversal: -scale); the numerical gradient is scaled by it.
 
+    Two layers need a setting first, by design:
+
+    - BatchRenorm treats r and d as constants in its backward (Ioffe 2017, Algorithm 1: a
+      stop-gradient), which is the true gradient only where they are clipped. Check it with
+      moving statistics far from the batch's, so that every r and d is clipped (as the
+      BatchRenorm cases of :mod:`minibn.testing` do: running_mean -1000 and running_std 100
+      against inputs of mean about 12 and std about 5).
+    - A Memorized BN has no statistics to use in eval mode until its memory holds some: train
+      it a step first, or check ``modes=("train",)``.
+
     Parameters
     ----------
     module : minibn.nn.Module
