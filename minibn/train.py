@@ -304,6 +304,10 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
     model.train()
     if not double_forward and after_step is None:
         _warn_if_double_forward_is_needed(model)
+    owned = getattr(optimizer, "params", None)
+    if owned and hasattr(model, "parameters") and not {id(p) for p in owned} & {id(p) for p in model.parameters()}:
+        raise ValueError(f"fit: the optimizer holds none of the model's parameters (built on another model's "
+                         f"parameters?): build it as {type(optimizer).__name__}(model.parameters(), ...)")
     over_ranks = getattr(model, "loss_over_ranks", None)
 
     def checkpoint(step, loss_sum, n, collective=True):

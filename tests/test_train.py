@@ -176,3 +176,14 @@ def test_fit_names_batches_that_are_not_an_iterator_and_metrics_that_are_not_num
     hist = fit(model, nn.SoftmaxCrossEntropy(), opt, iter([(x, y)]), 1, progress=False,
                eval_fn=lambda: {"accuracy": np.float32(0.5), "n": 3})
     assert hist is not None
+
+
+def test_fit_refuses_an_optimizer_of_another_models_parameters(rng):
+    """It trained nothing, without a word."""
+    model, x, y = _tiny(rng)
+    other = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"the optimizer holds none of the model's parameters .* "
+                                         r"SGD\(model.parameters\(\), ...\)"):
+        fit(model, nn.SoftmaxCrossEntropy(), optim.SGD(other.parameters(), lr=0.1), iter([(x, y)]), 1, progress=False)
+    # a part of the model's parameters (the rest frozen) is fine
+    fit(model, nn.SoftmaxCrossEntropy(), optim.SGD([model[0].weight], lr=0.1), iter([(x, y)]), 1, progress=False)
