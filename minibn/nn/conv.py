@@ -15,7 +15,7 @@ __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "Flatten"]
 
 def _pair(k, where):
     """(kh, kw) of a kernel_size given as one positive integer or a pair of them."""
-    pair = (k, k) if not isinstance(k, (tuple, list)) else tuple(k)
+    pair = tuple(k) if hasattr(k, "__len__") and not isinstance(k, str) else (k, k)
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in pair):
         raise ValueError(f"{where}: kernel_size must be a positive integer or a pair of them, got {k!r}")
     return int(pair[0]), int(pair[1])

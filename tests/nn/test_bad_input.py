@@ -64,3 +64,4 @@ def test_bad_constructor_arguments(make, match):
 def test_kernel_sizes_given_as_numpy_integers_or_lists_are_taken():
     assert nn.Conv2d(1, 1, np.int64(3)).kernel_size == (3, 3)
     assert nn.MaxPool2d([2, 3]).kernel_size == (2, 3)
+    assert nn.AvgPool2d(np.array([2, 2])).kernel_size == (2, 2)
