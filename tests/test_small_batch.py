@@ -121,3 +121,14 @@ def test_double_forward_cost_reads_right_whichever_way_the_timing_went():
     faster = small_batch.markdown(table, {**speed, "MBN": 90.0, "MBN+DF": 100.0}, cfg, 1.0)
     assert "A Double-Forward step took 50% more wall time than an MBN step" in slower
     assert "took 10% less wall time than an MBN step" in faster and "timing noise" in faster
+
+
+def test_the_warm_up_before_a_timed_run_changes_none_of_its_numbers(mnist_dir, monkeypatch):
+    """Each run first trains a throwaway net for two steps, so that loading the compiled loops
+    is not timed (BN, first in each worker, ran at a fifth of MBN's steps/s). It comes before
+    the seed: the run's test error is the same as without it, to the last bit."""
+    cfg = small_batch.SmallBatchConfig(batch_sizes=[4], seeds=[0], steps=30)
+    with_warm_up = [small_batch.train_one(v, 4, 0, cfg, str(mnist_dir))["test_error"] for v in cfg.variants]
+    monkeypatch.setattr(small_batch, "_warm_up", lambda *a: None)
+    without = [small_batch.train_one(v, 4, 0, cfg, str(mnist_dir))["test_error"] for v in cfg.variants]
+    assert with_warm_up == without

@@ -68,9 +68,23 @@ def build_net(variant, cfg):
     return nn.Sequential(*layers)
 
 
+def _warm_up(variant, batch_size, cfg, x, y):
+    """Two training steps of a throwaway net of the variant, before the timed run: the first
+    use of each compiled loop in a worker process (numba loading it from its disk cache, or
+    compiling it: up to seconds) would otherwise be timed as training, and a run of a few
+    thousand steps lasts about a second (it made BN, run first in each worker, look five times
+    slower than MBN, run after it). Made before ``backend.seed``: the timed run's weights and
+    batches are those of a run without it."""
+    model = build_net(variant, cfg)
+    batch = (backend.to_active(x[:batch_size]), backend.to_active(y[:batch_size]))
+    fit(model, nn.SoftmaxCrossEntropy(), optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum),
+        iter([batch] * 2), 2, progress=False, double_forward=variant == "MBN+DF")
+
+
 def train_one(variant, batch_size, seed, cfg, data_root=None):
     """One run; returns a dict with the test error (%), wall time and steps/s."""
     (x, y), (xt, yt) = load_mnist(root=data_root, progress=False)
+    _warm_up(variant, batch_size, cfg, x, y)
     backend.seed(seed)
     model = build_net(variant, cfg)
     norms = [m for m in model.modules() if not isinstance(m, (nn.Linear, nn.ReLU, nn.Sequential))]
