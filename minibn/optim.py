@@ -197,7 +197,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        if not (hasattr(betas, "__len__") and not isinstance(betas, str) and len(betas) == 2):
             raise ValueError(f"Adam: betas must be a pair (beta1, beta2) of numbers in [0, 1), got {betas!r}")
         self.beta1, self.beta2 = betas
         check_number("Adam", "betas[0]", self.beta1, low=0, high=1)

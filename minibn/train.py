@@ -185,7 +185,8 @@ def evaluate(model, x, y, loss_fn=None, batch_size=10000):
         dtype = getattr(y, "dtype", type(y).__name__)
         raise ValueError(f"evaluate: expected y of shape ({len(x)},), one integer class index per row of x, got "
                          f"shape {shape} of dtype {dtype}"
-                         + (" (one-hot labels? pass y.argmax(axis=1))" if len(shape) == 2 else ""))
+                         + (" (a column of labels? pass y.ravel())" if len(shape) == 2 and shape[1] == 1 else
+                            " (one-hot labels? pass y.argmax(axis=1))" if len(shape) == 2 else ""))
     correct, total_loss = 0, 0.0
     with model.mode(training=False):
         for i in range(0, len(x), batch_size):
@@ -205,11 +206,14 @@ def _metrics(metrics):
     (a dict inside the dict failed only later, in the progress bar's formatting)."""
     if not isinstance(metrics, dict):
         raise TypeError(f"fit: eval_fn must return a dict of numbers (metric name -> value), got {metrics!r}")
-    bad = [f"{k!r} is a {type(v).__name__}" for k, v in metrics.items() if not isinstance(v, numbers.Real)]
+    def number(v):  # a 0-d array (a CuPy mean, say) counts as the number it holds
+        return isinstance(v, numbers.Real) or (getattr(v, "ndim", None) == 0 and v.dtype.kind in "biuf")
+
+    bad = [f"{k!r} is a {type(v).__name__}" for k, v in metrics.items() if not number(v)]
     if bad:
         raise TypeError(f"fit: eval_fn must return a dict of numbers (metric name -> value), got {metrics!r}: "
                         f"{', '.join(bad)}")
-    return metrics
+    return {k: v if isinstance(v, numbers.Real) else float(v) for k, v in metrics.items()}
 
 
 def _warn_if_double_forward_is_needed(model):
@@ -274,9 +278,9 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
 
     Args:
         batches: an endless iterator of (x, labels) on the model's device.
-        eval_fn: ``eval_fn() -> dict`` of metrics (name -> number, e.g. :func:`evaluate`'s), called
-            after step 0 (before training),
-            every ``eval_every`` steps and after the last step.
+        eval_fn: ``eval_fn() -> dict`` of metrics (name -> number, e.g. :func:`evaluate`'s),
+            called after step 0 (before training), every ``eval_every`` steps and after the
+            last step.
         callbacks: callables ``cb(step, model)`` called at the same moments as eval_fn.
         schedulers: objects with ``.step()`` (see :class:`minibn.optim.Scheduler`), called
             before each step.

@@ -62,6 +62,7 @@ def test_edge_values_torch_accepts_are_accepted(torch, kind, kw):
 def test_numpy_numbers_are_numbers():
     optim.Adam([_p()], lr=np.float32(1e-3), betas=(np.float64(0.9), 0.999), eps=np.float64(1e-8))
     optim.SGD([_p()], lr=np.float64(0.1), momentum=np.float32(0.9), weight_decay=np.int64(0))
+    optim.Adam([_p()], betas=np.array([0.9, 0.999]))
 
 
 def test_adam_eps_zero_is_refused_because_a_zero_gradient_gives_nan(torch):

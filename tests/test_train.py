@@ -160,6 +160,8 @@ def test_evaluate_names_labels_that_are_not_one_class_index_per_row(rng):
         evaluate(model, x, one_hot)
     with pytest.raises(ValueError, match=r"expected y of shape \(6,\), .* got shape \(4,\) of dtype int"):
         evaluate(model, x, y[:4])
+    with pytest.raises(ValueError, match=r"got shape \(6, 1\) .* \(a column of labels\? pass y.ravel\(\)\)"):
+        evaluate(model, x, y[:, None])
 
 
 def test_fit_names_batches_that_are_not_an_iterator_and_metrics_that_are_not_numbers(rng):
@@ -173,9 +175,10 @@ def test_fit_names_batches_that_are_not_an_iterator_and_metrics_that_are_not_num
             eval_fn=lambda: {"acc": evaluate(model, x, y)})
     with pytest.raises(TypeError, match=r"eval_fn must return a dict of numbers .*, got 0.5"):
         fit(model, nn.SoftmaxCrossEntropy(), opt, iter([(x, y)]), 1, progress=False, eval_fn=lambda: 0.5)
-    hist = fit(model, nn.SoftmaxCrossEntropy(), opt, iter([(x, y)]), 1, progress=False,
-               eval_fn=lambda: {"accuracy": np.float32(0.5), "n": 3})
-    assert hist is not None
+    # NumPy scalars and 0-d arrays (a CuPy mean is one) are numbers
+    hist = fit(model, nn.SoftmaxCrossEntropy(), opt, iter([(x, y)]), 1, progress=True,
+               eval_fn=lambda: {"accuracy": np.float32(0.5), "n": 3, "loss": np.array(0.25)})
+    assert hist.metrics["loss"][-1] == 0.25 and hist.metrics["n"] == [3, 3]
 
 
 def test_fit_refuses_an_optimizer_of_another_models_parameters(rng):

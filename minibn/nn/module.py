@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy
 
 from .. import backend, dispatch
-from .._checks import PLAIN_ARRAYS, plain_array
+from .._checks import PLAIN_ARRAYS, float_dtype, plain_array
 
 __all__ = ["Module", "Parameter", "Sequential"]
 
@@ -539,7 +539,13 @@ class Module:
         -------
         Module
             self.
+
+        Raises
+        ------
+        ValueError
+            If dtype is not a floating-point dtype (an integer one would round every weight).
         """
+        dtype = float_dtype(dtype, f"{type(self).__name__}.astype")
         return self._map_arrays(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
 
     def extra_repr(self):

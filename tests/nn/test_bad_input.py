@@ -65,3 +65,11 @@ def test_kernel_sizes_given_as_numpy_integers_or_lists_are_taken():
     assert nn.Conv2d(1, 1, np.int64(3)).kernel_size == (3, 3)
     assert nn.MaxPool2d([2, 3]).kernel_size == (2, 3)
     assert nn.AvgPool2d(np.array([2, 2])).kernel_size == (2, 2)
+
+
+def test_a_model_cannot_be_cast_to_an_integer_dtype():
+    """astype("int32") rounded every weight to 0, silently."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    with pytest.raises(ValueError, match="Sequential.astype: dtype must be a floating-point dtype .* got 'int32'"):
+        model.astype("int32")
+    assert model.astype("float64")[0].weight.dtype == np.float64
