@@ -66,17 +66,15 @@ def flat_step(model, x, labels, lr=0.1):
         logits += b_out
         loss, loss_cache = fe.softmax_cross_entropy_forward_fused(logits, labels)
         dy = fe.softmax_cross_entropy_backward_fused(loss_cache)
-        grads = {}
+        db_out = dy.sum(axis=0)
+        dgamma, dbeta = [None] * 3, [None] * 3
         for i in (3, 2, 1, 0):
             np.matmul(dy.T, inputs[i], out=dW[i])
-            if i == 3:
-                grads["b_out"] = dy.sum(axis=0)
             if i == 0:
                 break  # the first layer's input is data: no dx
             dh = fe.sigmoid_backward_fused(dy @ W[i], outputs[i - 1])
-            dy, grads[f"gamma{i - 1}"], grads[f"beta{i - 1}"] = fused_bn.batch_norm_backward_fused(dh, caches[i - 1])
-        g_all = dW + [grads["b_out"]] + [grads[f"gamma{i}"] for i in range(3)] + [grads[f"beta{i}"] for i in range(3)]
-        for w, g in zip(params, g_all):
+            dy, dgamma[i - 1], dbeta[i - 1] = fused_bn.batch_norm_backward_fused(dh, caches[i - 1])
+        for w, g in zip(params, dW + [db_out] + dgamma + dbeta):
             if not w.flags.c_contiguous:
                 w, g = w.T, g.T  # the column-major W: its transpose is C-contiguous
             fe.sgd_step(w, g, lr)

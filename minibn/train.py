@@ -206,6 +206,7 @@ def _metrics(metrics):
     (a dict inside the dict failed only later, in the progress bar's formatting)."""
     if not isinstance(metrics, dict):
         raise TypeError(f"fit: eval_fn must return a dict of numbers (metric name -> value), got {metrics!r}")
+
     def number(v):  # a 0-d array (a CuPy mean, say) counts as the number it holds
         return isinstance(v, numbers.Real) or (getattr(v, "ndim", None) == 0 and v.dtype.kind in "biuf")
 
@@ -301,8 +302,7 @@ def fit(model, loss_fn, optimizer, batches, steps, eval_fn=None, eval_every=None
         raise ValueError(f"fit: steps must be >= 1, got {steps}")
     if not hasattr(batches, "__next__"):
         raise TypeError(f"fit: batches must be an iterator of (x, labels) pairs, e.g. a minibn.data.BatchIterator, "
-                        f"or iter(pairs) / itertools.cycle(pairs) for a {type(batches).__name__}; got a "
-                        f"{type(batches).__name__}")
+                        f"or iter(pairs) or itertools.cycle(pairs) of a list of pairs; got a {type(batches).__name__}")
     eval_every = eval_every or steps
     history = History()
     model.train()
