@@ -210,7 +210,11 @@ def test_python_m_minibn_and_an_unusable_backend_variable():
 
 def _sleeper(i, pid_dir):
     """A worker that, on Ctrl-C, returns what it has (as a training run returns its history)."""
-    open(os.path.join(pid_dir, f"{i}.pid"), "w").write(str(os.getpid()))
+    # written whole, then renamed: the test must never read a pid file still empty
+    tmp = os.path.join(pid_dir, f"{i}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(tmp, os.path.join(pid_dir, f"{i}.pid"))
     try:
         time.sleep(60)
         return f"finished {i}"
@@ -224,9 +228,12 @@ def test_ctrl_c_keeps_the_partial_results_of_every_worker(tmp_path):
 
     def interrupt():
         deadline = time.time() + 60
-        while len(os.listdir(tmp_path)) < 2 and time.time() < deadline:
+        def pids():
+            return [name for name in os.listdir(tmp_path) if name.endswith(".pid")]
+
+        while len(pids()) < 2 and time.time() < deadline:
             time.sleep(0.05)
-        for name in os.listdir(tmp_path):
+        for name in pids():
             os.kill(int((tmp_path / name).read_text()), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)  # the parent, as a terminal's Ctrl-C does
 
